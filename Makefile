@@ -1,0 +1,29 @@
+# `make bench` and `make test` each work as the first command on a fresh clone:
+# they create .venv (Python >= 3.11) and install the package with its dev extras when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SCENARIOS ?= scenarios/lab.yaml
+
+.PHONY: install test bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info >= (3, 11), "harness needs Python >= 3.11 (set PYTHON=...)"'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/harness run $(SCENARIOS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check harness tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

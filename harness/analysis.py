@@ -1,0 +1,80 @@
+"""Every figure shown to the user is computed here, from the Parquet records only, with one
+percentile method — `run` and `report` call the same code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.output import CELLS_FILE, REQUESTS_FILE, find_run_dirs, read_table
+
+PERCENTILE_METHOD = "linear"  # numpy's default (type 7); documented in the README
+CELL_KEYS = ["run_id", "scenario", "backend", "concurrency", "repetition"]
+
+
+def sweep_peak(start_ns, end_ns) -> int:
+    """Most intervals [start, end) overlapping at any instant. At equal timestamps an end is
+    counted before a start (an interval that ends as another starts does not overlap it)."""
+    start = np.asarray(start_ns, dtype=np.int64)
+    end = np.asarray(end_ns, dtype=np.int64)
+    if start.size == 0:
+        return 0
+    times = np.concatenate([start, end])
+    deltas = np.concatenate([np.ones_like(start), -np.ones_like(end)])
+    order = np.lexsort((deltas, times))  # by time, then -1 before +1
+    return int(np.cumsum(deltas[order]).max())
+
+
+def percentile(values, q: float) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return float("nan")
+    return float(np.percentile(values, q, method=PERCENTILE_METHOD))
+
+
+def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All requests and cells under the given run directories (or folders containing runs)."""
+    dirs = find_run_dirs(paths)
+    requests = pd.concat([read_table(d / REQUESTS_FILE).to_pandas() for d in dirs],
+                         ignore_index=True)
+    cells = pd.concat([read_table(d / CELLS_FILE).to_pandas() for d in dirs], ignore_index=True)
+    return requests, cells
+
+
+def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell, in the cells' order. Latencies are over ok requests; the lower bound
+    of the makespan is the sum of the server's applied delays divided by the concurrency limit."""
+    rows = []
+    groups = dict(tuple(requests.groupby(CELL_KEYS, sort=False)))
+    for cell in cells.itertuples(index=False):
+        key = tuple(getattr(cell, k) for k in CELL_KEYS)
+        reqs = groups.get(key, requests.iloc[0:0])
+        ok = reqs[reqs["ok"]]
+        latency_ms = (ok["end_ns"] - ok["start_ns"]) / 1e6
+        overhead_ms = (ok["end_ns"] - ok["start_ns"] - ok["server_delay_ns"]).dropna() / 1e6
+        completed = int((reqs["error"] != "cancelled").sum())
+        makespan_s = cell.makespan_ns / 1e9
+        bound_s = reqs["server_delay_ns"].sum() / cell.concurrency / 1e9
+        rows.append({
+            **dict(zip(CELL_KEYS, key)),
+            "requests": cell.requests,
+            "errors": cell.errors,
+            "throughput_rps": completed / makespan_s if makespan_s > 0 else float("nan"),
+            "p50_ms": percentile(latency_ms, 50),
+            "p90_ms": percentile(latency_ms, 90),
+            "p99_ms": percentile(latency_ms, 99),
+            "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan"),
+            "overhead_p50_ms": percentile(overhead_ms, 50),
+            "overhead_p99_ms": percentile(overhead_ms, 99),
+            "peak_in_flight": cell.peak_in_flight,
+            "peak_in_flight_live": cell.peak_in_flight_live,
+            "peak_in_flight_server": cell.peak_in_flight_server,
+            "makespan_s": makespan_s,
+            "bound_s": bound_s,
+            "efficiency": bound_s / makespan_s if makespan_s > 0 else float("nan"),
+            "workers": reqs["worker"].nunique(),
+            "interrupted": bool(cell.interrupted),
+        })
+    return pd.DataFrame(rows)

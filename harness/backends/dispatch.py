@@ -1,0 +1,74 @@
+"""Producer, queue and dispatcher threads shared by the thread- and process-slot backends."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Callable
+
+from harness.backends.base import CellSpec, Producer, StopFlag, worker_name
+from harness.gauge import now_ns
+
+POLL_S = 0.05  # how often a blocked thread looks at the stop flag
+GIVE_UP_S = 3.0  # after cancelling, how long to wait before abandoning a stuck slot
+
+
+def start_dispatch(spec: CellSpec, t0: int, stop: StopFlag, idle: queue.Queue,
+                   hand_over: Callable[[object, tuple], None]) -> list[threading.Thread]:
+    """Start the producer and `workers` dispatcher threads. A dispatcher takes a request from the
+    queue, waits for a free slot from `idle` (the global limit), stamps scheduled_ns and calls
+    hand_over(slot, (seq, worker, enqueued_ns, scheduled_ns))."""
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    workers = spec.scenario.load.workers
+    # The producer stays at most concurrency + workers requests ahead, and stamps enqueued_ns
+    # only once there is room, so the stamp is when the request entered the queue.
+    room = threading.Semaphore(spec.concurrency + workers)
+    producer = Producer(spec, t0, stop)
+
+    def produce() -> None:
+        while True:
+            while not room.acquire(timeout=POLL_S):
+                if stop.is_set():
+                    break
+            seq = producer.take()
+            if seq is None:
+                break
+            jobs.put((seq, now_ns() - t0))
+        for _ in range(workers):
+            jobs.put(None)
+
+    def dispatch(worker: str) -> None:
+        while (item := jobs.get()) is not None:
+            room.release()
+            slot = None
+            while slot is None and not stop.is_set():
+                try:
+                    slot = idle.get(timeout=POLL_S)
+                except queue.Empty:
+                    pass
+            if slot is not None:  # else: stopping; drain without starting anything new
+                seq, enqueued_ns = item
+                hand_over(slot, (seq, worker, enqueued_ns, now_ns() - t0))
+
+    threads = [threading.Thread(target=produce, name="producer", daemon=True)]
+    threads += [threading.Thread(target=dispatch, args=(worker_name(i),), name=worker_name(i),
+                                 daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def join_all(threads: list[threading.Thread], stop: StopFlag, cancel: Callable[[], None]) -> None:
+    """Wait for the threads. Once stop is set they get the grace period; then `cancel` is called
+    on every poll (it must be idempotent) until they end, or GIVE_UP_S later we stop waiting."""
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(POLL_S)
+            if stop.is_set() and stop.grace_left_s() == 0:
+                cancel()
+                if stop.grace_left_s() == 0 and _overdue(stop):
+                    return
+
+
+def _overdue(stop: StopFlag) -> bool:
+    return (now_ns() - stop.set_at_ns) / 1e9 > stop.grace_s + GIVE_UP_S

@@ -1,0 +1,186 @@
+"""Runs scenarios: for each cell a fresh mock server and a fresh cell process; records are
+written as each cell finishes. Usable as a library (no Click here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from harness.analysis import sweep_peak
+from harness.backends.base import GRACE_S
+from harness.cell import CellJob
+from harness.errors import HarnessError
+from harness.meta import new_run_id, run_metadata
+from harness.output import ResultsWriter, prepare_out_dir
+from harness.scenario import CellKey, LoadedScenario, plan_cells
+from harness.schema import from_ipc_bytes
+from harness.server import ServerProcess
+
+KILL_AFTER_S = GRACE_S + 10  # after an interrupt, a cell process still alive then is killed
+
+
+class RunUI:
+    """Progress callbacks; the default shows nothing (library use)."""
+
+    def run_started(self, total_cells: int) -> None: ...
+    def cell_started(self, scenario: str, key: CellKey, requests: int | None) -> None: ...
+    def cell_progress(self, completed: int) -> None: ...
+    def cell_finished(self, cell: dict) -> None: ...
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    out_dirs: list[Path]
+    interrupted: bool = False
+
+
+@dataclass
+class _Interrupt:
+    """SIGINT/SIGTERM: mark the run interrupted and pass SIGTERM on to the running cell."""
+
+    requested: bool = False
+    child: subprocess.Popen | None = None
+    _timer: threading.Timer | None = field(default=None, repr=False)
+
+    def handle(self, signum, frame) -> None:
+        self.requested = True
+        child = self.child
+        if child is not None and child.poll() is None:
+            _signal_group(child, signal.SIGTERM)
+            if self._timer is None:
+                self._timer = threading.Timer(KILL_AFTER_S, _signal_group, (child, signal.SIGKILL))
+                self._timer.daemon = True
+                self._timer.start()
+
+    def install(self) -> dict:
+        # Set explicitly: a background job of a non-interactive shell starts with SIGINT ignored.
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, self.handle)
+        return previous
+
+    def cell_done(self) -> None:
+        self.child = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the cell and its slot processes share a process group
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _out_dirs(loaded: list[LoadedScenario], out: Path | None, root: Path, run_id: str):
+    if out is not None:
+        return {s.scenario.name: out for s in loaded}
+    return {s.scenario.name: root / s.scenario.name / run_id for s in loaded}
+
+
+def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
+                  repeat: int | None = None, out: Path | None = None, force: bool = False,
+                  results_root: Path = Path("results"), ui: RunUI | None = None) -> RunResult:
+    ui = ui or RunUI()
+    names = [s.scenario.name for s in loaded]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"two scenarios share the name '{names[0]}': names must differ")
+    run_id = new_run_id()
+    dirs = _out_dirs(loaded, out, results_root, run_id)
+    for path in set(dirs.values()):
+        prepare_out_dir(path, force)
+    writers: dict[Path, ResultsWriter] = {}
+    for path in set(dirs.values()):
+        in_dir = [s for s in loaded if dirs[s.scenario.name] == path]
+        writers[path] = ResultsWriter(path, run_metadata(run_id, in_dir))
+    plans = [(s, plan_cells(s.scenario, backends or None, repeat)) for s in loaded]
+    ui.run_started(sum(len(cells) for _, cells in plans))
+
+    interrupt = _Interrupt()
+    previous = interrupt.install()
+    try:
+        for item, cells in plans:
+            for key in cells:
+                if interrupt.requested:
+                    break
+                ui.cell_started(item.scenario.name, key, item.scenario.load.requests)
+                table, cell = _run_cell(item, key, run_id, interrupt, ui)
+                writers[dirs[item.scenario.name]].add_cell(table, cell)
+                ui.cell_finished(cell)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return RunResult(run_id, list(dict.fromkeys(dirs.values())), interrupt.requested)
+
+
+def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, interrupt: _Interrupt,
+              ui: RunUI) -> tuple[pa.Table, dict]:
+    with tempfile.TemporaryDirectory(prefix="harness-cell-") as tmp, \
+            ServerProcess(item.text) as server:
+        job = CellJob(item.text, key.backend, key.concurrency, key.repetition, server.url,
+                      str(Path(tmp) / "records.arrow"))
+        result = _run_cell_process(job, Path(tmp) / "stderr.txt", interrupt, ui)
+        server_peak = server.stats()["peak_in_flight"]
+    records = result.pop("records")
+    n = records.num_rows
+    constants = {"run_id": run_id, "scenario": item.scenario.name, "backend": key.backend,
+                 "concurrency": key.concurrency, "repetition": key.repetition}
+    for i, (name, value) in enumerate(constants.items()):
+        column = pa.array([value] * n, pa.int64() if isinstance(value, int) else pa.string())
+        records = records.add_column(i, name, column)
+    start = records.column("start_ns").to_numpy()
+    end = records.column("end_ns").to_numpy()
+    errors = n - int(pc.sum(records.column("ok")).as_py() or 0)
+    cell = {**constants, "requests": n, "errors": errors,
+            "makespan_ns": int(end.max()) if n else 0,
+            "peak_in_flight": sweep_peak(start, end),
+            "peak_in_flight_live": result["peak_live"],
+            "peak_in_flight_server": server_peak,
+            "interrupted": bool(result["interrupted"] or interrupt.requested)}
+    return records, cell
+
+
+def _run_cell_process(job: CellJob, stderr_path: Path, interrupt: _Interrupt, ui: RunUI):
+    with open(stderr_path, "w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cell"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                start_new_session=True)  # own group: we pass signals on
+        interrupt.child = proc
+        try:
+            if interrupt.requested:  # a signal that came while the process was starting
+                interrupt.handle(signal.SIGTERM, None)
+            proc.stdin.write(job.to_json())
+            proc.stdin.close()
+            result = None
+            for line in proc.stdout:
+                message = json.loads(line)
+                if "completed" in message:
+                    ui.cell_progress(message["completed"])
+                elif message.get("done"):
+                    result = message
+            code = proc.wait()
+        finally:
+            interrupt.cell_done()
+            _signal_group(proc, signal.SIGKILL)  # nothing of the cell may outlive it
+            if proc.poll() is None:
+                proc.wait()
+        stderr.seek(0)
+        tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
+    if result is None or code != 0:
+        detail = tail[0] if tail else f"exit status {code}"
+        raise HarnessError(f"cell {job.backend} c={job.concurrency} r={job.repetition} failed: "
+                           f"{detail}")
+    result["records"] = from_ipc_bytes(Path(job.records_path).read_bytes())
+    return result
