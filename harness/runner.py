@@ -57,7 +57,7 @@ class _Interrupt:
         self.requested = True
         child = self.child
         if child is not None and child.poll() is None:
-            _signal_group(child, signal.SIGTERM)
+            child.send_signal(signal.SIGTERM)  # the cell process alone: it stops its slots
             if self._timer is None:
                 self._timer = threading.Timer(KILL_AFTER_S, _signal_group, (child, signal.SIGKILL))
                 self._timer.daemon = True

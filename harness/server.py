@@ -39,6 +39,7 @@ def make_app(config: Server) -> web.Application:
         body = b"x" * endpoint.size
 
         async def handle(request: web.Request) -> web.Response:
+            arrival_ns = time.monotonic_ns()
             stats.in_flight += 1
             at_arrival = stats.in_flight
             if at_arrival > stats.peak:
@@ -48,8 +49,11 @@ def make_app(config: Server) -> web.Application:
                 raw = request.query.get("seq")
                 seq = int(raw) if raw is not None else stats.arrivals - 1
                 delay_ns = dist.sample_ns(seed, seq)
-                if delay_ns:
-                    await asyncio.sleep(delay_ns / 1e9)
+                # libuv timers have millisecond resolution and can fire early: sleep until the
+                # full delay has passed, so the applied delay is never less than the header says.
+                due_ns = arrival_ns + delay_ns
+                while (left_ns := due_ns - time.monotonic_ns()) > 0:
+                    await asyncio.sleep(left_ns / 1e9)
                 return web.Response(body=body, status=status, headers={
                     DELAY_HEADER: str(delay_ns), IN_FLIGHT_HEADER: str(at_arrival),
                 })

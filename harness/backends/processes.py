@@ -33,7 +33,8 @@ class _Cancelled(BaseException):
 
 def _slot_main(index: int, conn: Connection, host: str, port: int, settings: dict,
                lock, state) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the cell process coordinates shutdown
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the cell process coordinates shutdown
+        signal.signal(sig, signal.SIG_IGN)
     in_request = False
 
     def on_cancel(signum, frame):
@@ -130,7 +131,10 @@ class ProcessesBackend:
         threads = start_dispatch(spec, t0, stop, idle, lambda slot, job: conns[slot].send(job))
         join_all(threads, stop, cancel=lambda: None)
         for conn in conns:
-            conn.send(None)
+            try:
+                conn.send(None)
+            except OSError:  # that slot process is gone; its records are lost, not the rest
+                pass
         join_all([collector], stop, cancel=lambda: [_signal(p, signal.SIGUSR1) for p in procs])
         records = pa.concat_tables(batches) if batches else RecordBuffer().to_batch()
         if isinstance(records, pa.RecordBatch):

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+BACKENDS = ["threads", "processes", "asyncio", "uvloop"]
+
+
+def small_scenario(name="small", latency="{dist: uniform, min: 5ms, max: 20ms}", requests=60,
+                   concurrency=4, workers=3, backends="[threads, processes, asyncio, uvloop]",
+                   extra_load="", timeout="") -> str:
+    """A scenario small enough for a unit test: scaled delays, few requests."""
+    return textwrap.dedent(f"""\
+        name: {name}
+        server:
+          seed: 7
+          endpoints:
+            api: {{latency: {latency}, size: 128}}
+        workload: {{endpoint: api{timeout}}}
+        load: {{requests: {requests}, concurrency: {concurrency}, workers: {workers}{extra_load}}}
+        backends: {backends}
+        """)
+
+
+@pytest.fixture
+def write_scenario(tmp_path):
+    def write(text: str, name: str = "scenario.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def harness(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, in a child process."""
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, **kwargs)

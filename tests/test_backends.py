@@ -1,0 +1,113 @@
+"""Every backend, written once and parametrized: one small run of all four, checked from the
+Parquet files alone."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from harness.analysis import sweep_peak
+from harness.output import read_metadata
+from harness.runner import run_scenarios
+from harness.scenario import LoadedScenario, parse_scenario
+from harness.schema import CELLS_SCHEMA, REQUESTS_SCHEMA, SCHEMA_VERSION
+from tests.conftest import BACKENDS, small_scenario
+
+REQUESTS, CONCURRENCY, WORKERS = 60, 4, 3
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    text = small_scenario(requests=REQUESTS, concurrency=CONCURRENCY, workers=WORKERS)
+    out = tmp_path_factory.mktemp("run")
+    result = run_scenarios([LoadedScenario("small.yaml", text, parse_scenario(text))], out=out)
+    requests = pq.read_table(out / "requests.parquet")
+    cells = pq.read_table(out / "cells.parquet")
+    return result, text, requests, cells, out
+
+
+def cell_rows(run, backend):
+    df = run[2].to_pandas()
+    return df[df["backend"] == backend]
+
+
+def cell(run, backend):
+    df = run[3].to_pandas()
+    return df[df["backend"] == backend].iloc[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_completes_within_the_concurrency_limit(run, backend):
+    rows = cell_rows(run, backend)
+    assert len(rows) == REQUESTS and rows["ok"].all()
+    assert sorted(rows["seq"]) == list(range(REQUESTS))
+    assert (rows["status"] == 200).all() and rows["error"].isna().all()
+    # the limit is never exceeded, and it is used
+    assert sweep_peak(rows["start_ns"], rows["end_ns"]) == CONCURRENCY
+    assert rows["in_flight"].max() == CONCURRENCY and rows["in_flight"].min() >= 1
+    assert rows["worker"].nunique() == WORKERS
+    assert (rows["enqueued_ns"] <= rows["scheduled_ns"]).all()
+    assert (rows["scheduled_ns"] <= rows["start_ns"]).all()
+    assert (rows["start_ns"] < rows["end_ns"]).all()
+    # the client's interval contains the server's, so latency >= applied delay
+    assert (rows["end_ns"] - rows["start_ns"] >= rows["server_delay_ns"]).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sweep_and_live_peaks_equal_server_not_above(run, backend):
+    c = cell(run, backend)
+    assert c["peak_in_flight"] == c["peak_in_flight_live"] == CONCURRENCY
+    assert 1 <= c["peak_in_flight_server"] <= c["peak_in_flight"]
+    assert c["requests"] == REQUESTS and c["errors"] == 0 and not c["interrupted"]
+    assert c["makespan_ns"] == cell_rows(run, backend)["end_ns"].max()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slots_name_what_executed_the_request(run, backend):
+    slots = cell_rows(run, backend)["slot"]
+    prefix = {"threads": "thread-", "processes": "process-"}.get(backend, "conn-")
+    assert slots.str.startswith(prefix).all()
+    assert 1 <= slots.nunique() <= CONCURRENCY
+
+
+def test_every_backend_faces_the_same_server_delays(run):
+    latency = parse_scenario(run[1]).server.endpoints["api"].latency
+    expected = [latency.sample_ns(7, seq) for seq in range(REQUESTS)]
+    for backend in BACKENDS:
+        rows = cell_rows(run, backend).sort_values("seq")
+        assert rows["server_delay_ns"].tolist() == expected, backend
+
+
+def test_schema_columns_and_types(run):
+    _, _, requests, cells, out = run
+    assert requests.schema.remove_metadata() == REQUESTS_SCHEMA.remove_metadata()
+    assert cells.schema.remove_metadata() == CELLS_SCHEMA.remove_metadata()
+    assert requests.num_rows == REQUESTS * len(BACKENDS)
+    assert cells.num_rows == len(BACKENDS)
+    for name in ("enqueued_ns", "scheduled_ns", "start_ns", "end_ns"):
+        assert requests.column(name).null_count == 0
+    # one row group per cell, so a reader can take a cell without the rest
+    assert pq.ParquetFile(out / "requests.parquet").num_row_groups == len(BACKENDS)
+
+
+def test_run_metadata(run):
+    result, text, _, _, out = run
+    for name in ("requests.parquet", "cells.parquet"):
+        meta = read_metadata(out / name)
+        assert meta["schema_version"] == SCHEMA_VERSION
+        assert meta["run_id"] == result.run_id
+        assert meta["scenarios"][0]["text"] == text
+        assert len(meta["scenarios"][0]["sha256"]) == 64
+        assert meta["python"]["version"] and "gil_enabled" in meta["python"]
+        assert meta["packages"]["aiohttp"] and meta["cpu_count"] >= 1
+    assert result.run_id[:8].isdigit() and result.run_id[8] == "T"
+
+
+def test_sweep_peak_counts_touching_intervals_as_disjoint():
+    assert sweep_peak([0, 10], [10, 20]) == 1
+    assert sweep_peak([0, 5, 6], [10, 20, 7]) == 3
+    assert sweep_peak([], []) == 0
+    rng = np.random.default_rng(1)
+    start = rng.integers(0, 1000, 500)
+    end = start + rng.integers(1, 50, 500)
+    brute = max(((start <= t) & (t < end)).sum() for t in range(1100))
+    assert sweep_peak(start, end) == brute

@@ -1,0 +1,102 @@
+"""SIGINT/SIGTERM: stop producing, finish or cancel in-flight requests within the grace period,
+write every record, exit 130, leave no process behind."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import BACKENDS, small_scenario
+
+
+def start_run(args, ignore_sigint=False):
+    def preexec():  # a non-interactive shell starts background jobs with SIGINT ignored
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return subprocess.Popen([sys.executable, "-m", "harness", "run", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=preexec)
+
+
+def wait_for_cell(proc, backend, timeout=60):
+    """Until the cell process is up and its requests are in flight on the server."""
+    deadline = time.monotonic() + timeout
+    me = psutil.Process(proc.pid)
+    while time.monotonic() < deadline:
+        tree = me.children(recursive=True)
+        cells = [p for p in tree if "harness.cell" in " ".join(_cmdline(p))]
+        wanted = 1 + (3 if backend == "processes" else 0)  # slot processes, when they exist
+        if cells and len(cells[0].children(recursive=True)) + 1 >= wanted:
+            time.sleep(1.0)  # requests are now on the wire
+            return me.children(recursive=True)
+        time.sleep(0.1)
+    raise AssertionError("cell never started")
+
+
+def _cmdline(p):
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_interrupt_cancels_in_flight_keeps_records_exits_130(tmp_path, backend):
+    # 30 s per request: none can finish, so after the 5 s grace all three are cancelled.
+    text = small_scenario(latency="30s", requests=100, concurrency=3, workers=2,
+                          backends=f"[{backend}]", timeout=", timeout: {total: 60s}")
+    (tmp_path / "s.yaml").write_text(text)
+    out = tmp_path / "out"
+    proc = start_run([tmp_path / "s.yaml", "--out", out])
+    descendants = wait_for_cell(proc, backend)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert 4.5 < took < 20  # the grace period, then cancellation
+    alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left running: {[_cmdline(p) for p in alive]}"
+
+    rows = pq.read_table(out / "requests.parquet").to_pandas()
+    assert len(rows) == 3
+    assert (rows["error"] == "cancelled").all() and not rows["ok"].any()
+    assert (rows["status"] == 0).all()
+    assert (rows["end_ns"] - rows["start_ns"] >= 4.5e9).all()  # ended by the cancellation
+    cells = pq.read_table(out / "cells.parquet").to_pandas()
+    assert len(cells) == 1 and bool(cells["interrupted"].iloc[0])
+    assert cells["peak_in_flight"].iloc[0] == cells["peak_in_flight_live"].iloc[0] == 3
+
+
+def test_background_job_with_sigint_ignored_still_stops_and_keeps_finished_records(tmp_path):
+    text = small_scenario(latency="20ms", requests=100000, concurrency=4,
+                          backends="[asyncio, threads]")
+    (tmp_path / "s.yaml").write_text(text)
+    out = tmp_path / "out"
+    proc = start_run([tmp_path / "s.yaml", "--out", out], ignore_sigint=True)
+    wait_for_cell(proc, "asyncio")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    rows = pq.read_table(out / "requests.parquet").to_pandas()
+    assert len(rows) > 20 and rows["ok"].all()  # 20 ms requests finish within the grace period
+    assert set(rows["backend"]) == {"asyncio"}  # no further cell was started
+    cells = pq.read_table(out / "cells.parquet").to_pandas()
+    assert bool(cells["interrupted"].iloc[0]) and cells["requests"].iloc[0] == len(rows)
+
+
+def test_sigterm_is_handled_like_sigint(tmp_path):
+    text = small_scenario(latency="20ms", requests=100000, concurrency=2, backends="[threads]")
+    (tmp_path / "s.yaml").write_text(text)
+    proc = start_run([tmp_path / "s.yaml", "--out", tmp_path / "out"])
+    wait_for_cell(proc, "threads")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert pq.read_table(tmp_path / "out" / "requests.parquet").num_rows > 10
