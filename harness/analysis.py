@@ -58,7 +58,7 @@ def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
         makespan_s = cell.makespan_ns / 1e9
         bound_s = reqs["server_delay_ns"].sum() / cell.concurrency / 1e9
         rows.append({
-            **dict(zip(CELL_KEYS, key)),
+            **dict(zip(CELL_KEYS, key, strict=True)),
             "requests": cell.requests,
             "errors": cell.errors,
             "throughput_rps": completed / makespan_s if makespan_s > 0 else float("nan"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -98,7 +98,7 @@ def _shorthand(value: object) -> object:
 
 
 Latency = Annotated[
-    Union[Fixed, Uniform, Exponential, Lognormal],
+    Fixed | Uniform | Exponential | Lognormal,
     Field(discriminator="dist"),
     BeforeValidator(_shorthand),
 ]

@@ -13,8 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.schema import (CELLS_SCHEMA, META_KEY, REQUESTS_SCHEMA, SCHEMA_VERSION,
-                            VERSION_KEY)
+from harness.schema import CELLS_SCHEMA, META_KEY, REQUESTS_SCHEMA, SCHEMA_VERSION, VERSION_KEY
 
 REQUESTS_FILE = "requests.parquet"
 CELLS_FILE = "cells.parquet"

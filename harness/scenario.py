@@ -6,11 +6,18 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic import field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.backends import BACKEND_NAMES
 from harness.errors import ScenarioError
@@ -76,7 +83,7 @@ def _default_type(value: object) -> object:
 
 # Later workload kinds (cpu, cpu_release, pipeline) join this union.
 Workload = Annotated[
-    Union[HttpWorkload], Field(discriminator="type"), BeforeValidator(_default_type)
+    HttpWorkload, Field(discriminator="type"), BeforeValidator(_default_type)
 ]
 
 

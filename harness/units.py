@@ -1,4 +1,4 @@
-"""Human-readable durations and sizes, as scenario files write them (`30s`, `1m30s`, `250ms`, `4KiB`)."""
+"""Human-readable durations and sizes as scenarios write them (`30s`, `1m30s`, `4KiB`)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def test_live_and_sweep_peaks_equal_by_construction_under_contention():
         t.start()
     for t in threads:
         t.join()
-    starts, ends = zip(*intervals)
+    starts, ends = zip(*intervals, strict=True)
     assert sweep_peak(starts, ends) == gauge.peak >= 1
     assert gauge.in_flight == 0
     assert len(set(starts) | set(ends)) == 2 * len(intervals)  # strictly increasing stamps

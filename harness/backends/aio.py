@@ -8,8 +8,14 @@ import signal
 
 import pyarrow as pa
 
-from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag, http_settings
-from harness.backends.base import worker_name
+from harness.backends.base import (
+    CellOutput,
+    CellSpec,
+    Producer,
+    StopFlag,
+    http_settings,
+    worker_name,
+)
 from harness.gauge import InFlightGauge, now_ns
 from harness.http.aiohttp_client import AiohttpClient
 from harness.schema import CANCELLED, RecordBuffer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from harness.backends.base import CellSpec, Producer, StopFlag, worker_name
 from harness.gauge import now_ns

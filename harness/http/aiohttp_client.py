@@ -3,8 +3,6 @@ concurrency limit, keep-alive connections."""
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from harness.http import DELAY_HEADER, Outcome, request_path
@@ -33,7 +31,7 @@ class AiohttpClient:
                     if sockname:
                         slot = f"conn-{sockname[1]}"
                 await resp.read()
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             return Outcome(False, 0, TIMEOUT, None), slot
         except aiohttp.ClientConnectorError:
             return Outcome(False, 0, CONNECT, None), slot
