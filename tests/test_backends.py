@@ -111,3 +111,14 @@ def test_sweep_peak_counts_touching_intervals_as_disjoint():
     end = start + rng.integers(1, 50, 500)
     brute = max(((start <= t) & (t < end)).sum() for t in range(1100))
     assert sweep_peak(start, end) == brute
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_duration_bounds_a_cell_without_a_request_count(tmp_path, backend):
+    text = small_scenario(latency="10ms", requests="null", concurrency=2,
+                          backends=f"[{backend}]", extra_load=", duration: 1s")
+    run_scenarios([LoadedScenario("d.yaml", text, parse_scenario(text))], out=tmp_path)
+    rows = pq.read_table(tmp_path / "requests.parquet").to_pandas()
+    assert len(rows) > 20 and rows["ok"].all()
+    assert rows["start_ns"].max() < 1.0e9  # nothing starts after the duration …
+    assert rows["end_ns"].max() < 1.5e9  # … and what was in flight finishes

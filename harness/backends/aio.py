@@ -102,6 +102,9 @@ class AsyncioBackend:
             while (item := await jobs.get()) is not None:
                 room.release()
                 await limit.acquire()
+                if producer.over():  # out of time: drain, start nothing new
+                    limit.release()
+                    continue
                 seq, enqueued_ns = item
                 task = asyncio.create_task(run_one(seq, worker, enqueued_ns, now_ns() - t0))
                 in_flight.add(task)

@@ -79,12 +79,15 @@ class Producer:
 
     def take(self) -> int | None:
         """The next seq, or None when production is over."""
-        if self.stop.is_set() or (self.limit is not None and self.next_seq >= self.limit):
-            return None
-        if self.deadline_ns is not None and now_ns() >= self.deadline_ns:
+        if self.over() or (self.limit is not None and self.next_seq >= self.limit):
             return None
         seq, self.next_seq = self.next_seq, self.next_seq + 1
         return seq
+
+    def over(self) -> bool:
+        """Stopped or past the duration: queued requests must not start any more."""
+        return self.stop.is_set() or (
+            self.deadline_ns is not None and now_ns() >= self.deadline_ns)
 
 
 def worker_name(i: int) -> str:

@@ -41,12 +41,15 @@ def start_dispatch(spec: CellSpec, t0: int, stop: StopFlag, idle: queue.Queue,
         while (item := jobs.get()) is not None:
             room.release()
             slot = None
-            while slot is None and not stop.is_set():
+            while slot is None and not producer.over():
                 try:
                     slot = idle.get(timeout=POLL_S)
                 except queue.Empty:
                     pass
-            if slot is not None:  # else: stopping; drain without starting anything new
+            if slot is not None and producer.over():
+                idle.put(slot)
+                slot = None
+            if slot is not None:  # else: stopping or out of time; drain, start nothing new
                 seq, enqueued_ns = item
                 hand_over(slot, (seq, worker, enqueued_ns, now_ns() - t0))
 
