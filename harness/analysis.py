@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from harness.output import CELLS_FILE, REQUESTS_FILE, find_run_dirs, read_table
+from harness.schema import CELL_KEYS
 
 PERCENTILE_METHOD = "linear"  # numpy's default (type 7); documented in the README
-CELL_KEYS = ["run_id", "scenario", "backend", "concurrency", "repetition"]
 
 
 def sweep_peak(start_ns, end_ns) -> int:

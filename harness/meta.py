@@ -54,8 +54,10 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def run_metadata(run_id: str, scenarios: list) -> dict:
-    """`scenarios`: LoadedScenario objects (their exact text and hash are recorded)."""
+def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None) -> dict:
+    """`scenarios`: LoadedScenario objects (their exact text and hash are recorded);
+    `calibration`: per scenario name, the CPU calibration this run measured (or None)."""
+    calibration = calibration or {}
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -77,7 +79,8 @@ def run_metadata(run_id: str, scenarios: list) -> dict:
         "git_commit": _git_commit(),
         "scenarios": [
             {"name": s.scenario.name, "path": s.path, "sha256": s.sha256, "text": s.text,
-             "seeds": {"server": s.scenario.server.seed}}
+             "seeds": {"server": s.scenario.server.seed if s.scenario.server else None},
+             "calibration": calibration.get(s.scenario.name)}
             for s in scenarios
         ],
     }

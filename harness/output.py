@@ -13,10 +13,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.schema import CELLS_SCHEMA, META_KEY, REQUESTS_SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from harness.schema import (
+    CELLS_SCHEMA,
+    LOOP_LAG_SCHEMA,
+    META_KEY,
+    REQUESTS_SCHEMA,
+    SCHEMA_VERSION,
+    TIMELINE_SCHEMA,
+    VERSION_KEY,
+    upgrade,
+)
 
 REQUESTS_FILE = "requests.parquet"
 CELLS_FILE = "cells.parquet"
+# file stem → schema; every run writes all of them (possibly with no rows)
+FILES = {"requests": REQUESTS_SCHEMA, "cells": CELLS_SCHEMA, "loop_lag": LOOP_LAG_SCHEMA,
+         "timeline": TIMELINE_SCHEMA}
 
 
 def prepare_out_dir(path: Path, force: bool) -> Path:
@@ -34,14 +46,14 @@ class ResultsWriter:
         self.out_dir = out_dir
         self._meta = {VERSION_KEY: str(SCHEMA_VERSION).encode(),
                       META_KEY: json.dumps(metadata).encode()}
-        self._requests: list[pa.Table] = []
-        self._cells: list[pa.Table] = []
+        self._tables: dict[str, list[pa.Table]] = {name: [] for name in FILES}
 
-    def add_cell(self, requests: pa.Table, cell: dict) -> None:
-        self._requests.append(requests.cast(REQUESTS_SCHEMA))
-        self._cells.append(pa.Table.from_pylist([cell], schema=CELLS_SCHEMA))
-        self._write(REQUESTS_FILE, self._requests, REQUESTS_SCHEMA)
-        self._write(CELLS_FILE, self._cells, CELLS_SCHEMA)
+    def add_cell(self, tables: dict[str, pa.Table], cell: dict) -> None:
+        """`tables`: the cell's requests, loop_lag and timeline rows; `cell`: its cells row."""
+        tables = {**tables, "cells": pa.Table.from_pylist([cell], schema=CELLS_SCHEMA)}
+        for name, schema in FILES.items():
+            self._tables[name].append(tables[name].select(schema.names).cast(schema))
+            self._write(f"{name}.parquet", self._tables[name], schema)
 
     def _write(self, name: str, tables: list[pa.Table], schema: pa.Schema) -> None:
         final = self.out_dir / name
@@ -53,7 +65,7 @@ class ResultsWriter:
 
 
 def read_table(path: Path) -> pa.Table:
-    """Read one of our files, checking its schema version (older versions are read as-is)."""
+    """Read one of our files, checking its schema version; older versions are upgraded."""
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -64,7 +76,7 @@ def read_table(path: Path) -> pa.Table:
     if int(version) > SCHEMA_VERSION:
         raise HarnessError(f"{path}: schema version {int(version)} is newer than this harness "
                            f"({SCHEMA_VERSION}); upgrade harness")
-    return table
+    return upgrade(table, int(version), FILES[path.stem])
 
 
 def read_metadata(path: Path) -> dict:

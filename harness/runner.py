@@ -3,6 +3,7 @@ written as each cell finishes. Usable as a library (no Click here)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,17 +14,18 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.analysis import sweep_peak
+from harness.analysis import PERCENTILE_METHOD, sweep_peak
 from harness.backends.base import GRACE_S
-from harness.cell import CellJob
+from harness.cell import LAG, RECORDS, TIMELINE, CellJob
 from harness.errors import HarnessError
 from harness.meta import new_run_id, run_metadata
 from harness.output import ResultsWriter, prepare_out_dir
 from harness.scenario import CellKey, LoadedScenario, plan_cells
-from harness.schema import from_ipc_bytes
+from harness.schema import CELL_KEY_FIELDS, from_ipc_bytes
 from harness.server import ServerProcess
 
 KILL_AFTER_S = GRACE_S + 10  # after an interrupt, a cell process still alive then is killed
@@ -90,6 +92,15 @@ def _out_dirs(loaded: list[LoadedScenario], out: Path | None, root: Path, run_id
     return {s.scenario.name: root / s.scenario.name / run_id for s in loaded}
 
 
+def _calibrate(item: LoadedScenario) -> dict | None:
+    workload = item.scenario.workload
+    if workload.type not in ("cpu", "cpu_release"):
+        return None
+    from harness.workloads.cpu import calibrate
+
+    return calibrate(workload.type, workload.duration)
+
+
 def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
                   repeat: int | None = None, out: Path | None = None, force: bool = False,
                   results_root: Path = Path("results"), ui: RunUI | None = None) -> RunResult:
@@ -101,10 +112,12 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     dirs = _out_dirs(loaded, out, results_root, run_id)
     for path in set(dirs.values()):
         prepare_out_dir(path, force)
+    # CPU work is calibrated at the start of each run: the machine's speed drifts.
+    calibration = {s.scenario.name: _calibrate(s) for s in loaded}
     writers: dict[Path, ResultsWriter] = {}
     for path in set(dirs.values()):
         in_dir = [s for s in loaded if dirs[s.scenario.name] == path]
-        writers[path] = ResultsWriter(path, run_metadata(run_id, in_dir))
+        writers[path] = ResultsWriter(path, run_metadata(run_id, in_dir, calibration))
     plans = [(s, plan_cells(s.scenario, backends or None, repeat)) for s in loaded]
     ui.run_started(sum(len(cells) for _, cells in plans))
 
@@ -112,12 +125,15 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     previous = interrupt.install()
     try:
         for item, cells in plans:
+            throughput_c1: dict[tuple, float] = {}
             for key in cells:
                 if interrupt.requested:
                     break
                 ui.cell_started(item.scenario.name, key, item.scenario.load.requests)
-                table, cell = _run_cell(item, key, run_id, interrupt, ui)
-                writers[dirs[item.scenario.name]].add_cell(table, cell)
+                units = (calibration[item.scenario.name] or {}).get("units")
+                tables, cell = _run_cell(item, key, run_id, units, interrupt, ui)
+                _add_speedup(cell, key, throughput_c1)
+                writers[dirs[item.scenario.name]].add_cell(tables, cell)
                 ui.cell_finished(cell)
     finally:
         for sig, handler in previous.items():
@@ -125,31 +141,56 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     return RunResult(run_id, list(dict.fromkeys(dirs.values())), interrupt.requested)
 
 
-def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, interrupt: _Interrupt,
-              ui: RunUI) -> tuple[pa.Table, dict]:
+def _add_speedup(cell: dict, key: CellKey, throughput_c1: dict) -> None:
+    """Throughput against the same backend/strategy/variant/repetition at concurrency 1."""
+    same = (key.backend, key.strategy, key.variant, key.repetition)
+    throughput = cell["requests"] / (cell["makespan_ns"] / 1e9) if cell["makespan_ns"] else None
+    if key.concurrency == 1 and throughput:
+        throughput_c1[same] = throughput
+    base = throughput_c1.get(same)
+    cell["speedup"] = throughput / base if (throughput and base) else None
+
+
+def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None,
+              interrupt: _Interrupt, ui: RunUI) -> tuple[dict[str, pa.Table], dict]:
+    server_config = item.scenario.server
     with tempfile.TemporaryDirectory(prefix="harness-cell-") as tmp, \
-            ServerProcess(item.text) as server:
-        job = CellJob(item.text, key.backend, key.concurrency, key.repetition, server.url,
-                      str(Path(tmp) / "records.arrow"))
+            (ServerProcess(item.text) if server_config else contextlib.nullcontext()) as server:
+        job = CellJob(item.text, key.backend, key.concurrency, key.repetition, key.strategy,
+                      key.variant, server.url if server else "", units, tmp)
         result = _run_cell_process(job, Path(tmp) / "stderr.txt", interrupt, ui)
-        server_peak = server.stats()["peak_in_flight"]
-    records = result.pop("records")
-    n = records.num_rows
+        server_peak = server.stats()["peak_in_flight"] if server else None
+        files = {name: from_ipc_bytes((Path(tmp) / name).read_bytes())
+                 for name in (RECORDS, LAG, TIMELINE)}
     constants = {"run_id": run_id, "scenario": item.scenario.name, "backend": key.backend,
-                 "concurrency": key.concurrency, "repetition": key.repetition}
-    for i, (name, value) in enumerate(constants.items()):
-        column = pa.array([value] * n, pa.int64() if isinstance(value, int) else pa.string())
-        records = records.add_column(i, name, column)
+                 "concurrency": key.concurrency, "repetition": key.repetition,
+                 "strategy": key.strategy, "variant": key.variant}
+    records, lag, timeline = (_with_keys(files[name], constants)
+                              for name in (RECORDS, LAG, TIMELINE))
+    n = records.num_rows
     start = records.column("start_ns").to_numpy()
     end = records.column("end_ns").to_numpy()
-    errors = n - int(pc.sum(records.column("ok")).as_py() or 0)
-    cell = {**constants, "requests": n, "errors": errors,
+    ok = int(pc.sum(records.column("ok")).as_py() or 0)
+    lag_ns = lag.column("lag_ns").to_numpy()
+    counter = result["extras"].get("counter")
+    cell = {**constants, "requests": n, "errors": n - ok,
             "makespan_ns": int(end.max()) if n else 0,
             "peak_in_flight": sweep_peak(start, end),
             "peak_in_flight_live": result["peak_live"],
             "peak_in_flight_server": server_peak,
-            "interrupted": bool(result["interrupted"] or interrupt.requested)}
-    return records, cell
+            "interrupted": bool(result["interrupted"] or interrupt.requested),
+            "cpu_user_s": result["cpu_user_s"], "cpu_sys_s": result["cpu_sys_s"],
+            "loop_lag_p99_ns": int(np.percentile(lag_ns, 99, method=PERCENTILE_METHOD))
+            if result["has_loop"] and lag_ns.size else None,
+            "lost_updates": ok - counter if counter is not None else None}
+    return {"requests": records, "loop_lag": lag, "timeline": timeline}, cell
+
+
+def _with_keys(table: pa.Table, constants: dict) -> pa.Table:
+    n = table.num_rows
+    for i, f in enumerate(CELL_KEY_FIELDS):
+        table = table.add_column(i, f.name, pa.array([constants[f.name]] * n, f.type))
+    return table
 
 
 def _run_cell_process(job: CellJob, stderr_path: Path, interrupt: _Interrupt, ui: RunUI):
@@ -182,5 +223,4 @@ def _run_cell_process(job: CellJob, stderr_path: Path, interrupt: _Interrupt, ui
         detail = tail[0] if tail else f"exit status {code}"
         raise HarnessError(f"cell {job.backend} c={job.concurrency} r={job.repetition} failed: "
                            f"{detail}")
-    result["records"] = from_ipc_bytes(Path(job.records_path).read_bytes())
     return result

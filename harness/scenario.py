@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -68,23 +68,60 @@ def _status_set(value: object) -> object:
     return tuple(sorted(codes))
 
 
-class HttpWorkload(_Model):
-    type: Literal["http"] = "http"
+class _HttpOptions(_Model):
     endpoint: str
     timeout: Timeouts = Timeouts()
     ok_status: Annotated[tuple[int, ...], BeforeValidator(_status_set)] = tuple(range(200, 300))
 
 
+class IoWorkload(_HttpOptions):
+    """One HTTP request to an endpoint of the mock server."""
+
+    type: Literal["io", "http"] = "io"
+    has_cpu_step: ClassVar[bool] = False
+
+
+class CpuWorkload(_Model):
+    """`cpu`: a pure-Python kernel that holds the GIL; `cpu_release`: C-level hashing that
+    releases it. Sized in work units, calibrated at the start of each run to `duration`."""
+
+    type: Literal["cpu", "cpu_release"]
+    duration: DurationNs = Field(20_000_000, gt=0)
+    has_cpu_step: ClassVar[bool] = True
+
+
+class RaceWorkload(_Model):
+    """Each request increments a shared counter: read, switch point, write."""
+
+    type: Literal["race"]
+    variants: Annotated[tuple[Literal["no-lock", "lock"], ...], BeforeValidator(
+        lambda v: v if isinstance(v, (list, tuple)) else [v])] = ("no-lock", "lock")
+    has_cpu_step: ClassVar[bool] = False
+
+
+class PipelineWorkload(_HttpOptions):
+    """The inference service: CPU pre-processing of a generated image (NumPy), a call to the
+    mock server's inference endpoint, a write of the result to a database."""
+
+    type: Literal["pipeline"]
+    image: int = Field(256, ge=8, le=4096)  # side in pixels of the generated RGB image
+    database: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: str | None = None  # postgres only; default: $HARNESS_POSTGRES_DSN
+    has_cpu_step: ClassVar[bool] = True
+
+
 def _default_type(value: object) -> object:
     if isinstance(value, dict) and "type" not in value:
-        return {"type": "http", **value}
+        return {"type": "io", **value}
     return value
 
 
-# Later workload kinds (cpu, cpu_release, pipeline) join this union.
 Workload = Annotated[
-    HttpWorkload, Field(discriminator="type"), BeforeValidator(_default_type)
+    IoWorkload | CpuWorkload | RaceWorkload | PipelineWorkload,
+    Field(discriminator="type"), BeforeValidator(_default_type),
 ]
+STRATEGIES = ("inline", "thread_pool", "process_pool")
+ASYNC_BACKENDS = ("asyncio", "uvloop")
 
 
 def _as_tuple(value: object) -> object:
@@ -110,10 +147,14 @@ class Load(_Model):
 class Scenario(_Model):
     name: Annotated[str, Field(pattern=_NAME)]
     description: str = ""
-    server: Server
+    server: Server | None = None  # required by workloads that call an endpoint
     workload: Workload
     load: Load
     backends: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = BACKEND_NAMES
+    # Where the async backends run CPU steps; threads and processes always run them in the slot.
+    strategies: Annotated[tuple[Literal[STRATEGIES], ...],  # type: ignore[valid-type]
+                          BeforeValidator(_as_tuple)] = ("inline",)
+    pool_size: int | None = Field(None, ge=1)  # thread/process pool; default: the core count
     repeat: int = Field(1, ge=1)
 
     @field_validator("backends")
@@ -127,13 +168,29 @@ class Scenario(_Model):
         return value
 
     @model_validator(mode="after")
-    def _endpoint_exists(self):
-        if self.workload.endpoint not in self.server.endpoints:
-            known = ", ".join(self.server.endpoints)
-            raise ValueError(
-                f"workload.endpoint: no endpoint '{self.workload.endpoint}' (known: {known})"
-            )
+    def _consistent(self):
+        endpoint = getattr(self.workload, "endpoint", None)
+        if endpoint is not None:
+            if self.server is None:
+                raise ValueError(f"server: required by workload type '{self.workload.type}'")
+            if endpoint not in self.server.endpoints:
+                known = ", ".join(self.server.endpoints)
+                raise ValueError(f"workload.endpoint: no endpoint '{endpoint}' (known: {known})")
+        if self.workload.type == "race" and "processes" in self.backends:
+            raise ValueError("backends: the race workload shares a counter between slots in "
+                             "one process; it does not run on 'processes'")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies: repeated (got {list(self.strategies)})")
         return self
+
+    def variants(self) -> tuple[str, ...]:
+        return getattr(self.workload, "variants", ("default",))
+
+    def strategies_for(self, backend: str) -> tuple[str, ...]:
+        """Strategies are an axis only where they mean something: CPU steps on a loop."""
+        if backend in ASYNC_BACKENDS and self.workload.has_cpu_step:
+            return self.strategies
+        return ("inline",)
 
 
 @dataclass(frozen=True)
@@ -154,16 +211,20 @@ class CellKey:
     backend: str
     concurrency: int
     repetition: int
+    strategy: str = "inline"
+    variant: str = "default"
 
 
 def plan_cells(scenario: Scenario, backends=None, repeat=None) -> list[CellKey]:
     """Cells interleaved (rep 0: A1 B1 A2 B2, rep 1: ...) so that drift of a shared machine
-    spreads evenly over backends and concurrency levels."""
+    spreads evenly over backends, strategies, variants and concurrency levels."""
     return [
-        CellKey(backend, concurrency, rep)
+        CellKey(backend, concurrency, rep, strategy, variant)
         for rep in range(repeat or scenario.repeat)
         for concurrency in scenario.load.concurrency
+        for variant in scenario.variants()
         for backend in (backends or scenario.backends)
+        for strategy in scenario.strategies_for(backend)
     ]
 
 
@@ -185,7 +246,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_TAGS = {"fixed", "uniform", "exponential", "lognormal", "http"}
+_TAGS = {"fixed", "uniform", "exponential", "lognormal", "io", "http", "cpu", "cpu_release",
+         "race", "pipeline"}
 
 
 def _field_path(loc: tuple, data: object) -> str:

@@ -1,5 +1,8 @@
-"""`asyncio` and `uvloop`: one event loop, aiohttp ClientSession, tasks bounded by a semaphore.
-The two backends differ only by the loop factory."""
+"""`asyncio` and `uvloop`: one event loop, tasks bounded by a semaphore; for HTTP an aiohttp
+ClientSession. The two backends differ only by the loop factory.
+
+While a cell runs, a probe task wakes every 10 ms and records how late it woke: the event-loop
+lag, which is what CPU work inside a coroutine costs every other task."""
 
 from __future__ import annotations
 
@@ -8,17 +11,12 @@ import signal
 
 import pyarrow as pa
 
-from harness.backends.base import (
-    CellOutput,
-    CellSpec,
-    Producer,
-    StopFlag,
-    http_settings,
-    worker_name,
-)
+from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag, worker_name
 from harness.gauge import InFlightGauge, now_ns
-from harness.http.aiohttp_client import AiohttpClient
-from harness.schema import CANCELLED, RecordBuffer
+from harness.schema import CANCELLED_OUTCOME, RecordBuffer
+from harness.workloads import make_workload
+
+LAG_INTERVAL_NS = 10_000_000
 
 
 class AsyncioBackend:
@@ -30,6 +28,8 @@ class AsyncioBackend:
 
     def __init__(self) -> None:
         self.buffer = RecordBuffer()
+        self.gauge: InFlightGauge | None = None
+        self.lag_samples: list[tuple[int, int]] = []
 
     @property
     def completed(self) -> int:
@@ -56,16 +56,27 @@ class AsyncioBackend:
             loop.add_signal_handler(sig, on_signal)
         if stop.is_set():
             stopping.set()
-        client = AiohttpClient(spec.server_url, concurrency=spec.concurrency, **http_settings(spec))
+        workload = make_workload(spec)
+        workload.prepare()
+        runner = await workload.async_runner()  # sessions and pools exist before the clock
         try:
-            peak = await self._load(spec, stop, stopping, client)
+            peak = await self._load(spec, stop, stopping, runner)
         finally:
-            await client.close()
-        return CellOutput(pa.Table.from_batches([self.buffer.to_batch()]), peak, stop.is_set())
+            await runner.close()
+        records = pa.Table.from_batches([self.buffer.to_batch()])
+        return CellOutput(records, peak, stop.is_set(), workload.extras())
 
-    async def _load(self, spec, stop, stopping: asyncio.Event, client: AiohttpClient) -> int:
+    async def _probe(self, t0: int) -> None:
+        samples, interval_s = self.lag_samples, LAG_INTERVAL_NS / 1e9
+        while True:
+            before = now_ns()
+            await asyncio.sleep(interval_s)
+            woke = now_ns()
+            samples.append((woke - t0, max(0, woke - before - LAG_INTERVAL_NS)))
+
+    async def _load(self, spec, stop, stopping: asyncio.Event, runner) -> int:
         t0 = now_ns()
-        gauge = InFlightGauge.for_event_loop(t0)
+        gauge = self.gauge = InFlightGauge.for_event_loop(t0)
         buffer = self.buffer
         workers = spec.scenario.load.workers
         jobs: asyncio.Queue = asyncio.Queue()
@@ -77,16 +88,15 @@ class AsyncioBackend:
         async def run_one(seq: int, worker: str, enqueued_ns: int, scheduled_ns: int) -> None:
             start_ns, level = gauge.enter()
             try:
-                outcome, slot = await client.request(seq)
+                outcome, slot = await runner.run(seq)
             except asyncio.CancelledError:
-                buffer.append(worker, "conn-?", seq, enqueued_ns, scheduled_ns, start_ns,
-                              gauge.exit(), None, False, 0, CANCELLED, level)
+                buffer.append(worker, "loop", seq, enqueued_ns, scheduled_ns, start_ns,
+                              gauge.exit(), CANCELLED_OUTCOME, level)
                 raise
             finally:
                 limit.release()
-            buffer.append(worker, slot, seq, enqueued_ns, scheduled_ns, start_ns, gauge.exit(),
-                          outcome.server_delay_ns, outcome.ok, outcome.status, outcome.error,
-                          level)
+            buffer.append(worker, slot or "loop", seq, enqueued_ns, scheduled_ns, start_ns,
+                          gauge.exit(), outcome, level)
 
         async def produce() -> None:
             while True:
@@ -110,6 +120,7 @@ class AsyncioBackend:
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
 
+        probe = asyncio.create_task(self._probe(t0))
         feeders = [asyncio.create_task(produce())]
         feeders += [asyncio.create_task(dispatch(worker_name(i))) for i in range(workers)]
         stop_wait = asyncio.create_task(stopping.wait())
@@ -126,6 +137,7 @@ class AsyncioBackend:
                 task.cancel()
             await asyncio.gather(*feeders, *in_flight, return_exceptions=True)
         stop_wait.cancel()
+        probe.cancel()
         return gauge.peak
 
 

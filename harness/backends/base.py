@@ -20,11 +20,17 @@ GRACE_S = 5.0  # on stop: how long in-flight requests may finish before they are
 
 @dataclass(frozen=True)
 class CellSpec:
+    """Everything a cell (and each of its slot processes) needs; picklable."""
+
     scenario: Scenario
     backend: str
     concurrency: int
     repetition: int
-    server_url: str
+    strategy: str = "inline"
+    variant: str = "default"
+    server_url: str = ""  # empty when the workload calls no endpoint
+    units: int | None = None  # calibrated CPU work units, for cpu workloads
+    work_dir: str = ""  # the cell's scratch folder (e.g. the SQLite file)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -37,6 +43,7 @@ class CellOutput:
     records: pa.Table  # RECORD_SCHEMA
     peak_live: int
     interrupted: bool
+    extras: dict = field(default_factory=dict)  # the workload's cell-level results
 
 
 @dataclass
@@ -61,7 +68,9 @@ class StopFlag:
 
 class Backend(Protocol):
     name: str
-    completed: int  # requests finished so far, read by the progress reporter
+    completed: int  # requests finished so far, read by the sampler
+    gauge: object | None  # the InFlightGauge once the clock has started
+    lag_samples: list | None  # (t_ns, lag_ns) of the event-loop probe; None without a loop
 
     def run(self, spec: CellSpec, stop: StopFlag) -> CellOutput: ...
 
@@ -92,13 +101,3 @@ class Producer:
 
 def worker_name(i: int) -> str:
     return f"worker-{i}"
-
-
-def http_settings(spec: CellSpec) -> dict:
-    workload = spec.scenario.workload
-    return {
-        "endpoint": workload.endpoint,
-        "connect_timeout_s": workload.timeout.connect / 1e9,
-        "total_timeout_s": workload.timeout.total / 1e9,
-        "ok_status": frozenset(workload.ok_status),
-    }

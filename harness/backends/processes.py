@@ -1,10 +1,11 @@
-"""`processes`: `concurrency` worker processes as slots, each with its own blocking keep-alive
-connection. Dispatcher threads in the cell process hand requests to free slot processes over
-pipes; each slot sends back a one-byte "done" per request and its records once, at the end, as
-one columnar Arrow batch (never a row at a time).
+"""`processes`: `concurrency` worker processes as slots, each with its own workload runner
+(for HTTP: a blocking keep-alive connection). Dispatcher threads in the cell process hand
+requests to free slot processes over pipes; each slot sends back a one-byte "done" per
+request, and its records once, at the end, as one columnar Arrow batch (never row by row).
 
 The slot critical section (live in-flight counter + timestamps) sits in shared memory under a
-process-shared lock, so live and sweep peaks stay equal by construction across processes."""
+process-shared lock, so live and sweep peaks stay equal by construction across processes.
+Each slot process builds its own workload runner from the (pickled) cell spec."""
 
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from multiprocessing.connection import Connection, wait
 
 import pyarrow as pa
 
-from harness.backends.base import CellOutput, CellSpec, StopFlag, http_settings
+from harness.backends.base import CellOutput, CellSpec, StopFlag
 from harness.backends.dispatch import POLL_S, join_all, start_dispatch
 from harness.gauge import InFlightGauge, now_ns
-from harness.http import Outcome
-from harness.http.blocking import BlockingHttpClient
-from harness.schema import CANCELLED, RecordBuffer, from_ipc_bytes, to_ipc_bytes
+from harness.schema import CANCELLED_OUTCOME, RecordBuffer, from_ipc_bytes, to_ipc_bytes
+from harness.workloads import make_workload
 
 _DONE = b"."
 
@@ -31,8 +31,7 @@ class _Cancelled(BaseException):
     """Raised inside a slot process by SIGUSR1 while a request is in progress."""
 
 
-def _slot_main(index: int, conn: Connection, host: str, port: int, settings: dict,
-               lock, state) -> None:
+def _slot_main(index: int, conn: Connection, spec: CellSpec, lock, state) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # the cell process coordinates shutdown
         signal.signal(sig, signal.SIG_IGN)
     in_request = False
@@ -43,7 +42,7 @@ def _slot_main(index: int, conn: Connection, host: str, port: int, settings: dic
 
     signal.signal(signal.SIGUSR1, on_cancel)
     label = f"process-{index}"
-    client = BlockingHttpClient(host, port, **settings)
+    runner = make_workload(spec).sync_runner(label)
     conn.send_bytes(_DONE)  # ready: process start-up stays outside the measured cell
     gauge = InFlightGauge(conn.recv(), lock=lock, state=state)  # t0 arrives when all are ready
     buffer = RecordBuffer()
@@ -52,18 +51,17 @@ def _slot_main(index: int, conn: Connection, host: str, port: int, settings: dic
         start_ns, in_flight = gauge.enter()
         try:
             in_request = True
-            outcome = client.request(seq)
+            outcome = runner.run(seq)
             in_request = False
         except _Cancelled:
             in_request = False
-            client.close()
-            outcome = Outcome(False, 0, CANCELLED, None)
+            runner.close()
+            outcome = CANCELLED_OUTCOME
         end_ns = gauge.exit()
-        buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, start_ns, end_ns,
-                      outcome.server_delay_ns, outcome.ok, outcome.status, outcome.error,
+        buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, start_ns, end_ns, outcome,
                       in_flight)
         conn.send_bytes(_DONE)
-    client.close()
+    runner.close()
     conn.send_bytes(to_ipc_bytes(buffer.to_batch()))
 
 
@@ -72,9 +70,12 @@ class ProcessesBackend:
 
     def __init__(self) -> None:
         self.completed = 0
+        self.gauge: InFlightGauge | None = None
+        self.lag_samples = None
 
     def run(self, spec: CellSpec, stop: StopFlag) -> CellOutput:
-        host, port = spec.host_port
+        workload = make_workload(spec)
+        workload.prepare()
         # forkserver: slots fork from a clean single-threaded server with this module preloaded,
         # so start-up is fast and no lock held by a thread of the cell process is inherited.
         ctx = mp.get_context("forkserver")
@@ -84,7 +85,7 @@ class ProcessesBackend:
         for i in range(spec.concurrency):
             parent_end, child_end = ctx.Pipe()
             proc = ctx.Process(target=_slot_main, name=f"process-{i}", daemon=True, args=(
-                i, child_end, host, port, http_settings(spec), lock, state))
+                i, child_end, spec, lock, state))
             proc.start()
             child_end.close()
             conns.append(parent_end)
@@ -93,10 +94,12 @@ class ProcessesBackend:
             for conn in conns:
                 conn.recv_bytes()
             t0 = now_ns()
-            gauge = InFlightGauge(t0, lock=lock, state=state)
+            gauge = self.gauge = InFlightGauge(t0, lock=lock, state=state)
             for conn in conns:
                 conn.send(t0)
-            return self._drive(spec, stop, t0, gauge, conns, procs)
+            output = self._drive(spec, stop, t0, gauge, conns, procs)
+            output.extras = workload.extras()
+            return output
         finally:
             for proc in procs:
                 proc.join(1)
@@ -148,3 +151,4 @@ def _signal(proc, signum) -> None:
             os.kill(proc.pid, signum)
     except ProcessLookupError:
         pass
+

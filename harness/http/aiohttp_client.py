@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from harness.http import DELAY_HEADER, Outcome, request_path
-from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT
+from harness.http import DELAY_HEADER, request_path
+from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 
 
 class AiohttpClient:

@@ -6,8 +6,8 @@ import http.client
 import socket
 import time
 
-from harness.http import DELAY_HEADER, Outcome, request_path
-from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT
+from harness.http import DELAY_HEADER, request_path
+from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 
 
 class BlockingHttpClient:

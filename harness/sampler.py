@@ -1,0 +1,99 @@
+"""The cell's timeline: every 100 ms, in-flight and completed requests, the worst event-loop lag
+of the interval, and the CPU use and context switches of the cell's whole process tree."""
+
+from __future__ import annotations
+
+import threading
+from array import array
+
+import psutil
+import pyarrow as pa
+
+from harness.gauge import now_ns
+
+INTERVAL_S = 0.1
+_COLUMNS = ("t_ns", "in_flight", "completed", "loop_lag_max_ns", "cpu_percent",
+            "ctx_switches_voluntary", "ctx_switches_involuntary")
+
+
+class Sampler(threading.Thread):
+    def __init__(self, backend, on_sample=None, interval_s: float = INTERVAL_S) -> None:
+        super().__init__(name="sampler", daemon=True)
+        self.backend, self.on_sample, self.interval_s = backend, on_sample, interval_s
+        self.finished = threading.Event()
+        self.columns = {name: [] for name in _COLUMNS}
+        self._proc = psutil.Process()
+        self._seen: dict[int, tuple[float, float, int, int]] = {}  # cumulative, per process
+        self._base = (0.0, 0.0, 0, 0)
+        self._lag_index = 0
+        self.cpu_user_s = self.cpu_sys_s = None
+
+    def _tree_totals(self) -> tuple[float, float, int, int]:
+        """CPU seconds and context switches of the process tree so far. Per-process counters
+        are cumulative, so the last reading of a process that has ended still counts."""
+        try:
+            procs = [self._proc, *self._proc.children(recursive=True)]
+        except psutil.Error:
+            procs = [self._proc]
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    times, switches = proc.cpu_times(), proc.num_ctx_switches()
+                self._seen[proc.pid] = (times.user, times.system, switches.voluntary,
+                                        switches.involuntary)
+            except psutil.Error:
+                pass
+        return tuple(sum(v[i] for v in self._seen.values()) for i in range(4))
+
+    def run(self) -> None:
+        while self.backend.gauge is None:  # the clock has not started yet
+            if self.finished.wait(0.005):
+                return
+        t0 = self.backend.gauge.t0_ns
+        self._base = previous = self._tree_totals()
+        last_t = now_ns()
+        while True:
+            done = self.finished.wait(self.interval_s)
+            totals, t = self._tree_totals(), now_ns()
+            self._record(t - t0, t - last_t, totals, previous)
+            previous, last_t = totals, t
+            if self.on_sample:
+                self.on_sample(self.backend.completed)
+            if done:
+                break
+        self.cpu_user_s = totals[0] - self._base[0]
+        self.cpu_sys_s = totals[1] - self._base[1]
+
+    def _record(self, t_ns, elapsed_ns, totals, previous) -> None:
+        cols, backend = self.columns, self.backend
+        cols["t_ns"].append(t_ns)
+        cols["in_flight"].append(backend.gauge.in_flight)
+        cols["completed"].append(backend.completed)
+        lag = backend.lag_samples
+        if lag is None:
+            cols["loop_lag_max_ns"].append(None)
+        else:
+            fresh = lag[self._lag_index:]
+            self._lag_index += len(fresh)
+            cols["loop_lag_max_ns"].append(max((s[1] for s in fresh), default=0))
+        busy_s = (totals[0] - previous[0]) + (totals[1] - previous[1])
+        cols["cpu_percent"].append(100.0 * busy_s / (elapsed_ns / 1e9) if elapsed_ns else 0.0)
+        cols["ctx_switches_voluntary"].append(totals[2] - previous[2])
+        cols["ctx_switches_involuntary"].append(totals[3] - previous[3])
+
+    def stop(self) -> None:
+        self.finished.set()
+        self.join()
+
+    def table(self) -> pa.Table:
+        from harness.schema import TIMELINE_SCHEMA
+
+        fields = [f for f in TIMELINE_SCHEMA if f.name in _COLUMNS]
+        return pa.table({f.name: pa.array(self.columns[f.name], f.type) for f in fields},
+                        schema=pa.schema(fields))
+
+
+def lag_table(samples) -> pa.Table:
+    t = array("q", (s[0] for s in samples or ()))
+    lag = array("q", (s[1] for s in samples or ()))
+    return pa.table({"t_ns": pa.array(t, pa.int64()), "lag_ns": pa.array(lag, pa.int64())})

@@ -1,0 +1,43 @@
+"""Workloads: what one request does. One small interface, one implementation per kind, one
+registry. A backend asks its workload for a runner — blocking (`sync_runner`, one per thread or
+process slot) or async (`async_runner`, one per event loop) — and times `run(seq)` calls."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+from harness.schema import Outcome
+
+_REGISTRY = {
+    "io": "harness.workloads.io:IoWorkload",
+    "http": "harness.workloads.io:IoWorkload",
+    "cpu": "harness.workloads.compute:CpuWorkload",
+    "cpu_release": "harness.workloads.compute:CpuWorkload",
+    "race": "harness.workloads.race:RaceWorkload",
+    "pipeline": "harness.workloads.pipeline:PipelineWorkload",
+}
+
+
+class SyncRunner(Protocol):
+    def run(self, seq: int) -> Outcome: ...
+    def abort(self) -> None: ...  # from another thread: unblock a run in progress
+    def close(self) -> None: ...
+
+
+class AsyncRunner(Protocol):
+    async def run(self, seq: int) -> tuple[Outcome, str | None]: ...  # (outcome, slot label)
+    async def close(self) -> None: ...
+
+
+class Workload(Protocol):
+    def prepare(self) -> None: ...  # once per cell, before the clock starts
+    def sync_runner(self, slot: str) -> SyncRunner: ...
+    async def async_runner(self) -> AsyncRunner: ...
+    def extras(self) -> dict: ...  # cell-level results, e.g. the race's final counter
+
+
+def make_workload(spec) -> Workload:
+    """`spec`: the CellSpec (picklable, so slot processes can build their own)."""
+    module_name, _, attr = _REGISTRY[spec.scenario.workload.type].partition(":")
+    return getattr(importlib.import_module(module_name), attr)(spec)

@@ -1,0 +1,62 @@
+"""CPU kernels and their calibration.
+
+`spin` is pure Python and holds the GIL for its whole run; `digest` hashes a buffer with
+hashlib, which releases the GIL while it hashes (buffers over 2 KiB), so threads can overlap."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import threading
+import time
+
+_BLOCK = bytes(range(256)) * 1024  # 256 KiB: one `digest` unit
+
+
+def spin(units: int) -> int:
+    x = 0
+    for i in range(units):
+        x = (x * 31 + i) & 0xFFFFFFFF
+    return x
+
+
+def digest(units: int) -> int:
+    h = hashlib.sha256()
+    for _ in range(units):
+        h.update(_BLOCK)
+    return h.digest()[0]
+
+
+KERNELS = {"cpu": spin, "cpu_release": digest}
+
+
+def timed_kernel(kind: str, units: int) -> tuple[int, str]:
+    """Run a kernel where it is called (loop, pool thread or pool process); returns its
+    duration measured there and a label naming what ran it. Module-level: pools pickle it."""
+    start = time.perf_counter_ns()
+    KERNELS[kind](units)
+    elapsed = time.perf_counter_ns() - start
+    return elapsed, f"{threading.current_thread().name}@{os.getpid()}"
+
+
+def calibrate(kind: str, target_ns: int, trials: int = 5) -> dict:
+    """Units that take `target_ns` on this machine now: grow a probe until it runs >= 20 ms,
+    then take the median rate of several trials (the machine's speed drifts; run per run)."""
+    kernel = KERNELS[kind]
+    units = 1 if kind == "cpu_release" else 1000
+    while True:
+        start = time.perf_counter_ns()
+        kernel(units)
+        elapsed = time.perf_counter_ns() - start
+        if elapsed >= 20_000_000:
+            break
+        units *= 2
+    rates = []
+    for _ in range(trials):
+        start = time.perf_counter_ns()
+        kernel(units)
+        rates.append(units / (time.perf_counter_ns() - start))
+    rate = statistics.median(rates)  # units per ns
+    return {"kind": kind, "target_ns": target_ns, "units": max(1, round(rate * target_ns)),
+            "units_per_s": rate * 1e9, "trials": trials}
