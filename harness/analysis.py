@@ -43,9 +43,14 @@ def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return requests, cells
 
 
+def _p50_ms(series) -> float:
+    return percentile(series.dropna(), 50) / 1e6
+
+
 def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """One row per cell, in the cells' order. Latencies are over ok requests; the lower bound
-    of the makespan is the sum of the server's applied delays divided by the concurrency limit."""
+    of the makespan is the sum of the server's applied delays divided by the concurrency limit
+    (NaN where no server delays were recorded)."""
     rows = []
     groups = dict(tuple(requests.groupby(CELL_KEYS, sort=False)))
     for cell in cells.itertuples(index=False):
@@ -56,7 +61,8 @@ def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
         overhead_ms = (ok["end_ns"] - ok["start_ns"] - ok["server_delay_ns"]).dropna() / 1e6
         completed = int((reqs["error"] != "cancelled").sum())
         makespan_s = cell.makespan_ns / 1e9
-        bound_s = reqs["server_delay_ns"].sum() / cell.concurrency / 1e9
+        delays = reqs["server_delay_ns"].dropna()
+        bound_s = delays.sum() / cell.concurrency / 1e9 if len(delays) else float("nan")
         rows.append({
             **dict(zip(CELL_KEYS, key, strict=True)),
             "requests": cell.requests,
@@ -68,6 +74,15 @@ def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
             "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan"),
             "overhead_p50_ms": percentile(overhead_ms, 50),
             "overhead_p99_ms": percentile(overhead_ms, 99),
+            "cpu_p50_ms": _p50_ms(ok["cpu_ns"]),
+            "cpu_wait_p50_ms": _p50_ms(ok["cpu_wait_ns"]),
+            "io_p50_ms": _p50_ms(ok["io_ns"]),
+            "db_p50_ms": _p50_ms(ok["db_ns"]),
+            "loop_lag_p99_ms": _nan(cell.loop_lag_p99_ns) / 1e6,
+            "lost_updates": _nan(cell.lost_updates),
+            "speedup": _nan(cell.speedup),
+            "cpu_user_s": _nan(cell.cpu_user_s),
+            "cpu_sys_s": _nan(cell.cpu_sys_s),
             "peak_in_flight": cell.peak_in_flight,
             "peak_in_flight_live": cell.peak_in_flight_live,
             "peak_in_flight_server": cell.peak_in_flight_server,
@@ -78,3 +93,21 @@ def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
             "interrupted": bool(cell.interrupted),
         })
     return pd.DataFrame(rows)
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None or pd.isna(value) else float(value)
+
+
+def speedups(summary: pd.DataFrame) -> pd.DataFrame:
+    """Median throughput over repetitions per (scenario, backend, strategy, variant,
+    concurrency), and its ratio to the same group's median at the lowest concurrency level."""
+    group = ["scenario", "backend", "strategy", "variant"]
+    medians = (summary.groupby([*group, "concurrency"], sort=False)["throughput_rps"]
+               .agg(["median", "count"]).reset_index()
+               .rename(columns={"median": "median_rps", "count": "repetitions"}))
+    lowest = medians.sort_values("concurrency").groupby(group, sort=False).first()
+    base = medians.join(lowest[["concurrency", "median_rps"]], on=group, rsuffix="_base")
+    base["speedup"] = base["median_rps"] / base["median_rps_base"]
+    return base[[*group, "concurrency", "repetitions", "median_rps", "concurrency_base",
+                 "speedup"]]

@@ -1,4 +1,6 @@
-"""Rendering the summary (computed by analysis.summarize) for the terminal."""
+"""Rendering the summary (computed by analysis.summarize) for the terminal. A column appears
+only where the scenario has something to show in it (no server delay, no bound; no loop, no
+loop lag)."""
 
 from __future__ import annotations
 
@@ -11,42 +13,100 @@ from rich.table import Table
 from harness.units import format_duration_ns
 
 
-def _ms(value: float) -> str:
+def _num(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def _int(value) -> str:
+    return "-" if value is None or pd.isna(value) else str(int(value))
 
 
 def _s(seconds: float) -> str:
-    return format_duration_ns(seconds * 1e9)
+    return "-" if pd.isna(seconds) else format_duration_ns(seconds * 1e9)
+
+
+def _peaks(row) -> str:
+    return (f"{row.peak_in_flight}/{row.peak_in_flight_live}/"
+            f"{_int(row.peak_in_flight_server)}")
+
+
+# header, cell text, the summary column whose presence decides whether the column is shown
+_COLUMNS = [
+    ("backend", lambda r: r.backend + (" [red](interrupted)[/]" if r.interrupted else ""), None),
+    ("strategy", lambda r: r.strategy, "strategy"),
+    ("variant", lambda r: r.variant, "variant"),
+    ("conc", lambda r: str(r.concurrency), None),
+    ("rep", lambda r: str(r.repetition), None),
+    ("requests", lambda r: str(r.requests), None),
+    ("errors", lambda r: f"[red]{r.errors}[/]" if r.errors else "0", None),
+    ("req/s", lambda r: f"{r.throughput_rps:.1f}", None),
+    ("p50 ms", lambda r: _num(r.p50_ms), None),
+    ("p90 ms", lambda r: _num(r.p90_ms), None),
+    ("p99 ms", lambda r: _num(r.p99_ms), None),
+    ("max ms", lambda r: _num(r.max_ms), None),
+    ("ovh p50", lambda r: _num(r.overhead_p50_ms), "overhead_p50_ms"),
+    ("ovh p99", lambda r: _num(r.overhead_p99_ms), "overhead_p99_ms"),
+    ("cpu p50", lambda r: _num(r.cpu_p50_ms), "cpu_p50_ms"),
+    ("wait p50", lambda r: _num(r.cpu_wait_p50_ms), "cpu_wait_p50_ms"),
+    ("io p50", lambda r: _num(r.io_p50_ms), "io_p50_ms"),
+    ("db p50", lambda r: _num(r.db_p50_ms), "db_p50_ms"),
+    ("lag p99", lambda r: _num(r.loop_lag_p99_ms), "loop_lag_p99_ms"),
+    ("lost", lambda r: _int(r.lost_updates), "lost_updates"),
+    ("peak s/l/srv", _peaks, None),
+    ("makespan", lambda r: _s(r.makespan_s), None),
+    ("bound", lambda r: _s(r.bound_s), "bound_s"),
+    ("eff", lambda r: "-" if pd.isna(r.efficiency) else f"{r.efficiency:.3f}", "bound_s"),
+    ("speedup", lambda r: _num(r.speedup), "speedup"),
+]
+_DEFAULT_KEYS = {"strategy": "inline", "variant": "default"}
+
+
+def _shown(rows: pd.DataFrame, column: str | None) -> bool:
+    if column is None:
+        return True
+    if column in _DEFAULT_KEYS:
+        return bool((rows[column] != _DEFAULT_KEYS[column]).any())
+    return bool(rows[column].notna().any())
 
 
 def summary_tables(summary: pd.DataFrame) -> list[Table]:
     tables = []
     for (run_id, scenario), rows in summary.groupby(["run_id", "scenario"], sort=False):
         table = Table(title=f"{scenario}  [dim]{run_id}[/]", title_justify="left")
-        for name in ("backend", "conc", "rep", "requests", "errors", "req/s", "p50 ms",
-                     "p90 ms", "p99 ms", "max ms", "ovh p50", "ovh p99",
-                     "peak sweep/live/srv", "makespan", "bound", "eff"):
-            table.add_column(name, justify="left" if name == "backend" else "right")
+        columns = [(h, fmt) for h, fmt, col in _COLUMNS if _shown(rows, col)]
+        for header, _ in columns:
+            table.add_column(header, justify="left" if header == "backend" else "right")
         for row in rows.itertuples(index=False):
-            peaks = f"{row.peak_in_flight}/{row.peak_in_flight_live}/" + (
-                "-" if pd.isna(row.peak_in_flight_server) else f"{int(row.peak_in_flight_server)}")
-            table.add_row(
-                row.backend + (" [red](interrupted)[/]" if row.interrupted else ""),
-                str(row.concurrency), str(row.repetition), str(row.requests),
-                f"[red]{row.errors}[/]" if row.errors else "0",
-                f"{row.throughput_rps:.1f}", _ms(row.p50_ms), _ms(row.p90_ms), _ms(row.p99_ms),
-                _ms(row.max_ms), _ms(row.overhead_p50_ms), _ms(row.overhead_p99_ms), peaks,
-                _s(row.makespan_s), _s(row.bound_s), f"{row.efficiency:.3f}",
-            )
+            table.add_row(*(fmt(row) for _, fmt in columns))
         tables.append(table)
     return tables
 
 
+def speedup_table(speedups: pd.DataFrame) -> Table:
+    table = Table(title="speedup: median throughput ÷ median at the lowest concurrency",
+                  title_justify="left")
+    for header in ("scenario", "backend", "strategy", "variant", "conc", "reps", "median req/s",
+                   "speedup"):
+        table.add_column(header, justify="left" if header in ("scenario", "backend") else "right")
+    for row in speedups.itertuples(index=False):
+        table.add_row(row.scenario, row.backend, row.strategy, row.variant,
+                      str(row.concurrency), str(row.repetitions), f"{row.median_rps:.1f}",
+                      f"{row.speedup:.2f}")
+    return table
+
+
 def print_summary(summary: pd.DataFrame, console: Console | None = None) -> None:
+    from harness.analysis import speedups
+
     console = console or Console()
     for table in summary_tables(summary):
         console.print(table)
     console.print("[dim]latency = end − start of ok requests; ovh = client overhead (latency − "
-                  "server delay); bound = Σ server delay ÷ concurrency; eff = bound ÷ makespan[/]")
+                  "server delay); bound = Σ server delay ÷ concurrency; eff = bound ÷ makespan; "
+                  "cpu/wait/io/db = per-step p50 ms; lag = event-loop lag p99 ms[/]")
+    table = speedups(summary)
+    levels = table.groupby("scenario")["concurrency"].transform("nunique")
+    if (levels > 1).any():
+        console.print(speedup_table(table[levels > 1]))
