@@ -50,19 +50,25 @@ def _p50_ms(series) -> float:
 def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """One row per cell, in the cells' order. Latencies are over ok requests; the lower bound
     of the makespan is the sum of the server's applied delays divided by the concurrency limit
-    (NaN where no server delays were recorded)."""
+    (NaN unless the request is the server call alone)."""
     rows = []
     groups = dict(tuple(requests.groupby(CELL_KEYS, sort=False)))
     for cell in cells.itertuples(index=False):
         key = tuple(getattr(cell, k) for k in CELL_KEYS)
         reqs = groups.get(key, requests.iloc[0:0])
         ok = reqs[reqs["ok"]]
-        latency_ms = (ok["end_ns"] - ok["start_ns"]) / 1e6
-        overhead_ms = (ok["end_ns"] - ok["start_ns"] - ok["server_delay_ns"]).dropna() / 1e6
+        latency_ns = ok["end_ns"] - ok["start_ns"]
+        latency_ms = latency_ns / 1e6
+        # The client's own HTTP overhead: the HTTP step (the whole request when it is the only
+        # step) minus the delay the server applied.
+        http_ns = ok["io_ns"].where(ok["io_ns"].notna(), latency_ns)
+        overhead_ms = (http_ns - ok["server_delay_ns"]).dropna() / 1e6
         completed = int((reqs["error"] != "cancelled").sum())
         makespan_s = cell.makespan_ns / 1e9
         delays = reqs["server_delay_ns"].dropna()
-        bound_s = delays.sum() / cell.concurrency / 1e9 if len(delays) else float("nan")
+        # Σ delay ÷ concurrency bounds the makespan only when the server's delay is all there is.
+        only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
+        bound_s = delays.sum() / cell.concurrency / 1e9 if only_io else float("nan")
         rows.append({
             **dict(zip(CELL_KEYS, key, strict=True)),
             "requests": cell.requests,

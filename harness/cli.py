@@ -17,7 +17,7 @@ from harness.scenario import load_scenario
 
 EXIT_INTERRUPTED = 130
 # Piped or captured output gets a wide table instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 200)
+console = Console(width=None if sys.stdout.isatty() else 250)
 err_console = Console(stderr=True)
 
 

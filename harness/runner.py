@@ -92,6 +92,15 @@ def _out_dirs(loaded: list[LoadedScenario], out: Path | None, root: Path, run_id
     return {s.scenario.name: root / s.scenario.name / run_id for s in loaded}
 
 
+def _preflight(item: LoadedScenario) -> None:
+    """What validation cannot know from the file alone, checked before anything runs."""
+    workload = item.scenario.workload
+    if (workload.type == "pipeline" and workload.database == "postgres" and not workload.dsn
+            and not os.environ.get("HARNESS_POSTGRES_DSN")):
+        raise HarnessError(f"{item.path}: workload.dsn: required for database: postgres "
+                           "(or set HARNESS_POSTGRES_DSN)")
+
+
 def _calibrate(item: LoadedScenario) -> dict | None:
     workload = item.scenario.workload
     if workload.type not in ("cpu", "cpu_release"):
@@ -108,6 +117,8 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     names = [s.scenario.name for s in loaded]
     if len(set(names)) != len(names):
         raise HarnessError(f"two scenarios share the name '{names[0]}': names must differ")
+    for item in loaded:
+        _preflight(item)
     run_id = new_run_id()
     dirs = _out_dirs(loaded, out, results_root, run_id)
     for path in set(dirs.values()):

@@ -1,0 +1,93 @@
+"""The pipeline's PostgreSQL path, against a throwaway cluster this test starts and removes.
+
+initdb refuses to run as root and needs a data directory the postgres user owns (pytest's
+tmp_path is root-owned 0700), so as root the server binaries run through `runuser -u postgres`
+in a folder made for it under the system temp dir."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from harness.runner import run_scenarios
+from harness.scenario import LoadedScenario, parse_scenario
+from tests.conftest import BACKENDS
+
+PG_BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+               if (p / "initdb").exists()), None) if Path("/usr/lib/postgresql").exists() else None
+
+pytestmark = pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL server binaries not installed")
+
+
+def _as_postgres(*cmd: str) -> subprocess.CompletedProcess:
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def postgres_dsn():
+    base = Path(tempfile.mkdtemp(prefix="harness-pg-"))
+    data, sockets = base / "data", base / "sock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+        shutil.chown(sockets, "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    init = _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                        "postgres", "--no-sync")
+    assert init.returncode == 0, init.stderr
+    start = _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
+                         str(base / "log"), "-o",
+                         f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
+                         "start")
+    assert start.returncode == 0, start.stderr + start.stdout
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pipeline_writes_to_postgres_on_every_backend(tmp_path, postgres_dsn, backend):
+    import psycopg
+
+    text = f"""
+name: pg
+server:
+  endpoints:
+    infer: {{latency: 5ms}}
+workload: {{type: pipeline, endpoint: infer, image: 64, database: postgres, dsn: "{postgres_dsn}"}}
+load: {{requests: 12, concurrency: 3}}
+backends: [{backend}]
+strategies: [thread_pool]
+"""
+    run_scenarios([LoadedScenario("pg.yaml", text, parse_scenario(text))], out=tmp_path)
+    rows = pq.read_table(tmp_path / "requests.parquet").to_pandas()
+    assert len(rows) == 12 and rows["ok"].all() and rows["db_ns"].notna().all()
+    with psycopg.connect(postgres_dsn) as conn:
+        written = conn.execute("SELECT count(*) FROM harness_pipeline WHERE cell LIKE %s",
+                               (f"{backend}/%",)).fetchone()[0]
+    assert written == 12
+
+
+def test_postgres_without_a_dsn_is_refused_before_running(tmp_path, monkeypatch):
+    from harness.errors import HarnessError
+
+    monkeypatch.delenv("HARNESS_POSTGRES_DSN", raising=False)
+    text = """
+name: pg
+server: {endpoints: {infer: {latency: 5ms}}}
+workload: {type: pipeline, endpoint: infer, database: postgres}
+load: {requests: 2, concurrency: 1}
+"""
+    with pytest.raises(HarnessError, match="workload.dsn: required for database: postgres"):
+        run_scenarios([LoadedScenario("pg.yaml", text, parse_scenario(text))], out=tmp_path)
+    assert not (tmp_path / "requests.parquet").exists()

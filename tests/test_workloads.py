@@ -1,0 +1,179 @@
+"""The workloads of the seed's claims, each on each backend (small sizes), checked from the
+Parquet files; telemetry (timeline, loop lag, CPU time) and the race's lost updates."""
+
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from harness.output import read_metadata, read_table
+from harness.runner import run_scenarios
+from harness.scenario import LoadedScenario, parse_scenario
+from harness.schema import REQUESTS_SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from harness.workloads.cpu import KERNELS, calibrate
+from tests.conftest import BACKENDS
+
+
+def run(tmp_path, text, **kwargs):
+    out = tmp_path / "out"
+    result = run_scenarios([LoadedScenario("w.yaml", text, parse_scenario(text))], out=out,
+                           **kwargs)
+    frames = {name: pq.read_table(out / f"{name}.parquet").to_pandas()
+              for name in ("requests", "cells", "loop_lag", "timeline")}
+    return result, out, frames
+
+
+@pytest.mark.parametrize("kind", ["cpu", "cpu_release"])
+def test_calibration_hits_its_target_roughly(kind):
+    cal = calibrate(kind, 10_000_000)
+    assert cal["units"] >= 1 and cal["target_ns"] == 10_000_000
+    start = time.perf_counter_ns()
+    KERNELS[kind](cal["units"])
+    elapsed = time.perf_counter_ns() - start
+    assert 2_000_000 < elapsed < 50_000_000  # a noisy shared machine: the order is what counts
+
+
+@pytest.fixture(scope="module")
+def cpu_runs(tmp_path_factory):
+    """Both CPU workloads on every backend at concurrency 1 and 2, strategies on the loops."""
+    runs = {}
+    for kind in ("cpu", "cpu_release"):
+        text = f"""
+name: {kind}
+workload: {{type: {kind}, duration: 5ms}}
+load: {{requests: 12, concurrency: [1, 2], workers: 2}}
+strategies: [inline, thread_pool, process_pool]
+pool_size: 2
+"""
+        runs[kind] = run(tmp_path_factory.mktemp(kind), text)
+    return runs
+
+
+@pytest.mark.parametrize("kind", ["cpu", "cpu_release"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cpu_workloads_on_every_backend(cpu_runs, kind, backend):
+    result, out, frames = cpu_runs[kind]
+    rows = frames["requests"][frames["requests"]["backend"] == backend]
+    strategies = {"asyncio": 3, "uvloop": 3}.get(backend, 1)
+    assert len(rows) == 12 * 2 * strategies and rows["ok"].all()
+    assert rows["cpu_ns"].notna().all() and (rows["cpu_ns"] > 0).all()
+    assert rows["server_delay_ns"].isna().all() and rows["io_ns"].isna().all()
+    cells = frames["cells"][frames["cells"]["backend"] == backend]
+    assert (cells["cpu_user_s"] + cells["cpu_sys_s"] > 0).all()
+    assert cells["peak_in_flight_server"].isna().all()  # no server for CPU work
+    assert (cells.loc[cells["concurrency"] == 1, "speedup"] == 1.0).all()
+    assert cells.loc[cells["concurrency"] == 2, "speedup"].notna().all()
+    meta = read_metadata(out / "cells.parquet")
+    assert meta["scenarios"][0]["calibration"]["kind"] == kind
+    assert meta["scenarios"][0]["calibration"]["units"] >= 1
+
+
+def test_offloaded_cpu_runs_in_a_pool_and_reports_where(cpu_runs):
+    rows = cpu_runs["cpu"][2]["requests"]
+    loop_rows = rows[rows["backend"] == "asyncio"]
+    slots = loop_rows.groupby("strategy")["slot"].agg(set)
+    assert all(s.startswith("MainThread@") for s in slots["inline"])
+    assert all(s.startswith("pool") for s in slots["thread_pool"])
+    pids = {s.split("@")[1] for s in slots["process_pool"]}
+    inline_pid = next(iter(slots["inline"])).split("@")[1]
+    assert inline_pid not in pids  # other processes did the work
+    assert (loop_rows.loc[loop_rows["strategy"] == "inline", "cpu_wait_ns"] == 0).all()
+
+
+def test_inline_cpu_blocks_the_loop_and_the_probe_sees_it(cpu_runs):
+    _, _, frames = cpu_runs["cpu"]
+    cells = frames["cells"]
+    loops = cells[cells["backend"].isin(["asyncio", "uvloop"])]
+    inline = loops[loops["strategy"] == "inline"]
+    # a 5 ms kernel inside a coroutine: the 10 ms probe wakes at least ~one kernel late
+    assert (inline["loop_lag_p99_ns"] >= 3_000_000).all()
+    # an inline coroutine never lets a second request start: peak in flight stays 1
+    assert (inline["peak_in_flight"] == 1).all()
+    assert cells.loc[~cells["backend"].isin(["asyncio", "uvloop"]), "loop_lag_p99_ns"].isna().all()
+    lag = frames["loop_lag"]
+    assert set(lag["backend"]) == {"asyncio", "uvloop"} and (lag["lag_ns"] >= 0).all()
+
+
+def test_timeline_samples_every_cell(cpu_runs):
+    _, _, frames = cpu_runs["cpu_release"]
+    timeline, cells = frames["timeline"], frames["cells"]
+    keys = ["backend", "concurrency", "repetition", "strategy", "variant"]
+    assert len(timeline.groupby(keys)) == len(cells)
+    for _, rows in timeline.groupby(keys):
+        assert rows["t_ns"].is_monotonic_increasing
+        assert rows["completed"].is_monotonic_increasing
+        assert rows["completed"].iloc[-1] == 12  # the last sample is taken after the cell
+        assert (rows["cpu_percent"] >= 0).all()
+        assert (rows["ctx_switches_voluntary"] >= 0).all()
+    loops = timeline[timeline["backend"].isin(["asyncio", "uvloop"])]
+    assert loops["loop_lag_max_ns"].notna().all()
+    assert timeline.loc[timeline["backend"] == "threads", "loop_lag_max_ns"].isna().all()
+
+
+@pytest.fixture(scope="module")
+def race_run(tmp_path_factory):
+    text = """
+name: race
+workload: {type: race, variants: [no-lock, lock]}
+load: {requests: 300, concurrency: 5, workers: 2}
+backends: [threads, asyncio, uvloop]
+"""
+    return run(tmp_path_factory.mktemp("race"), text)
+
+
+@pytest.mark.parametrize("backend", ["threads", "asyncio", "uvloop"])
+def test_race_loses_updates_without_a_lock_and_none_with_one(race_run, backend):
+    cells = race_run[2]["cells"]
+    mine = cells[cells["backend"] == backend].set_index("variant")
+    assert mine.loc["lock", "lost_updates"] == 0
+    assert mine.loc["no-lock", "lost_updates"] >= 0
+    if backend != "threads":  # tasks interleave at every await: the loss is deterministic
+        assert mine.loc["no-lock", "lost_updates"] > 0
+    assert (mine["requests"] == 300).all()
+
+
+def test_race_rejects_processes():
+    from harness.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match="does not run on 'processes'"):
+        parse_scenario("name: r\nworkload: {type: race}\nload: {requests: 5, concurrency: 2}\n")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pipeline_with_sqlite_on_every_backend(tmp_path, backend):
+    text = f"""
+name: pipe
+server:
+  endpoints:
+    infer: {{latency: 5ms}}
+workload: {{type: pipeline, endpoint: infer, image: 64}}
+load: {{requests: 16, concurrency: 3}}
+backends: [{backend}]
+strategies: [inline, thread_pool]
+pool_size: 2
+"""
+    _, _, frames = run(tmp_path, text)
+    rows = frames["requests"]
+    assert rows["ok"].all() and len(rows) == 16 * (2 if backend in ("asyncio", "uvloop") else 1)
+    for step in ("cpu_ns", "cpu_wait_ns", "io_ns", "db_ns"):
+        assert rows[step].notna().all(), step
+    assert (rows["io_ns"] >= rows["server_delay_ns"]).all()
+    assert (rows["end_ns"] - rows["start_ns"] >= rows["cpu_ns"] + rows["io_ns"]).all()
+
+
+def test_version_1_files_are_read_with_new_columns_filled(tmp_path):
+    import pyarrow as pa
+
+    v1_fields = [f for f in REQUESTS_SCHEMA if f.name not in
+                 ("strategy", "variant", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns")]
+    schema = pa.schema(v1_fields).with_metadata({VERSION_KEY: b"1"})
+    row = {f.name: [0] for f in v1_fields}
+    row.update(run_id=["r"], scenario=["s"], backend=["threads"], worker=["w"], slot=["t"],
+               ok=[True], error=[None])
+    pq.write_table(pa.table(row, schema=schema), tmp_path / "requests.parquet")
+    table = read_table(tmp_path / "requests.parquet")
+    assert table.schema.names == REQUESTS_SCHEMA.names
+    assert table.column("strategy").to_pylist() == ["inline"]
+    assert table.column("variant").to_pylist() == ["default"]
+    assert table.column("cpu_ns").null_count == 1
+    assert SCHEMA_VERSION == 2
