@@ -166,11 +166,30 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
               interrupt: _Interrupt, ui: RunUI) -> tuple[dict[str, pa.Table], dict]:
     server_config = item.scenario.server
     with tempfile.TemporaryDirectory(prefix="harness-cell-") as tmp, \
-            (ServerProcess(item.text) if server_config else contextlib.nullcontext()) as server:
-        job = CellJob(item.text, key.backend, key.concurrency, key.repetition, key.strategy,
-                      key.variant, server.url if server else "", units, tmp)
-        result = _run_cell_process(job, Path(tmp) / "stderr.txt", interrupt, ui)
-        server_peak = server.stats()["peak_in_flight"] if server else None
+            open(Path(tmp) / "stderr.txt", "w+") as stderr:
+        # The cell process imports while the mock server starts; it waits for its job on stdin.
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cell"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                start_new_session=True)  # own group: we pass signals on
+        interrupt.child = proc
+        try:
+            with (ServerProcess(item.text) if server_config
+                  else contextlib.nullcontext()) as server:
+                job = CellJob(item.text, key.backend, key.concurrency, key.repetition,
+                              key.strategy, key.variant, server.url if server else "", units, tmp)
+                result = _drive_cell_process(proc, job, interrupt, ui)
+                server_peak = server.stats()["peak_in_flight"] if server else None
+        finally:
+            interrupt.cell_done()
+            _signal_group(proc, signal.SIGKILL)  # nothing of the cell may outlive it
+            if proc.poll() is None:
+                proc.wait()
+        if result is None or proc.returncode != 0:
+            stderr.seek(0)
+            tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
+            detail = tail[0] if tail else f"exit status {proc.returncode}"
+            raise HarnessError(f"cell {key.backend} c={key.concurrency} r={key.repetition} "
+                               f"failed: {detail}")
         files = {name: from_ipc_bytes((Path(tmp) / name).read_bytes())
                  for name in (RECORDS, LAG, TIMELINE)}
     constants = {"run_id": run_id, "scenario": item.scenario.name, "backend": key.backend,
@@ -204,34 +223,22 @@ def _with_keys(table: pa.Table, constants: dict) -> pa.Table:
     return table
 
 
-def _run_cell_process(job: CellJob, stderr_path: Path, interrupt: _Interrupt, ui: RunUI):
-    with open(stderr_path, "w+") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.cell"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                start_new_session=True)  # own group: we pass signals on
-        interrupt.child = proc
-        try:
-            if interrupt.requested:  # a signal that came while the process was starting
-                interrupt.handle(signal.SIGTERM, None)
-            proc.stdin.write(job.to_json())
-            proc.stdin.close()
-            result = None
-            for line in proc.stdout:
-                message = json.loads(line)
-                if "completed" in message:
-                    ui.cell_progress(message["completed"])
-                elif message.get("done"):
-                    result = message
-            code = proc.wait()
-        finally:
-            interrupt.cell_done()
-            _signal_group(proc, signal.SIGKILL)  # nothing of the cell may outlive it
-            if proc.poll() is None:
-                proc.wait()
-        stderr.seek(0)
-        tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
-    if result is None or code != 0:
-        detail = tail[0] if tail else f"exit status {code}"
-        raise HarnessError(f"cell {job.backend} c={job.concurrency} r={job.repetition} failed: "
-                           f"{detail}")
+def _drive_cell_process(proc: subprocess.Popen, job: CellJob, interrupt: _Interrupt,
+                        ui: RunUI) -> dict | None:
+    """Send the job, relay progress, return the final message (None if there was none)."""
+    if interrupt.requested:  # a signal that came while the process was starting
+        interrupt.handle(signal.SIGTERM, None)
+    try:
+        proc.stdin.write(job.to_json())
+        proc.stdin.close()
+    except BrokenPipeError:
+        return None
+    result = None
+    for line in proc.stdout:
+        message = json.loads(line)
+        if "completed" in message:
+            ui.cell_progress(message["completed"])
+        elif message.get("done"):
+            result = message
+    proc.wait()
     return result
