@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SCENARIOS ?= scenarios/lab.yaml
+SCENARIOS ?= scenarios/lab.yaml scenarios/gil_cpu.yaml scenarios/gil_release.yaml \
+             scenarios/gil_io.yaml scenarios/inference.yaml scenarios/race.yaml
 
 .PHONY: install test bench lint clean
 
@@ -19,8 +20,11 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# One run of every scenario into results/bench/<UTC time>/, then the targets measured from it.
 bench: $(STAMP)
-	$(BIN)/harness run $(SCENARIOS)
+	@out=results/bench/$$(date -u +%Y%m%dT%H%M%SZ) && \
+	$(BIN)/harness run $(SCENARIOS) --out $$out && \
+	$(BIN)/python bench/targets.py $$out
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests

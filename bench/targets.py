@@ -1,0 +1,101 @@
+"""The seed's claims as measured targets, evaluated from the Parquet files of the newest run of
+each scenario under results/ (or the run directories given). A benchmark, not a test: it
+reports what was measured and whether each target was met; it does not fail the build.
+
+    python bench/targets.py [DIR...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from harness.analysis import load_runs, speedups, summarize
+
+
+def newest_runs(root: Path) -> list[Path]:
+    """results/<scenario>/<run id>/: run ids sort by time, so the last is the newest."""
+    runs = []
+    for scenario in sorted(p for p in root.iterdir() if p.is_dir()):
+        done = sorted(p for p in scenario.iterdir() if (p / "cells.parquet").exists())
+        if done:
+            runs.append(done[-1])
+    return runs
+
+
+def evaluate(summary: pd.DataFrame) -> list[tuple[str, str, bool | None]]:
+    rows: list[tuple[str, str, bool | None]] = []
+    table = speedups(summary)
+
+    def speedup(scenario, backend, concurrency, strategy="inline"):
+        sel = table[(table.scenario == scenario) & (table.backend == backend)
+                    & (table.concurrency == concurrency) & (table.strategy == strategy)]
+        return float(sel["speedup"].iloc[0]) if len(sel) else None
+
+    def check(name, value, ok, fmt="{:.2f}"):
+        rows.append((name, "not run" if value is None else fmt.format(value),
+                     None if value is None else bool(ok(value))))
+
+    check("gil_cpu: threads speedup at 2 ≤ 1.2", speedup("gil_cpu", "threads", 2),
+          lambda v: v <= 1.2)
+    check("gil_cpu: processes speedup at 2 ≥ 1.6", speedup("gil_cpu", "processes", 2),
+          lambda v: v >= 1.6)
+    check("gil_release: threads speedup at 2 ≥ 1.5", speedup("gil_release", "threads", 2),
+          lambda v: v >= 1.5)
+
+    io = summary[(summary.scenario == "gil_io") & (summary.concurrency == 10)]
+    for backend, cells in io.groupby("backend", sort=False):
+        ideal = 10 / (cells["bound_s"] * 10 / cells["requests"]).median()  # c ÷ mean delay
+        check(f"gil_io: {backend} at 10 ≥ 0.8 × ideal", cells["throughput_rps"].median() / ideal,
+              lambda v: v >= 0.8, "{:.3f} × ideal")
+
+    inf = summary[summary.scenario == "inference"]
+    for backend in ("asyncio", "uvloop"):
+        mine = inf[inf.backend == backend]
+        if mine.empty:
+            continue
+        lag = mine.groupby("strategy")["loop_lag_p99_ms"].median()
+        cpu_inline = mine.loc[mine.strategy == "inline", "cpu_p50_ms"].median()
+        check(f"inference: {backend} inline lag p99 ≥ CPU step ({cpu_inline:.1f} ms)",
+              lag.get("inline"), lambda v, c=cpu_inline: v >= c, "{:.1f} ms")
+        for pool in ("thread_pool", "process_pool"):
+            check(f"inference: {backend} {pool} lag p99 < 20 ms and ≤ ¼ inline",
+                  lag.get(pool), lambda v, i=lag.get("inline"): v < 20 and v <= i / 4,
+                  "{:.1f} ms")
+
+    race = summary[summary.scenario == "race"]
+    for backend, cells in race.groupby("backend", sort=False):
+        lost = cells.groupby("variant")["lost_updates"]
+        if backend in ("asyncio", "uvloop"):
+            check(f"race: {backend} no-lock loses updates (min over reps)",
+                  lost.min().get("no-lock"), lambda v: v > 0, "{:.0f}")
+        check(f"race: {backend} lock loses none (max over reps)", lost.max().get("lock"),
+              lambda v: v == 0, "{:.0f}")
+
+    lab = summary[summary.scenario == "lab"]
+    for backend, cells in lab.groupby("backend", sort=False):
+        check(f"lab: {backend} efficiency ≥ 0.9 (bound {cells.bound_s.median():.2f} s)",
+              cells["efficiency"].median(), lambda v: v >= 0.9, "{:.3f}")
+        check(f"lab: {backend} under 15 s", cells["makespan_s"].median(), lambda v: v < 15,
+              "{:.2f} s")
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    dirs = [Path(a) for a in argv] or newest_runs(Path("results"))
+    summary = summarize(*load_runs(dirs))
+    table = Table(title="targets", title_justify="left")
+    for header in ("target", "measured", "met"):
+        table.add_column(header)
+    for name, measured, ok in evaluate(summary):
+        verdict = "-" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")
+        table.add_row(name, measured, verdict)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
