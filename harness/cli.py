@@ -130,6 +130,8 @@ def serve(scenario: Path, port: int) -> None:
     from harness.server import serve as serve_forever
 
     config = load_scenario(scenario).scenario.server
+    if config is None:
+        raise HarnessError(f"{scenario}: server: this scenario has no mock server to serve")
 
     def announce(url: str) -> None:
         console.print(f"mock server on {url} — endpoints: "
