@@ -87,7 +87,7 @@ def evaluate(summary: pd.DataFrame) -> list[tuple[str, str, bool | None]]:
 
 def main(argv: list[str]) -> None:
     dirs = [Path(a) for a in argv] or newest_runs(Path("results"))
-    summary = summarize(*load_runs(dirs))
+    summary = summarize(load_runs(dirs))
     table = Table(title="targets", title_justify="left")
     for header in ("target", "measured", "met"):
         table.add_column(header)

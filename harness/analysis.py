@@ -3,12 +3,14 @@ percentile method — `run` and `report` call the same code."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness.output import CELLS_FILE, REQUESTS_FILE, find_run_dirs, read_table
+from harness.output import CELLS_FILE, REQUESTS_FILE, find_run_dirs, read_metadata, read_table
 from harness.schema import CELL_KEYS
 
 PERCENTILE_METHOD = "linear"  # numpy's default (type 7); documented in the README
@@ -34,25 +36,84 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(values, q, method=PERCENTILE_METHOD))
 
 
-def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All requests and cells under the given run directories (or folders containing runs)."""
+@dataclass
+class Runs:
+    """Everything of one or more runs, read from their Parquet files."""
+
+    dirs: list[Path]
+    requests: pd.DataFrame
+    cells: pd.DataFrame
+    timeline: pd.DataFrame
+    loop_lag: pd.DataFrame
+    metadata: list[dict]
+
+    def thresholds(self) -> dict[str, list]:
+        """Each scenario's `expect:` thresholds, parsed from the scenario text in the metadata."""
+        from harness.scenario import parse_scenario
+
+        found = {}
+        for meta in self.metadata:
+            for scenario in meta.get("scenarios", []):
+                found[scenario["name"]] = parse_scenario(scenario["text"]).thresholds()
+        return found
+
+
+def load_runs(paths: list[Path]) -> Runs:
+    """All records under the given run directories (or folders containing runs)."""
     dirs = find_run_dirs(paths)
-    requests = pd.concat([read_table(d / REQUESTS_FILE).to_pandas() for d in dirs],
-                         ignore_index=True)
-    cells = pd.concat([read_table(d / CELLS_FILE).to_pandas() for d in dirs], ignore_index=True)
-    return requests, cells
+
+    def read(name: str) -> pd.DataFrame:
+        frames = [read_table(d / name).to_pandas() for d in dirs if (d / name).exists()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CELL_KEYS)
+
+    return Runs(dirs, read(REQUESTS_FILE), read(CELLS_FILE), read("timeline.parquet"),
+                read("loop_lag.parquet"), [read_metadata(d / CELLS_FILE) for d in dirs])
 
 
 def _p50_ms(series) -> float:
     return percentile(series.dropna(), 50) / 1e6
 
 
-def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+LITTLE_TOLERANCE = 0.05
+SATURATED = 90.0  # percent of a core
+
+
+def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: float,
+                 throughput: float) -> tuple[float, list[str]]:
+    """Flags that say when the numbers may not mean what they seem to (see README)."""
+    flags = []
+    # Little's law: the sampled mean in flight against throughput × mean latency.
+    done = reqs[reqs["error"] != "cancelled"]
+    residual = float("nan")
+    if len(timeline) >= 10 and len(done) and makespan_s > 0:
+        expected = throughput * ((done["end_ns"] - done["start_ns"]).mean() / 1e9)
+        sampled = timeline.loc[timeline["t_ns"] <= cell.makespan_ns, "in_flight"].mean()
+        residual = abs(sampled - expected) / expected if expected else float("nan")
+        if residual > LITTLE_TOLERANCE:
+            flags.append("little")
+    server = cell.peak_in_flight_server
+    if cell.peak_in_flight != cell.peak_in_flight_live or (
+            not pd.isna(server) and server > cell.peak_in_flight):
+        flags.append("peaks")
+    if reqs["server_delay_ns"].notna().any() and len(timeline):
+        cores = (os.cpu_count() or 1) if cell.backend == "processes" else 1
+        if timeline["cpu_percent"].mean() > SATURATED * cores:
+            flags.append("gen-cpu")  # the numbers may describe the load generator
+    server_cpu = getattr(cell, "server_cpu_s", None)
+    if server_cpu is not None and not pd.isna(server_cpu) and makespan_s > 0:
+        if 100 * server_cpu / makespan_s > SATURATED:
+            flags.append("srv-cpu")  # the numbers may describe the mock server
+    return residual, flags
+
+
+def summarize(runs: Runs) -> pd.DataFrame:
     """One row per cell, in the cells' order. Latencies are over ok requests; the lower bound
     of the makespan is the sum of the server's applied delays divided by the concurrency limit
     (NaN unless the request is the server call alone)."""
+    requests, cells, timeline = runs.requests, runs.cells, runs.timeline
     rows = []
     groups = dict(tuple(requests.groupby(CELL_KEYS, sort=False)))
+    samples = dict(tuple(timeline.groupby(CELL_KEYS, sort=False))) if len(timeline) else {}
     for cell in cells.itertuples(index=False):
         key = tuple(getattr(cell, k) for k in CELL_KEYS)
         reqs = groups.get(key, requests.iloc[0:0])
@@ -69,14 +130,19 @@ def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
         # Σ delay ÷ concurrency bounds the makespan only when the server's delay is all there is.
         only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
         bound_s = delays.sum() / cell.concurrency / 1e9 if only_io else float("nan")
+        throughput = completed / makespan_s if makespan_s > 0 else float("nan")
+        residual, flags = _self_checks(cell, reqs, samples.get(key, timeline.iloc[0:0]),
+                                       makespan_s, throughput)
         rows.append({
             **dict(zip(CELL_KEYS, key, strict=True)),
             "requests": cell.requests,
             "errors": cell.errors,
-            "throughput_rps": completed / makespan_s if makespan_s > 0 else float("nan"),
+            "error_rate": cell.errors / cell.requests if cell.requests else float("nan"),
+            "throughput_rps": throughput,
             "p50_ms": percentile(latency_ms, 50),
             "p90_ms": percentile(latency_ms, 90),
             "p99_ms": percentile(latency_ms, 99),
+            "p999_ms": percentile(latency_ms, 99.9),
             "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan"),
             "overhead_p50_ms": percentile(overhead_ms, 50),
             "overhead_p99_ms": percentile(overhead_ms, 99),
@@ -97,6 +163,8 @@ def summarize(requests: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
             "efficiency": bound_s / makespan_s if makespan_s > 0 else float("nan"),
             "workers": reqs["worker"].nunique(),
             "interrupted": bool(cell.interrupted),
+            "little_residual": residual,
+            "flags": " ".join(flags),
         })
     return pd.DataFrame(rows)
 

@@ -4,6 +4,7 @@ Exit status: 0 ok, 2 bad input (one line on stderr), 130 interrupted (records ke
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -52,6 +53,37 @@ def cli() -> None:
     declarative YAML scenarios against a local mock server."""
 
 
+EXIT_THRESHOLDS = 1
+
+
+def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None) -> bool:
+    """Print the summary of run directories in `fmt`; True when every threshold passed."""
+    from harness.analysis import load_runs, summarize
+    from harness.report import print_summary, print_thresholds, summary_markdown
+    from harness.thresholds import evaluate
+
+    runs = load_runs(dirs)
+    summary = summarize(runs)
+    checks = evaluate(summary, runs.thresholds())
+    if fmt == "table":
+        print_summary(summary, console)
+        print_thresholds(checks, console)
+    elif fmt == "markdown":
+        click.echo(summary_markdown(summary))
+    elif fmt == "json":
+        click.echo(json.dumps({"cells": json.loads(summary.to_json(orient="records")),
+                               "thresholds": json.loads(checks.to_json(orient="records"))},
+                              indent=2))
+    else:
+        click.echo(summary.to_csv(index=False), nl=False)
+    if html is not None:
+        from harness.html import write_report
+
+        write_report(runs, summary, checks, html)
+        err_console.print(f"report: {html}")
+    return bool(checks["passed"].all()) if len(checks) else True
+
+
 @cli.command()
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--backend", "-b", "backends", multiple=True, type=click.Choice(BACKEND_NAMES),
@@ -62,9 +94,7 @@ def cli() -> None:
 @click.option("--repeat", "-r", type=click.IntRange(min=1), help="Repetitions per cell.")
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 def run(scenarios, backends, out, repeat, force) -> None:
-    """Run SCENARIO files and print a summary per cell."""
-    from harness.analysis import load_runs, summarize
-    from harness.report import print_summary
+    """Run SCENARIO files and print a summary per cell. Exit 1 when a threshold fails."""
     from harness.runner import run_scenarios
 
     loaded = [load_scenario(path) for path in scenarios]
@@ -74,24 +104,78 @@ def run(scenarios, backends, out, repeat, force) -> None:
         result = run_scenarios(loaded, backends=backends, repeat=repeat, out=out, force=force,
                                ui=_ProgressUI(progress))
     written = [d for d in result.out_dirs if (d / "cells.parquet").exists()]
-    if written:
-        print_summary(summarize(*load_runs(written)), console)
+    passed = _summarize_and_check(written) if written else True
     for path in result.out_dirs:
         console.print(f"results: {path}")
     if result.interrupted:
         err_console.print("interrupted: every finished cell and every record measured so far "
                           "was written")
         sys.exit(EXIT_INTERRUPTED)
+    if not passed:
+        sys.exit(EXIT_THRESHOLDS)
 
 
 @cli.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def report(dirs) -> None:
-    """Print the summary table of run directories, from their Parquet files alone."""
-    from harness.analysis import load_runs, summarize
-    from harness.report import print_summary
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "csv"]),
+              default="table", show_default=True)
+@click.option("--html", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write a self-contained HTML report with plots to FILE.")
+def report(dirs, fmt, html) -> None:
+    """Summarize run directories from their Parquet files alone. Exit 1 when a threshold
+    fails."""
+    if not _summarize_and_check(list(dirs), fmt, html):
+        sys.exit(EXIT_THRESHOLDS)
 
-    print_summary(summarize(*load_runs(list(dirs))), console)
+
+@cli.command("compare")
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("new", required=False, type=click.Path(path_type=Path))
+@click.option("--between", metavar="A,B",
+              help="Compare backend B against backend A inside BASE (no NEW).")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]),
+              default="table", show_default=True)
+@click.option("--fail-on-regression", is_flag=True,
+              help="Exit 1 when a cell is significantly slower (for CI).")
+def compare_cmd(base, new, between, fmt, fail_on_regression) -> None:
+    """Compare NEW against BASE (two run directories), or two backends with --between.
+    Exit 0 when compared, whatever the verdict; 2 when the inputs cannot be compared."""
+    from rich.table import Table
+
+    from harness.analysis import load_runs
+    from harness.compare import compare, comparison_markdown, comparison_rows
+
+    pair = None
+    if between:
+        pair = tuple(part.strip() for part in between.split(","))
+        if len(pair) != 2 or not all(p in BACKEND_NAMES for p in pair) or new is not None:
+            raise HarnessError(f"--between: needs two backends, A,B (got {between!r}), "
+                               "and no NEW")
+    elif new is None:
+        raise HarnessError("compare: needs BASE and NEW, or BASE with --between A,B")
+    table = compare(load_runs([base]), None if pair else load_runs([new]), pair)
+    if fmt == "markdown":
+        click.echo(comparison_markdown(table))
+    elif fmt == "json":
+        click.echo(table.to_json(orient="records", indent=2))
+    else:
+        headers, body = comparison_rows(table)
+        out = Table(title="comparison: new ÷ base, bootstrap 95 % intervals", title_justify="left")
+        for header in headers:
+            out.add_column(header)
+        for cells in body:
+            out.add_row(*cells)
+        console.print(out)
+    if fail_on_regression and (table["verdict"] == "slower").any():
+        sys.exit(EXIT_THRESHOLDS)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editor completion and checks)."""
+    from harness.scenario import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
 
 
 @cli.command()

@@ -7,11 +7,16 @@ import math
 import random
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from harness.units import format_duration_ns, parse_duration_ns
 
-DurationNs = Annotated[int, BeforeValidator(parse_duration_ns)]
+DurationNs = Annotated[int, BeforeValidator(parse_duration_ns), WithJsonSchema({
+    "anyOf": [{"type": "string", "pattern": r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$"},
+              {"type": "number", "minimum": 0}],
+    "description": "a duration: 250ms, 30s, 1m30s; a bare number means seconds",
+    "x-harness-unit": "duration",
+})]
 
 
 class _Dist(BaseModel):

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.units import format_duration_ns
 
@@ -59,6 +60,7 @@ _COLUMNS = [
     ("bound", lambda r: _s(r.bound_s), "bound_s"),
     ("eff", lambda r: "-" if pd.isna(r.efficiency) else f"{r.efficiency:.3f}", "bound_s"),
     ("speedup", lambda r: _num(r.speedup), "speedup"),
+    ("flags", lambda r: f"[yellow]{r.flags}[/]" if r.flags else "", "flags"),
 ]
 _DEFAULT_KEYS = {"strategy": "inline", "variant": "default"}
 
@@ -68,20 +70,56 @@ def _shown(rows: pd.DataFrame, column: str | None) -> bool:
         return True
     if column in _DEFAULT_KEYS:
         return bool((rows[column] != _DEFAULT_KEYS[column]).any())
+    if column == "flags":
+        return bool((rows[column] != "").any())
     return bool(rows[column].notna().any())
+
+
+def summary_grid(summary: pd.DataFrame):
+    """Per (run, scenario): a title, the headers shown, and the rows' cell texts (rich markup).
+    The one layout behind the terminal table, markdown and HTML."""
+    for (run_id, scenario), rows in summary.groupby(["run_id", "scenario"], sort=False):
+        columns = [(h, fmt) for h, fmt, col in _COLUMNS if _shown(rows, col)]
+        body = [[fmt(row) for _, fmt in columns] for row in rows.itertuples(index=False)]
+        yield f"{scenario}  {run_id}", [h for h, _ in columns], body
 
 
 def summary_tables(summary: pd.DataFrame) -> list[Table]:
     tables = []
-    for (run_id, scenario), rows in summary.groupby(["run_id", "scenario"], sort=False):
-        table = Table(title=f"{scenario}  [dim]{run_id}[/]", title_justify="left")
-        columns = [(h, fmt) for h, fmt, col in _COLUMNS if _shown(rows, col)]
-        for header, _ in columns:
+    for title, headers, body in summary_grid(summary):
+        name, run_id = title.split("  ")
+        table = Table(title=f"{name}  [dim]{run_id}[/]", title_justify="left")
+        for header in headers:
             table.add_column(header, justify="left" if header == "backend" else "right")
-        for row in rows.itertuples(index=False):
-            table.add_row(*(fmt(row) for _, fmt in columns))
+        for cells in body:
+            table.add_row(*cells)
         tables.append(table)
     return tables
+
+
+def plain(markup: str) -> str:
+    return Text.from_markup(markup).plain
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    out = []
+    for title, headers, body in summary_grid(summary):
+        out.append(f"### {title}\n")
+        out.append("| " + " | ".join(headers) + " |")
+        out.append("|" + "|".join("---" if h == "backend" else "---:" for h in headers) + "|")
+        out.extend("| " + " | ".join(plain(c) for c in cells) + " |" for cells in body)
+        out.append("")
+    return "\n".join(out)
+
+
+def print_thresholds(results: pd.DataFrame, console: Console) -> None:
+    if results.empty:
+        return
+    failed = results[~results["passed"]]
+    console.print(f"thresholds: {int(results['passed'].sum())} passed, {len(failed)} failed")
+    for row in failed.itertuples(index=False):
+        console.print(f"  [red]FAIL[/] {row.scenario} {row.backend} c={row.concurrency} "
+                      f"r={row.repetition}: {row.threshold} (actual {_num(row.actual)})")
 
 
 def speedup_table(speedups: pd.DataFrame) -> Table:
@@ -105,7 +143,9 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None) -> None
         console.print(table)
     console.print("[dim]latency = end − start of ok requests; ovh = client overhead (latency − "
                   "server delay); bound = Σ server delay ÷ concurrency; eff = bound ÷ makespan; "
-                  "cpu/wait/io/db = per-step p50 ms; lag = event-loop lag p99 ms[/]")
+                  "cpu/wait/io/db = per-step p50 ms; lag = event-loop lag p99 ms; flags: "
+                  "little = Little's law off by > 5 %, peaks = peak counts disagree, gen-cpu / "
+                  "srv-cpu = load generator / mock server above 90 % CPU[/]")
     table = speedups(summary)
     levels = table.groupby("scenario")["concurrency"].transform("nunique")
     if (levels > 1).any():

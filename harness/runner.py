@@ -178,7 +178,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                 job = CellJob(item.text, key.backend, key.concurrency, key.repetition,
                               key.strategy, key.variant, server.url if server else "", units, tmp)
                 result = _drive_cell_process(proc, job, interrupt, ui)
-                server_peak = server.stats()["peak_in_flight"] if server else None
+                server_stats = server.stats() if server else {}
         finally:
             interrupt.cell_done()
             _signal_group(proc, signal.SIGKILL)  # nothing of the cell may outlive it
@@ -207,7 +207,8 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
             "makespan_ns": int(end.max()) if n else 0,
             "peak_in_flight": sweep_peak(start, end),
             "peak_in_flight_live": result["peak_live"],
-            "peak_in_flight_server": server_peak,
+            "peak_in_flight_server": server_stats.get("peak_in_flight"),
+            "server_cpu_s": server_stats.get("cpu_s"),
             "interrupted": bool(result["interrupted"] or interrupt.requested),
             "cpu_user_s": result["cpu_user_s"], "cpu_sys_s": result["cpu_sys_s"],
             "loop_lag_p99_ns": int(np.percentile(lag_ns, 99, method=PERCENTILE_METHOD))

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -22,9 +23,14 @@ from pydantic import (
 from harness.backends import BACKEND_NAMES
 from harness.errors import ScenarioError
 from harness.latency import DurationNs, Latency
+from harness.thresholds import parse_threshold
 from harness.units import parse_size_bytes
 
-SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes)]
+SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes), WithJsonSchema({
+    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmM]i?[bB]|[bB])?$"},
+              {"type": "integer", "minimum": 0}],
+    "description": "a size in bytes: 512, 4KiB, 1MB",
+})]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -156,6 +162,7 @@ class Scenario(_Model):
                           BeforeValidator(_as_tuple)] = ("inline",)
     pool_size: int | None = Field(None, ge=1)  # thread/process pool; default: the core count
     repeat: int = Field(1, ge=1)
+    expect: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = ()  # thresholds
 
     @field_validator("backends")
     @classmethod
@@ -181,7 +188,15 @@ class Scenario(_Model):
                              "one process; it does not run on 'processes'")
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: repeated (got {list(self.strategies)})")
+        for i, text in enumerate(self.expect):
+            try:
+                parse_threshold(text, self.backends)
+            except ValueError as exc:
+                raise ValueError(f"expect[{i}]: {exc}") from None
         return self
+
+    def thresholds(self) -> list:
+        return [parse_threshold(text, self.backends) for text in self.expect]
 
     def variants(self) -> tuple[str, ...]:
         return getattr(self.workload, "variants", ("default",))
@@ -191,6 +206,26 @@ class Scenario(_Model):
         if backend in ASYNC_BACKENDS and self.workload.has_cpu_step:
             return self.strategies
         return ("inline",)
+
+
+def json_schema() -> dict:
+    """The scenario format as JSON Schema; duration defaults are shown as they are written."""
+    from harness.units import format_duration_ns
+
+    schema = Scenario.model_json_schema()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("x-harness-unit") == "duration" and isinstance(node.get("default"), int):
+                node["default"] = format_duration_ns(node["default"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ CELLS_SCHEMA = pa.schema(
         pa.field("loop_lag_p99_ns", pa.int64()),  # from the raw samples; null without a loop
         pa.field("lost_updates", pa.int64()),  # race workload only
         pa.field("speedup", pa.float64()),  # throughput ÷ same cell at concurrency 1
+        pa.field("server_cpu_s", pa.float64()),  # the mock server process's CPU time
     ]
 )
 

@@ -67,7 +67,8 @@ def make_app(config: Server) -> web.Application:
 
     async def stats_handler(request: web.Request) -> web.Response:
         return web.json_response({"in_flight": stats.in_flight, "peak_in_flight": stats.peak,
-                                  "requests": stats.requests, "pid": os.getpid()})
+                                  "requests": stats.requests, "pid": os.getpid(),
+                                  "cpu_s": time.process_time()})
 
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok")

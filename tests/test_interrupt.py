@@ -23,19 +23,29 @@ def start_run(args, ignore_sigint=False):
                             preexec_fn=preexec)
 
 
-def wait_for_cell(proc, backend, timeout=60):
-    """Until the cell process is up and its requests are in flight on the server."""
+def wait_for_cell(proc, connections, timeout=60):
+    """Until the cell's processes hold `connections` established TCP connections (its requests
+    are on the wire), then one more second. Returns every descendant seen by then."""
     deadline = time.monotonic() + timeout
     me = psutil.Process(proc.pid)
     while time.monotonic() < deadline:
         tree = me.children(recursive=True)
         cells = [p for p in tree if "harness.cell" in " ".join(_cmdline(p))]
-        wanted = 1 + (3 if backend == "processes" else 0)  # slot processes, when they exist
-        if cells and len(cells[0].children(recursive=True)) + 1 >= wanted:
-            time.sleep(1.0)  # requests are now on the wire
-            return me.children(recursive=True)
-        time.sleep(0.1)
-    raise AssertionError("cell never started")
+        if cells:
+            family = [cells[0], *cells[0].children(recursive=True)]
+            established = sum(_established(p) for p in family)
+            if established >= connections:
+                time.sleep(1.0)
+                return me.children(recursive=True)
+        time.sleep(0.05)
+    raise AssertionError("the cell's requests never went on the wire")
+
+
+def _established(p):
+    try:
+        return sum(c.status == psutil.CONN_ESTABLISHED for c in p.net_connections("tcp"))
+    except psutil.Error:
+        return 0
 
 
 def _cmdline(p):
@@ -53,7 +63,7 @@ def test_interrupt_cancels_in_flight_keeps_records_exits_130(tmp_path, backend):
     (tmp_path / "s.yaml").write_text(text)
     out = tmp_path / "out"
     proc = start_run([tmp_path / "s.yaml", "--out", out])
-    descendants = wait_for_cell(proc, backend)
+    descendants = wait_for_cell(proc, connections=3)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -80,7 +90,7 @@ def test_background_job_with_sigint_ignored_still_stops_and_keeps_finished_recor
     (tmp_path / "s.yaml").write_text(text)
     out = tmp_path / "out"
     proc = start_run([tmp_path / "s.yaml", "--out", out], ignore_sigint=True)
-    wait_for_cell(proc, "asyncio")
+    wait_for_cell(proc, connections=4)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -95,7 +105,7 @@ def test_sigterm_is_handled_like_sigint(tmp_path):
     text = small_scenario(latency="20ms", requests=100000, concurrency=2, backends="[threads]")
     (tmp_path / "s.yaml").write_text(text)
     proc = start_run([tmp_path / "s.yaml", "--out", tmp_path / "out"])
-    wait_for_cell(proc, "threads")
+    wait_for_cell(proc, connections=2)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert proc.returncode == 130

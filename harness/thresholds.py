@@ -1,0 +1,73 @@
+"""Thresholds (`expect:` in a scenario, like k6's): `p99_ms < 50`, `error_rate <= 0.01`, or for
+one backend `asyncio: throughput_rps >= 500`. Every cell the threshold applies to must pass.
+Evaluated after a run and by `harness report`, from the summary of the Parquet records."""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+METRICS = {
+    "requests": "requests made", "errors": "requests not ok",
+    "error_rate": "errors ÷ requests", "throughput_rps": "completed requests per second",
+    "p50_ms": "latency p50", "p90_ms": "latency p90", "p99_ms": "latency p99",
+    "p999_ms": "latency p99.9", "max_ms": "latency max",
+    "overhead_p50_ms": "client overhead p50", "overhead_p99_ms": "client overhead p99",
+    "cpu_p50_ms": "CPU step p50", "loop_lag_p99_ms": "event-loop lag p99",
+    "lost_updates": "race: lost updates", "peak_in_flight": "peak in flight (sweep)",
+    "makespan_s": "makespan", "efficiency": "bound ÷ makespan",
+}
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+        "==": operator.eq, "!=": operator.ne}
+_EXPR = re.compile(r"\s*(?:(?P<backend>[a-z0-9_]+)\s*:\s*)?(?P<metric>[a-z0-9_]+)\s*"
+                   r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?\d+(?:\.\d*)?(?:[eE]-?\d+)?)\s*")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    text: str
+    backend: str | None
+    metric: str
+    op: str
+    value: float
+
+    def applies_to(self, backend: str) -> bool:
+        return self.backend is None or self.backend == backend
+
+    def passes(self, actual: float) -> bool:
+        return not pd.isna(actual) and _OPS[self.op](actual, self.value)
+
+
+def parse_threshold(text: str, backends: tuple[str, ...]) -> Threshold:
+    """Raises ValueError with a one-line reason."""
+    match = _EXPR.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"must look like 'p99_ms < 50' or 'asyncio: p99_ms < 50' (got {text!r})")
+    if match["metric"] not in METRICS:
+        raise ValueError(f"unknown metric '{match['metric']}' in {text!r} "
+                         f"(known: {', '.join(METRICS)})")
+    if match["backend"] is not None and match["backend"] not in backends:
+        raise ValueError(f"backend '{match['backend']}' in {text!r} is not one of this "
+                         f"scenario's backends ({', '.join(backends)})")
+    return Threshold(text.strip(), match["backend"], match["metric"], match["op"],
+                     float(match["value"]))
+
+
+def evaluate(summary: pd.DataFrame, expectations: dict[str, list[Threshold]]) -> pd.DataFrame:
+    """One row per (cell, threshold) that applies: the actual value and whether it passed."""
+    rows = []
+    for cell in summary.itertuples(index=False):
+        for threshold in expectations.get(cell.scenario, []):
+            if threshold.applies_to(cell.backend):
+                actual = getattr(cell, threshold.metric)
+                rows.append({"scenario": cell.scenario, "backend": cell.backend,
+                             "strategy": cell.strategy, "variant": cell.variant,
+                             "concurrency": cell.concurrency, "repetition": cell.repetition,
+                             "threshold": threshold.text, "actual": actual,
+                             "passed": threshold.passes(actual)})
+    return pd.DataFrame(rows, columns=["scenario", "backend", "strategy", "variant",
+                                       "concurrency", "repetition", "threshold", "actual",
+                                       "passed"])
