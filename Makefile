@@ -20,11 +20,13 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# One run of every scenario into results/bench/<UTC time>/, then the targets measured from it.
+# One run of every scenario into results/bench/<UTC time>/, the targets measured from it, and
+# results/report.html (plots, tables, metadata; self-contained).
 bench: $(STAMP)
 	@out=results/bench/$$(date -u +%Y%m%dT%H%M%SZ) && \
 	$(BIN)/harness run $(SCENARIOS) --out $$out && \
-	$(BIN)/python bench/targets.py $$out
+	$(BIN)/python bench/targets.py $$out && \
+	$(BIN)/harness report $$out --html results/report.html > /dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests

@@ -181,7 +181,8 @@ def speedups(summary: pd.DataFrame) -> pd.DataFrame:
                .agg(["median", "count"]).reset_index()
                .rename(columns={"median": "median_rps", "count": "repetitions"}))
     lowest = medians.sort_values("concurrency").groupby(group, sort=False).first()
-    base = medians.join(lowest[["concurrency", "median_rps"]], on=group, rsuffix="_base")
+    base = medians.merge(lowest[["concurrency", "median_rps"]].reset_index(), on=group,
+                         suffixes=("", "_base"), how="left")
     base["speedup"] = base["median_rps"] / base["median_rps_base"]
     return base[[*group, "concurrency", "repetitions", "median_rps", "concurrency_base",
                  "speedup"]]

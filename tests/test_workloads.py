@@ -42,8 +42,6 @@ def cpu_runs(tmp_path_factory):
 name: {kind}
 workload: {{type: {kind}, duration: 5ms}}
 load: {{requests: 12, concurrency: [1, 2], workers: 2}}
-strategies: [inline, thread_pool]
-pool_size: 2
 """
         runs[kind] = run(tmp_path_factory.mktemp(kind), text)
     return runs
@@ -54,12 +52,14 @@ pool_size: 2
 def test_cpu_workloads_on_every_backend(cpu_runs, kind, backend):
     result, out, frames = cpu_runs[kind]
     rows = frames["requests"][frames["requests"]["backend"] == backend]
-    strategies = {"asyncio": 2, "uvloop": 2}.get(backend, 1)
-    assert len(rows) == 12 * 2 * strategies and rows["ok"].all()
+    assert len(rows) == 12 * 2 and rows["ok"].all()
     assert rows["cpu_ns"].notna().all() and (rows["cpu_ns"] > 0).all()
     assert rows["server_delay_ns"].isna().all() and rows["io_ns"].isna().all()
     cells = frames["cells"][frames["cells"]["backend"] == backend]
-    assert (cells["cpu_user_s"] + cells["cpu_sys_s"] > 0).all()
+    # CPU time comes in 10 ms clock ticks: a 60 ms cell may show one tick or none, so only
+    # the presence is checked per cell, the amount over the whole run
+    assert cells["cpu_user_s"].notna().all() and cells["cpu_sys_s"].notna().all()
+    assert (frames["cells"]["cpu_user_s"] + frames["cells"]["cpu_sys_s"]).sum() > 0.1
     assert cells["peak_in_flight_server"].isna().all()  # no server for CPU work
     assert (cells.loc[cells["concurrency"] == 1, "speedup"] == 1.0).all()
     assert cells.loc[cells["concurrency"] == 2, "speedup"].notna().all()
