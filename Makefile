@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Two workers, one test file each (module fixtures stay in one worker).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # One run of every scenario into results/bench/<UTC time>/, the targets measured from it, and
 # results/report.html (plots, tables, metadata; self-contained).

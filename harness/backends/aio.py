@@ -112,11 +112,12 @@ class AsyncioBackend:
             while (item := await jobs.get()) is not None:
                 room.release()
                 await limit.acquire()
-                if producer.over():  # out of time: drain, start nothing new
+                scheduled = now_ns()  # one stamp both for the deadline check and the record
+                if producer.over(scheduled):  # out of time: drain, start nothing new
                     limit.release()
                     continue
                 seq, enqueued_ns = item
-                task = asyncio.create_task(run_one(seq, worker, enqueued_ns, now_ns() - t0))
+                task = asyncio.create_task(run_one(seq, worker, enqueued_ns, scheduled - t0))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
 

@@ -93,10 +93,11 @@ class Producer:
         seq, self.next_seq = self.next_seq, self.next_seq + 1
         return seq
 
-    def over(self) -> bool:
-        """Stopped or past the duration: queued requests must not start any more."""
+    def over(self, at_ns: int | None = None) -> bool:
+        """Stopped or past the duration (at `at_ns`, default now): queued requests must not
+        start any more."""
         return self.stop.is_set() or (
-            self.deadline_ns is not None and now_ns() >= self.deadline_ns)
+            self.deadline_ns is not None and (at_ns or now_ns()) >= self.deadline_ns)
 
 
 def worker_name(i: int) -> str:

@@ -46,12 +46,13 @@ def start_dispatch(spec: CellSpec, t0: int, stop: StopFlag, idle: queue.Queue,
                     slot = idle.get(timeout=POLL_S)
                 except queue.Empty:
                     pass
-            if slot is not None and producer.over():
+            scheduled = now_ns()  # one stamp both for the deadline check and the record
+            if slot is not None and producer.over(scheduled):
                 idle.put(slot)
                 slot = None
             if slot is not None:  # else: stopping or out of time; drain, start nothing new
                 seq, enqueued_ns = item
-                hand_over(slot, (seq, worker, enqueued_ns, now_ns() - t0))
+                hand_over(slot, (seq, worker, enqueued_ns, scheduled - t0))
 
     threads = [threading.Thread(target=produce, name="producer", daemon=True)]
     threads += [threading.Thread(target=dispatch, args=(worker_name(i),), name=worker_name(i),
