@@ -173,16 +173,38 @@ def _nan(value) -> float:
     return float("nan") if value is None or pd.isna(value) else float(value)
 
 
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and its bootstrap interval (scipy, percentile method); NaN bounds below 2 values."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(values.mean())
+    if values.size < 2 or np.all(values == values[0]):
+        return mean, float("nan"), float("nan")
+    from scipy import stats
+
+    result = stats.bootstrap((values,), np.mean, n_resamples=2000, method="percentile",
+                             confidence_level=confidence, rng=np.random.default_rng(0))
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def speedups(summary: pd.DataFrame) -> pd.DataFrame:
-    """Median throughput over repetitions per (scenario, backend, strategy, variant,
-    concurrency), and its ratio to the same group's median at the lowest concurrency level."""
+    """Across repetitions, per (scenario, backend, strategy, variant, concurrency): median
+    throughput and its ratio to the same group's median at the lowest concurrency level, and
+    means of throughput and p99 latency with bootstrap 95 % intervals."""
     group = ["scenario", "backend", "strategy", "variant"]
-    medians = (summary.groupby([*group, "concurrency"], sort=False)["throughput_rps"]
-               .agg(["median", "count"]).reset_index()
-               .rename(columns={"median": "median_rps", "count": "repetitions"}))
+    rows = []
+    for key, cells in summary.groupby([*group, "concurrency"], sort=False):
+        thr, thr_lo, thr_hi = mean_ci(cells["throughput_rps"])
+        p99, p99_lo, p99_hi = mean_ci(cells["p99_ms"])
+        rows.append({**dict(zip([*group, "concurrency"], key, strict=True)),
+                     "repetitions": len(cells), "median_rps": cells["throughput_rps"].median(),
+                     "mean_rps": thr, "rps_lo": thr_lo, "rps_hi": thr_hi,
+                     "mean_p99_ms": p99, "p99_lo": p99_lo, "p99_hi": p99_hi})
+    medians = pd.DataFrame(rows)
     lowest = medians.sort_values("concurrency").groupby(group, sort=False).first()
     base = medians.merge(lowest[["concurrency", "median_rps"]].reset_index(), on=group,
                          suffixes=("", "_base"), how="left")
     base["speedup"] = base["median_rps"] / base["median_rps_base"]
-    return base[[*group, "concurrency", "repetitions", "median_rps", "concurrency_base",
-                 "speedup"]]
+    return base.drop(columns=["median_rps_base"])

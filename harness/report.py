@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -46,6 +47,7 @@ _COLUMNS = [
     ("p50 ms", lambda r: _num(r.p50_ms), None),
     ("p90 ms", lambda r: _num(r.p90_ms), None),
     ("p99 ms", lambda r: _num(r.p99_ms), None),
+    ("p99.9 ms", lambda r: _num(r.p999_ms), None),
     ("max ms", lambda r: _num(r.max_ms), None),
     ("ovh p50", lambda r: _num(r.overhead_p50_ms), "overhead_p50_ms"),
     ("ovh p99", lambda r: _num(r.overhead_p99_ms), "overhead_p99_ms"),
@@ -122,16 +124,23 @@ def print_thresholds(results: pd.DataFrame, console: Console) -> None:
                       f"r={row.repetition}: {row.threshold} (actual {_num(row.actual)})")
 
 
+def _ci(mean: float, lo: float, hi: float) -> str:
+    if pd.isna(lo):
+        return _num(mean)
+    return escape(f"{_num(mean)} [{_num(lo)}, {_num(hi)}]")
+
+
 def speedup_table(speedups: pd.DataFrame) -> Table:
-    table = Table(title="speedup: median throughput ÷ median at the lowest concurrency",
-                  title_justify="left")
-    for header in ("scenario", "backend", "strategy", "variant", "conc", "reps", "median req/s",
-                   "speedup"):
+    table = Table(title="across repetitions: mean \\[bootstrap 95 % interval]; speedup = median "
+                        "throughput ÷ median at the lowest concurrency", title_justify="left")
+    for header in ("scenario", "backend", "strategy", "variant", "conc", "reps", "req/s",
+                   "p99 ms", "speedup"):
         table.add_column(header, justify="left" if header in ("scenario", "backend") else "right")
     for row in speedups.itertuples(index=False):
         table.add_row(row.scenario, row.backend, row.strategy, row.variant,
-                      str(row.concurrency), str(row.repetitions), f"{row.median_rps:.1f}",
-                      f"{row.speedup:.2f}")
+                      str(row.concurrency), str(row.repetitions),
+                      _ci(row.mean_rps, row.rps_lo, row.rps_hi),
+                      _ci(row.mean_p99_ms, row.p99_lo, row.p99_hi), f"{row.speedup:.2f}")
     return table
 
 
@@ -148,5 +157,6 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None) -> None
                   "srv-cpu = load generator / mock server above 90 % CPU[/]")
     table = speedups(summary)
     levels = table.groupby("scenario")["concurrency"].transform("nunique")
-    if (levels > 1).any():
-        console.print(speedup_table(table[levels > 1]))
+    shown = (levels > 1) | (table["repetitions"] > 1)
+    if shown.any():  # several levels (speedup) or several repetitions (intervals)
+        console.print(speedup_table(table[shown]))
