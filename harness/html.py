@@ -177,7 +177,13 @@ def render(runs: Runs, summary: pd.DataFrame, checks: pd.DataFrame) -> str:
 
 
 def write_report(runs: Runs, summary: pd.DataFrame, checks: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from harness.errors import HarnessError
+
+    page = render(runs, summary, checks)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(runs, summary, checks), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise HarnessError(f"{path}: --html cannot be written ({exc.strerror})") from None

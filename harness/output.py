@@ -37,7 +37,10 @@ def prepare_out_dir(path: Path, force: bool) -> Path:
         raise HarnessError(f"{path}: --out exists and is not a directory")
     if path.exists() and any(path.iterdir()) and not force:
         raise HarnessError(f"{path}: --out is not empty (another run's results?); use --force")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot create the output directory ({exc.strerror})") from None
     return path
 
 
