@@ -63,9 +63,6 @@ class InFlightGauge:
             state[IN_FLIGHT] -= 1
             return ts
 
-    def since_t0(self) -> int:
-        return now_ns() - self.t0_ns
-
     @property
     def peak(self) -> int:
         return self._state[PEAK]
