@@ -15,13 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.analysis import load_runs, speedups, summarize
+from harness.output import is_run_dir
 
 
 def newest_runs(root: Path) -> list[Path]:
     """results/<scenario>/<run id>/: run ids sort by time, so the last is the newest."""
     runs = []
     for scenario in sorted(p for p in root.iterdir() if p.is_dir()):
-        done = sorted(p for p in scenario.iterdir() if (p / "cells.parquet").exists())
+        done = sorted(p for p in scenario.iterdir() if is_run_dir(p))
         if done:
             runs.append(done[-1])
     return runs

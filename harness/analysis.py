@@ -10,30 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.output import CELLS_FILE, REQUESTS_FILE, find_run_dirs, read_metadata, read_table
-from harness.schema import CELL_KEYS
+from harness.figures import PERCENTILE_METHOD, percentile, sweep_peak, throughput_rps
+from harness.keys import CELL_KEYS
+from harness.output import find_run_dirs, read_metadata, read_run
 
-PERCENTILE_METHOD = "linear"  # numpy's default (type 7); documented in the README
-
-
-def sweep_peak(start_ns, end_ns) -> int:
-    """Most intervals [start, end) overlapping at any instant. At equal timestamps an end is
-    counted before a start (an interval that ends as another starts does not overlap it)."""
-    start = np.asarray(start_ns, dtype=np.int64)
-    end = np.asarray(end_ns, dtype=np.int64)
-    if start.size == 0:
-        return 0
-    times = np.concatenate([start, end])
-    deltas = np.concatenate([np.ones_like(start), -np.ones_like(end)])
-    order = np.lexsort((deltas, times))  # by time, then -1 before +1
-    return int(np.cumsum(deltas[order]).max())
-
-
-def percentile(values, q: float) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return float("nan")
-    return float(np.percentile(values, q, method=PERCENTILE_METHOD))
+__all__ = ["PERCENTILE_METHOD", "percentile", "sweep_peak", "load_runs", "summarize"]
 
 
 @dataclass
@@ -61,13 +42,16 @@ class Runs:
 def load_runs(paths: list[Path]) -> Runs:
     """All records under the given run directories (or folders containing runs)."""
     dirs = find_run_dirs(paths)
+    tables = [read_run(d) for d in dirs]
 
-    def read(name: str) -> pd.DataFrame:
-        frames = [read_table(d / name).to_pandas() for d in dirs if (d / name).exists()]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CELL_KEYS)
+    def read(kind: str) -> pd.DataFrame:
+        frames = [t[kind].to_pandas() for t in tables if t[kind].num_rows]
+        if not frames:
+            return tables[0][kind].to_pandas() if tables else pd.DataFrame(columns=CELL_KEYS)
+        return pd.concat(frames, ignore_index=True)
 
-    return Runs(dirs, read(REQUESTS_FILE), read(CELLS_FILE), read("timeline.parquet"),
-                read("loop_lag.parquet"), [read_metadata(d / CELLS_FILE) for d in dirs])
+    return Runs(dirs, read("requests"), read("cells"), read("timeline"), read("loop_lag"),
+                [read_metadata(d) for d in dirs])
 
 
 def _p50_ms(series) -> float:
@@ -91,10 +75,14 @@ def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: f
         residual = abs(sampled - expected) / expected if expected else float("nan")
         if residual > LITTLE_TOLERANCE:
             flags.append("little")
-    server = cell.peak_in_flight_server
-    if cell.peak_in_flight != cell.peak_in_flight_live or (
+    server, live = cell.peak_in_flight_server, cell.peak_in_flight_live
+    if (not pd.isna(live) and cell.peak_in_flight != live) or (
             not pd.isna(server) and server > cell.peak_in_flight):
         flags.append("peaks")
+    if not cell.complete:
+        flags.append("incomplete")  # the cell process died: rows up to its last flush
+    if not pd.isna(cell.released) and cell.released != cell.requests:
+        flags.append("rows_missing")
     if reqs["server_delay_ns"].notna().any() and len(timeline):
         cores = (os.cpu_count() or 1) if cell.backend == "processes" else 1
         if timeline["cpu_percent"].mean() > SATURATED * cores:
@@ -130,7 +118,7 @@ def summarize(runs: Runs) -> pd.DataFrame:
         # Σ delay ÷ concurrency bounds the makespan only when the server's delay is all there is.
         only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
         bound_s = delays.sum() / cell.concurrency / 1e9 if only_io else float("nan")
-        throughput = completed / makespan_s if makespan_s > 0 else float("nan")
+        throughput = throughput_rps(completed, cell.makespan_ns)
         residual, flags = _self_checks(cell, reqs, samples.get(key, timeline.iloc[0:0]),
                                        makespan_s, throughput)
         rows.append({
@@ -163,6 +151,9 @@ def summarize(runs: Runs) -> pd.DataFrame:
             "efficiency": bound_s / makespan_s if makespan_s > 0 else float("nan"),
             "workers": reqs["worker"].nunique(),
             "interrupted": bool(cell.interrupted),
+            "complete": bool(cell.complete),
+            "released": cell.released,
+            "slots_lost": cell.slots_lost,
             "little_residual": residual,
             "flags": " ".join(flags),
         })
@@ -208,3 +199,14 @@ def speedups(summary: pd.DataFrame) -> pd.DataFrame:
                          suffixes=("", "_base"), how="left")
     base["speedup"] = base["median_rps"] / base["median_rps_base"]
     return base.drop(columns=["median_rps_base"])
+
+
+FAILED_FLAGS = ("incomplete", "rows_missing")
+
+
+def cells_failed(summary: pd.DataFrame) -> bool:
+    """A cell failed or lost rows (exit status 3): its process died, or released ≠ rows."""
+    if summary.empty:
+        return False
+    return bool(summary["flags"].str.split().apply(
+        lambda flags: any(f in FAILED_FLAGS for f in flags)).any())

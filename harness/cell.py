@@ -1,8 +1,9 @@
 """One measured cell in a fresh process: `python -m harness.cell`, driven by the runner.
 
 Protocol: a JSON job on stdin; JSON lines on stdout (`{"completed": n}` while running, then
-`{"done": ...}`); records, loop-lag samples and the timeline as Arrow IPC streams in the job's
-`work_dir`. SIGINT and SIGTERM stop the cell gracefully: whatever was measured is written."""
+`{"done": ...}` with what the cell observed). Records, loop-lag samples and the timeline go to
+Arrow IPC spool files in the job's `spool_dir` as they come (harness.spool); the runner turns
+them into the cell's Parquet files. SIGINT and SIGTERM stop the cell gracefully."""
 
 from __future__ import annotations
 
@@ -14,35 +15,32 @@ from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.base import CellSpec, StopFlag
-from harness.sampler import Sampler, lag_table
+from harness.keys import CellKey
+from harness.sampler import LagDrain, Sampler
 from harness.scenario import parse_scenario
-from harness.schema import to_ipc_bytes
+from harness.schema import LAG_RECORD_SCHEMA, TIMELINE_RECORD_SCHEMA
+from harness.spool import Spooler
 
 PROGRESS_EVERY = 5  # samples (of 100 ms) between progress lines
-RECORDS, LAG, TIMELINE = "records.arrow", "lag.arrow", "timeline.arrow"
 
 
 @dataclass(frozen=True)
 class CellJob:
     scenario_text: str
-    backend: str
-    concurrency: int
-    repetition: int
-    strategy: str
-    variant: str
+    key: dict  # the CellKey's fields
     server_url: str
     units: int | None
-    work_dir: str
+    work_dir: str  # scratch: the SQLite file, the slot gauge's lock
+    spool_dir: str
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
 
 def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
-    spec = CellSpec(parse_scenario(job.scenario_text), job.backend, job.concurrency,
-                    job.repetition, job.strategy, job.variant, job.server_url, job.units,
-                    job.work_dir)
-    backend = get_backend(job.backend)
+    spec = CellSpec(parse_scenario(job.scenario_text), CellKey(**job.key), job.server_url,
+                    job.units, job.work_dir)
+    backend = get_backend(spec.backend)
     count = [0]
 
     def progress(completed: int) -> None:
@@ -50,20 +48,23 @@ def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
         if count[0] % PROGRESS_EVERY == 0:
             report(json.dumps({"completed": completed}))
 
+    spool = Spooler(Path(job.spool_dir))
+    spool.on_error = lambda message: stop.set()  # a full disk ends the cell; flushed rows stay
     sampler = Sampler(backend, on_sample=progress)
+    spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
+    spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))
+    spool.start()
     sampler.start()
     try:
-        output = backend.run(spec, stop)
+        output = backend.run(spec, stop, spool)
     finally:
         sampler.stop()
-    work = Path(job.work_dir)
-    (work / RECORDS).write_bytes(to_ipc_bytes(output.records))
-    (work / LAG).write_bytes(to_ipc_bytes(lag_table(backend.lag_samples)))
-    (work / TIMELINE).write_bytes(to_ipc_bytes(sampler.table()))
-    return {"done": True, "rows": output.records.num_rows, "peak_live": output.peak_live,
+        spool.stop()
+    return {"done": True, "released": output.released, "peak_live": output.peak_live,
             "interrupted": output.interrupted, "extras": output.extras,
-            "has_loop": backend.lag_samples is not None,
-            "cpu_user_s": sampler.cpu_user_s, "cpu_sys_s": sampler.cpu_sys_s}
+            "slots_lost": output.slots_lost, "has_loop": backend.lag_samples is not None,
+            "cpu_user_s": sampler.cpu_user_s, "cpu_sys_s": sampler.cpu_sys_s,
+            "spool_error": spool.error}
 
 
 def main() -> None:

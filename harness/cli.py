@@ -1,6 +1,8 @@
 """The command line: parse, call the core, print; errors map to exit codes here only.
 
-Exit status: 0 ok, 2 bad input (one line on stderr), 130 interrupted (records kept)."""
+Exit status, one rule for `run` and `report`: 130 interrupted (records kept); else 3 when a
+cell failed or lost rows (its process died, or released ≠ rows; the run went on); else 1 when a
+threshold failed; else 0. 2 is bad input (one line on stderr)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.backends import BACKEND_NAMES, DESCRIPTIONS
 from harness.errors import HarnessError
+from harness.keys import BACKEND_NAMES, BACKENDS
 from harness.scenario import load_scenario
 
 EXIT_INTERRUPTED = 130
@@ -54,11 +56,12 @@ def cli() -> None:
 
 
 EXIT_THRESHOLDS = 1
+EXIT_CELL_FAILED = 3
 
 
-def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None) -> bool:
-    """Print the summary of run directories in `fmt`; True when every threshold passed."""
-    from harness.analysis import load_runs, summarize
+def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None) -> int:
+    """Print the summary of run directories in `fmt`; returns the exit status it implies."""
+    from harness.analysis import cells_failed, load_runs, summarize
     from harness.report import print_summary, print_thresholds, summary_markdown
     from harness.thresholds import evaluate
 
@@ -81,7 +84,9 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
 
         write_report(runs, summary, checks, html)
         err_console.print(f"report: {html}")
-    return bool(checks["passed"].all()) if len(checks) else True
+    if cells_failed(summary):
+        return EXIT_CELL_FAILED
+    return EXIT_THRESHOLDS if len(checks) and not checks["passed"].all() else 0
 
 
 @cli.command()
@@ -94,7 +99,8 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
 @click.option("--repeat", "-r", type=click.IntRange(min=1), help="Repetitions per cell.")
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 def run(scenarios, backends, out, repeat, force) -> None:
-    """Run SCENARIO files and print a summary per cell. Exit 1 when a threshold fails."""
+    """Run SCENARIO files and print a summary per cell. Exit 3 when a cell failed or lost
+    rows, 1 when a threshold fails, 130 when interrupted."""
     from harness.runner import run_scenarios
 
     loaded = [load_scenario(path) for path in scenarios]
@@ -103,16 +109,18 @@ def run(scenarios, backends, out, repeat, force) -> None:
     with Progress(*columns, console=err_console, transient=True) as progress:
         result = run_scenarios(loaded, backends=backends, repeat=repeat, out=out, force=force,
                                ui=_ProgressUI(progress))
-    written = [d for d in result.out_dirs if (d / "cells.parquet").exists()]
-    passed = _summarize_and_check(written) if written else True
+    for failure in result.failures:
+        err_console.print(f"error: {failure}", highlight=False, markup=False, soft_wrap=True)
+    status = _summarize_and_check(result.out_dirs)
     for path in result.out_dirs:
         console.print(f"results: {path}")
     if result.interrupted:
         err_console.print("interrupted: every finished cell and every record measured so far "
                           "was written")
         sys.exit(EXIT_INTERRUPTED)
-    if not passed:
-        sys.exit(EXIT_THRESHOLDS)
+    if result.failures:
+        status = EXIT_CELL_FAILED
+    sys.exit(status)
 
 
 @cli.command()
@@ -122,10 +130,9 @@ def run(scenarios, backends, out, repeat, force) -> None:
 @click.option("--html", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write a self-contained HTML report with plots to FILE.")
 def report(dirs, fmt, html) -> None:
-    """Summarize run directories from their Parquet files alone. Exit 1 when a threshold
-    fails."""
-    if not _summarize_and_check(list(dirs), fmt, html):
-        sys.exit(EXIT_THRESHOLDS)
+    """Summarize run directories from their Parquet files alone. Exit 3 when a cell failed or
+    lost rows, 1 when a threshold fails."""
+    sys.exit(_summarize_and_check(list(dirs), fmt, html))
 
 
 @cli.command("compare")
@@ -194,7 +201,7 @@ def list_(folder: Path) -> None:
     """Show the backends and the scenarios in scenarios/."""
     console.print("[bold]backends[/]")
     for name in BACKEND_NAMES:
-        console.print(f"  {name:<10} {DESCRIPTIONS[name]}")
+        console.print(f"  {name:<10} {BACKENDS[name].description}")
     console.print(f"[bold]scenarios[/] ({folder})")
     for path in sorted(folder.glob("*.y*ml")):
         try:

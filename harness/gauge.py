@@ -6,6 +6,8 @@ intervals yields exactly the peak counted live — equal by construction, not by
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 
@@ -63,6 +65,12 @@ class InFlightGauge:
             state[IN_FLIGHT] -= 1
             return ts
 
+    def stamp(self) -> int:
+        """A timestamp in the gauge's order that moves no counter (e.g. for a request cancelled
+        before it started: a zero-length interval)."""
+        with self._lock:
+            return self._tick(self._state)
+
     @property
     def peak(self) -> int:
         return self._state[PEAK]
@@ -70,3 +78,71 @@ class InFlightGauge:
     @property
     def in_flight(self) -> int:
         return self._state[IN_FLIGHT]
+
+
+class FileLock:
+    """A cross-process mutex that the kernel releases when its holder dies (flock on a file),
+    so a slot process killed inside the critical section cannot stall the others. Each process
+    opens the file itself (a pickled FileLock carries only the path); threads of one process
+    must not share one (flock excludes open files, not threads)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "_fd": None}
+
+    def __enter__(self):
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return False
+
+
+SLOTS = 3  # index of the first per-slot word in a SlotGauge's state
+
+
+class SlotGauge(InFlightGauge):
+    """The gauge for slots in separate processes: besides the counters, each slot's word holds
+    the start of the request it runs (-1 when idle), so when a slot process dies the cell can
+    close its interval and set the live count right, wherever in the critical section it died.
+    `state`: [in_flight, peak, last_ts, slot_0, …, slot_n-1], e.g. a RawArray."""
+
+    @staticmethod
+    def initial_state(slots: int) -> list[int]:
+        return [0, 0, -1] + [-1] * slots
+
+    def enter(self, slot: int) -> tuple[int, int]:
+        state = self._state
+        with self._lock:
+            ts = self._tick(state)
+            n = state[IN_FLIGHT] + 1
+            state[IN_FLIGHT] = n
+            if n > state[PEAK]:
+                state[PEAK] = n
+            state[SLOTS + slot] = ts
+            return ts, n
+
+    def exit(self, slot: int) -> int:
+        state = self._state
+        with self._lock:
+            ts = self._tick(state)
+            state[SLOTS + slot] = -1
+            state[IN_FLIGHT] -= 1
+            return ts
+
+    def recover(self, slot: int) -> tuple[int | None, int]:
+        """After slot `slot`'s process died: (its request's start, or None when it had not
+        stamped one; the end stamp). The live count is recounted from the slot words, which
+        every enter/exit keeps equal to it, so a death halfway through either leaves no trace."""
+        state = self._state
+        with self._lock:
+            start = state[SLOTS + slot]
+            state[SLOTS + slot] = -1
+            state[IN_FLIGHT] = sum(1 for v in state[SLOTS:] if v >= 0)
+            return (start if start >= 0 else None), self._tick(state)

@@ -1,19 +1,35 @@
-"""Writing and reading a run's Parquet files.
+"""A run folder: written as the run goes, each cell once, never rewritten; read back whole.
 
-Each finished cell is appended and both files are rewritten atomically (temporary name, then
-rename), so an interrupted or killed run keeps every finished cell. Each cell is one row group."""
+    RUN/run.json                      the run's metadata (schema version, scenarios, machine)
+    RUN/requests/cell-NNNN.parquet    one file per cell and kind, row groups of <= 64 Ki rows
+    RUN/loop_lag/cell-NNNN.parquet
+    RUN/timeline/cell-NNNN.parquet
+    RUN/cells/cell-NNNN.parquet       the cell's one row: written last, it marks the cell done
+    RUN/.spool/cell-NNNN/*.arrows     while a cell runs (harness.spool); gone once it is done
+
+Every file is written under a temporary name (`.cell-NNNN.parquet.tmp`) and renamed, so no
+half-written file is ever read as a cell. A spool left behind by a killed run is read as that
+cell's rows up to its last flush, marked incomplete. Runs of schema versions 1 and 2 (one
+`requests.parquet` etc. per run) are read too."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
+from harness.figures import percentile, sweep_peak
+from harness.keys import BACKENDS, CELL_KEYS
 from harness.schema import (
+    CELL_KEY_FIELDS,
     CELLS_SCHEMA,
     LOOP_LAG_SCHEMA,
     META_KEY,
@@ -23,20 +39,32 @@ from harness.schema import (
     VERSION_KEY,
     upgrade,
 )
+from harness.spool import SPOOL_DIR, read_batches
 
-REQUESTS_FILE = "requests.parquet"
-CELLS_FILE = "cells.parquet"
-# file stem → schema; every run writes all of them (possibly with no rows)
-FILES = {"requests": REQUESTS_SCHEMA, "cells": CELLS_SCHEMA, "loop_lag": LOOP_LAG_SCHEMA,
-         "timeline": TIMELINE_SCHEMA}
+RUN_FILE = "run.json"
+CELLS = "cells"
+# kind → schema; every finished cell writes one file of each kind (possibly with no rows)
+KINDS = {"requests": REQUESTS_SCHEMA, "loop_lag": LOOP_LAG_SCHEMA, "timeline": TIMELINE_SCHEMA,
+         CELLS: CELLS_SCHEMA}
+ROW_GROUP_ROWS = 64 * 1024
+MANIFEST = "cell.json"  # in a cell's spool folder: its keys, so a killed cell can be read
+
+
+def cell_name(index: int) -> str:
+    return f"cell-{index:04d}"
 
 
 def prepare_out_dir(path: Path, force: bool) -> Path:
-    """A run never overwrites another: a non-empty directory is refused unless `force`."""
+    """A run never overwrites another: a non-empty directory is refused unless `force`, which
+    removes the harness files of the earlier run there (and nothing else), so none of its rows
+    can pass for this run's."""
     if path.exists() and not path.is_dir():
         raise HarnessError(f"{path}: --out exists and is not a directory")
-    if path.exists() and any(path.iterdir()) and not force:
-        raise HarnessError(f"{path}: --out is not empty (another run's results?); use --force")
+    if path.exists() and any(path.iterdir()):
+        if not force:
+            raise HarnessError(f"{path}: --out is not empty (another run's results?); "
+                               "use --force")
+        _remove_run(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -44,31 +72,178 @@ def prepare_out_dir(path: Path, force: bool) -> Path:
     return path
 
 
-class ResultsWriter:
+def _remove_run(path: Path) -> None:
+    try:
+        for name in (*KINDS, SPOOL_DIR):
+            if (path / name).is_dir():
+                shutil.rmtree(path / name)
+        for name in (RUN_FILE, *(f"{kind}.parquet" for kind in KINDS)):  # and version 1-2 files
+            (path / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot remove the earlier run ({exc.strerror})") from None
+
+
+def _disk_error(path: Path, exc: BaseException) -> HarnessError:
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    return HarnessError(f"{path}: cannot write ({reason}); rows flushed so far are kept")
+
+
+def _file_meta(metadata: dict) -> dict:
+    return {VERSION_KEY: str(SCHEMA_VERSION).encode(), META_KEY: json.dumps(metadata).encode()}
+
+
+class RunWriter:
+    """One per run folder. Cells are numbered in the order they start."""
+
     def __init__(self, out_dir: Path, metadata: dict) -> None:
         self.out_dir = out_dir
-        self._meta = {VERSION_KEY: str(SCHEMA_VERSION).encode(),
-                      META_KEY: json.dumps(metadata).encode()}
-        self._tables: dict[str, list[pa.Table]] = {name: [] for name in FILES}
+        self._meta = _file_meta(metadata)
+        self._next = 0
+        try:
+            for kind in KINDS:
+                (out_dir / kind).mkdir(exist_ok=True)
+            _write_atomic(out_dir / RUN_FILE, json.dumps(metadata, indent=1).encode())
+        except OSError as exc:
+            raise _disk_error(out_dir / RUN_FILE, exc) from None
 
-    def add_cell(self, tables: dict[str, pa.Table], cell: dict) -> None:
-        """`tables`: the cell's requests, loop_lag and timeline rows; `cell`: its cells row."""
-        tables = {**tables, "cells": pa.Table.from_pylist([cell], schema=CELLS_SCHEMA)}
-        for name, schema in FILES.items():
-            self._tables[name].append(tables[name].select(schema.names).cast(schema))
-            self._write(f"{name}.parquet", self._tables[name], schema)
+    def open_cell(self, constants: dict) -> tuple[int, Path]:
+        """A spool folder for the next cell, with its manifest."""
+        index, self._next = self._next, self._next + 1
+        spool = self.out_dir / SPOOL_DIR / cell_name(index)
+        try:
+            spool.mkdir(parents=True)
+            _write_atomic(spool / MANIFEST, json.dumps(constants).encode())
+        except OSError as exc:
+            raise _disk_error(spool, exc) from None
+        return index, spool
 
-    def _write(self, name: str, tables: list[pa.Table], schema: pa.Schema) -> None:
-        final = self.out_dir / name
-        tmp = final.with_name(f".{name}.tmp")
-        with pq.ParquetWriter(tmp, schema.with_metadata(self._meta)) as writer:
-            for table in tables:  # one row group per cell
-                writer.write_table(table)
-        os.replace(tmp, final)
+    def write_cell_data(self, index: int, spool: Path, constants: dict) -> CellRows:
+        """Stream the spool into the cell's requests, loop_lag and timeline files (temporary
+        names until `commit`). Returns what the rows say, for the cells row."""
+        rows = CellRows(constants)
+        name = cell_name(index)
+        try:
+            for kind in ("requests", "loop_lag", "timeline"):
+                final = self.out_dir / kind / f"{name}.parquet"
+                tmp = final.with_name(f".{final.name}.tmp")
+                schema = KINDS[kind].with_metadata(self._meta)
+                with pq.ParquetWriter(tmp, schema) as writer:
+                    for table in rows.read(spool, kind):
+                        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        except OSError as exc:
+            raise _disk_error(self.out_dir / kind, exc) from None
+        return rows
+
+    def commit(self, index: int, spool: Path, row: dict) -> None:
+        """Put the cell's files in place, its cells row last, then drop the spool."""
+        name = cell_name(index)
+        try:
+            for kind in ("requests", "loop_lag", "timeline"):
+                final = self.out_dir / kind / f"{name}.parquet"
+                os.replace(final.with_name(f".{final.name}.tmp"), final)
+            final = self.out_dir / CELLS / f"{name}.parquet"
+            tmp = final.with_name(f".{final.name}.tmp")
+            table = pa.Table.from_pylist([row], schema=CELLS_SCHEMA.with_metadata(self._meta))
+            pq.write_table(table, tmp)
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise _disk_error(self.out_dir / CELLS, exc) from None
+        shutil.rmtree(spool, ignore_errors=True)
 
 
-def read_table(path: Path) -> pa.Table:
-    """Read one of our files, checking its schema version; older versions are upgraded."""
+    def close(self) -> None:
+        """At the end of the run: the spool folder goes when no cell left anything in it."""
+        with contextlib.suppress(OSError):
+            (self.out_dir / SPOOL_DIR).rmdir()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _with_keys(batch: pa.RecordBatch | pa.Table, constants: dict, schema: pa.Schema) -> pa.Table:
+    n = batch.num_rows
+    keys = [pa.repeat(pa.scalar(constants[f.name], f.type), n) for f in CELL_KEY_FIELDS]
+    return pa.Table.from_arrays(keys + list(batch.columns), schema=schema)
+
+
+class CellRows:
+    """Reads a cell's spool kind by kind (adding the key columns, in row groups of at most
+    ROW_GROUP_ROWS) and keeps what the cells row needs: counts, intervals, loop lag."""
+
+    def __init__(self, constants: dict) -> None:
+        self.constants = constants
+        self.rows = self.ok = 0
+        self.max_end_ns = 0
+        self._starts: list[np.ndarray] = []
+        self._ends: list[np.ndarray] = []
+        self._lag: list[np.ndarray] = []
+
+    def read(self, spool: Path, kind: str):
+        schema = KINDS[kind]
+        pending: list[pa.RecordBatch] = []
+        size, wrote = 0, False
+        for batch in read_batches(spool / f"{kind}.arrows"):
+            self._observe(kind, batch)
+            pending.append(batch)
+            size += batch.num_rows
+            if size >= ROW_GROUP_ROWS:
+                yield _with_keys(pa.Table.from_batches(pending), self.constants, schema)
+                pending, size, wrote = [], 0, True
+        if pending or not wrote:  # an empty cell still gets its (empty) file
+            records = pa.schema([f for f in schema if f.name not in CELL_KEYS])
+            yield _with_keys(pa.Table.from_batches(pending, schema=records), self.constants,
+                             schema)
+
+    def _observe(self, kind: str, batch: pa.RecordBatch) -> None:
+        if kind == "requests":
+            end = batch.column("end_ns").to_numpy()
+            self.rows += batch.num_rows
+            self.ok += int(pc.sum(batch.column("ok")).as_py() or 0)
+            self._starts.append(batch.column("start_ns").to_numpy())
+            self._ends.append(end)
+            if end.size:
+                self.max_end_ns = max(self.max_end_ns, int(end.max()))
+        elif kind == "loop_lag":
+            self._lag.append(batch.column("lag_ns").to_numpy())
+
+    def cell_row(self, observed: dict | None, server: dict) -> dict:
+        """The cells row. `observed`: the cell process's final report, None when it died (the
+        cell is then incomplete and what only it knew is null)."""
+        observed = observed or {}
+        starts = np.concatenate(self._starts) if self._starts else np.empty(0, np.int64)
+        ends = np.concatenate(self._ends) if self._ends else np.empty(0, np.int64)
+        lag = np.concatenate(self._lag) if self._lag else np.empty(0, np.int64)
+        counter = (observed.get("extras") or {}).get("counter")
+        has_loop = BACKENDS[self.constants["backend"]].has_loop
+        return {
+            **self.constants,
+            "requests": self.rows, "errors": self.rows - self.ok,
+            "makespan_ns": self.max_end_ns,
+            "peak_in_flight": sweep_peak(starts, ends),
+            "peak_in_flight_live": observed.get("peak_live"),
+            "peak_in_flight_server": server.get("peak_in_flight"),
+            "server_cpu_s": server.get("cpu_s"),
+            "interrupted": bool(observed.get("interrupted", False)),
+            "cpu_user_s": observed.get("cpu_user_s"), "cpu_sys_s": observed.get("cpu_sys_s"),
+            "loop_lag_p99_ns": int(percentile(lag, 99)) if has_loop and lag.size else None,
+            "lost_updates": self.ok - counter if counter is not None else None,
+            "speedup": None,
+            "released": observed.get("released"),
+            "slots_lost": observed.get("slots_lost"),
+            "complete": bool(observed.get("done", False)),
+        }
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def read_table(path: Path, kind: str | None = None) -> pa.Table:
+    """Read one of our Parquet files, checking its schema version; older versions are
+    upgraded."""
+    kind = kind or path.stem
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -79,24 +254,63 @@ def read_table(path: Path) -> pa.Table:
     if int(version) > SCHEMA_VERSION:
         raise HarnessError(f"{path}: schema version {int(version)} is newer than this harness "
                            f"({SCHEMA_VERSION}); upgrade harness")
-    return upgrade(table, int(version), FILES[path.stem])
+    return upgrade(table, int(version), KINDS[kind])
 
 
-def read_metadata(path: Path) -> dict:
-    meta = pq.read_schema(path).metadata or {}
+def read_run(run_dir: Path) -> dict[str, pa.Table]:
+    """Every kind of a run folder as one table each: finished cells, then any cell a killed
+    run left in its spool (incomplete)."""
+    tables: dict[str, list[pa.Table]] = {kind: [] for kind in KINDS}
+    for kind in KINDS:
+        legacy = run_dir / f"{kind}.parquet"  # schema versions 1 and 2
+        if legacy.exists():
+            tables[kind].append(read_table(legacy, kind))
+        folder = run_dir / kind
+        if folder.is_dir():
+            tables[kind].extend(read_table(p, kind) for p in sorted(folder.glob("*.parquet")))
+    spools = run_dir / SPOOL_DIR
+    if spools.is_dir():
+        for spool in sorted(p for p in spools.iterdir() if (p / MANIFEST).exists()):
+            if (run_dir / CELLS / f"{spool.name}.parquet").exists():
+                continue  # done; only the clean-up was cut short
+            for kind, table in _recover(spool).items():
+                tables[kind].append(table)
+    return {kind: pa.concat_tables(parts) if parts else KINDS[kind].empty_table()
+            for kind, parts in tables.items()}
+
+
+def _recover(spool: Path) -> dict[str, pa.Table]:
+    constants = json.loads((spool / MANIFEST).read_text())
+    rows = CellRows(constants)
+    found = {kind: pa.concat_tables(list(rows.read(spool, kind)))
+             for kind in ("requests", "loop_lag", "timeline")}
+    found[CELLS] = pa.Table.from_pylist([rows.cell_row(None, {})], schema=CELLS_SCHEMA)
+    return found
+
+
+def read_metadata(run_dir: Path) -> dict:
+    if (run_dir / RUN_FILE).exists():
+        return json.loads((run_dir / RUN_FILE).read_text())
+    meta = pq.read_schema(run_dir / f"{CELLS}.parquet").metadata or {}  # versions 1 and 2
     return json.loads(meta.get(META_KEY, b"{}"))
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / RUN_FILE).exists() or (path / f"{CELLS}.parquet").exists()
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
     """Run directories under the given paths: a run dir itself, or any folder containing some."""
     found = []
     for path in paths:
-        if (path / CELLS_FILE).exists():
+        if is_run_dir(path):
             found.append(path)
         elif path.is_dir():
-            found.extend(sorted(p.parent for p in path.rglob(CELLS_FILE)))
+            found.extend(sorted({p.parent for p in path.rglob(RUN_FILE)}
+                                | {p.parent for p in path.rglob(f"{CELLS}.parquet")}))
         else:
             raise HarnessError(f"{path}: no such results directory")
     if not found:
-        raise HarnessError(f"{', '.join(map(str, paths))}: no {CELLS_FILE} found")
+        raise HarnessError(f"{', '.join(map(str, paths))}: no harness run found "
+                           f"(no {RUN_FILE} or {CELLS}.parquet)")
     return found

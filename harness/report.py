@@ -36,7 +36,8 @@ def _peaks(row) -> str:
 
 # header, cell text, the summary column whose presence decides whether the column is shown
 _COLUMNS = [
-    ("backend", lambda r: r.backend + (" [red](interrupted)[/]" if r.interrupted else ""), None),
+    ("backend", lambda r: r.backend + (" [red](interrupted)[/]" if r.interrupted else "")
+     + ("" if r.complete else " [red](incomplete)[/]"), None),
     ("strategy", lambda r: r.strategy, "strategy"),
     ("variant", lambda r: r.variant, "variant"),
     ("conc", lambda r: str(r.concurrency), None),

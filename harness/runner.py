@@ -1,5 +1,10 @@
-"""Runs scenarios: for each cell a fresh mock server and a fresh cell process; records are
-written as each cell finishes. Usable as a library (no Click here)."""
+"""Runs scenarios: for each cell a fresh mock server and a fresh cell process; the cell's
+records reach disk while it runs (its spool), and its Parquet files are written once when it
+ends. Usable as a library (no Click here).
+
+Signals: the first SIGINT/SIGTERM stops producing and gives in-flight requests the grace period;
+a second one kills the cell at once (its flushed rows stay in the spool, read as an incomplete
+cell)."""
 
 from __future__ import annotations
 
@@ -14,18 +19,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from harness.analysis import PERCENTILE_METHOD, sweep_peak
 from harness.backends.base import GRACE_S
-from harness.cell import LAG, RECORDS, TIMELINE, CellJob
+from harness.cell import CellJob
 from harness.errors import HarnessError
+from harness.figures import speedup, throughput_rps
+from harness.keys import CellKey, key_dict, key_label
 from harness.meta import new_run_id, run_metadata
-from harness.output import ResultsWriter, prepare_out_dir
-from harness.scenario import CellKey, LoadedScenario, plan_cells
-from harness.schema import CELL_KEY_FIELDS, from_ipc_bytes
+from harness.output import RunWriter, prepare_out_dir
+from harness.scenario import LoadedScenario, plan_cells
 from harness.server import ServerProcess
 
 KILL_AFTER_S = GRACE_S + 10  # after an interrupt, a cell process still alive then is killed
@@ -45,17 +46,25 @@ class RunResult:
     run_id: str
     out_dirs: list[Path]
     interrupted: bool = False
+    failures: list[str] = field(default_factory=list)  # cells that failed; the run went on
 
 
 @dataclass
 class _Interrupt:
-    """SIGINT/SIGTERM: mark the run interrupted and pass SIGTERM on to the running cell."""
+    """SIGINT/SIGTERM: mark the run interrupted and pass SIGTERM on to the running cell; a
+    second one aborts: the cell's process group is killed at once."""
 
     requested: bool = False
+    aborted: bool = False
     child: subprocess.Popen | None = None
     _timer: threading.Timer | None = field(default=None, repr=False)
 
     def handle(self, signum, frame) -> None:
+        if self.requested:
+            self.aborted = True
+            if self.child is not None:
+                _signal_group(self.child, signal.SIGKILL)
+            return
         self.requested = True
         child = self.child
         if child is not None and child.poll() is None:
@@ -125,46 +134,55 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
         prepare_out_dir(path, force)
     # CPU work is calibrated at the start of each run: the machine's speed drifts.
     calibration = {s.scenario.name: _calibrate(s) for s in loaded}
-    writers: dict[Path, ResultsWriter] = {}
-    for path in set(dirs.values()):
+    writers: dict[Path, RunWriter] = {}
+    for path in dict.fromkeys(dirs.values()):
         in_dir = [s for s in loaded if dirs[s.scenario.name] == path]
-        writers[path] = ResultsWriter(path, run_metadata(run_id, in_dir, calibration))
+        writers[path] = RunWriter(path, run_metadata(run_id, in_dir, calibration))
     plans = [(s, plan_cells(s.scenario, backends or None, repeat)) for s in loaded]
     ui.run_started(sum(len(cells) for _, cells in plans))
+    result = RunResult(run_id, list(writers))
 
     interrupt = _Interrupt()
     previous = interrupt.install()
     try:
         for item, cells in plans:
-            throughput_c1: dict[tuple, float] = {}
+            base_throughput: dict[tuple, float] = {}
             for key in cells:
                 if interrupt.requested:
                     break
                 ui.cell_started(item.scenario.name, key, item.scenario.load.requests)
                 units = (calibration[item.scenario.name] or {}).get("units")
-                tables, cell = _run_cell(item, key, run_id, units, interrupt, ui)
-                _add_speedup(cell, key, throughput_c1)
-                writers[dirs[item.scenario.name]].add_cell(tables, cell)
-                ui.cell_finished(cell)
+                cell = _run_cell(item, key, run_id, units, writers[dirs[item.scenario.name]],
+                                 interrupt, ui, base_throughput, result)
+                if cell is not None:
+                    ui.cell_finished(cell)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return RunResult(run_id, list(dict.fromkeys(dirs.values())), interrupt.requested)
+        for writer in writers.values():
+            writer.close()
+    result.interrupted = interrupt.requested
+    return result
 
 
-def _add_speedup(cell: dict, key: CellKey, throughput_c1: dict) -> None:
+def _speedup(cell: dict, key: CellKey, base_throughput: dict) -> float | None:
     """Throughput against the same backend/strategy/variant/repetition at concurrency 1."""
     same = (key.backend, key.strategy, key.variant, key.repetition)
-    throughput = cell["requests"] / (cell["makespan_ns"] / 1e9) if cell["makespan_ns"] else None
-    if key.concurrency == 1 and throughput:
-        throughput_c1[same] = throughput
-    base = throughput_c1.get(same)
-    cell["speedup"] = throughput / base if (throughput and base) else None
+    throughput = throughput_rps(cell["requests"], cell["makespan_ns"])
+    if key.concurrency == 1:
+        base_throughput[same] = throughput
+    return speedup(throughput, base_throughput.get(same))
 
 
 def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None,
-              interrupt: _Interrupt, ui: RunUI) -> tuple[dict[str, pa.Table], dict]:
+              writer: RunWriter, interrupt: _Interrupt, ui: RunUI, base_throughput: dict,
+              result: RunResult) -> dict | None:
+    """Runs one cell and writes its files; returns its cells row (None when aborted: then its
+    spool stays, to be read as an incomplete cell)."""
+    constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
+    index, spool = writer.open_cell(constants)
     server_config = item.scenario.server
+    server_stats: dict = {}
     with tempfile.TemporaryDirectory(prefix="harness-cell-") as tmp, \
             open(Path(tmp) / "stderr.txt", "w+") as stderr:
         # The cell process imports while the mock server starts; it waits for its job on stdin.
@@ -172,56 +190,39 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                                 stdout=subprocess.PIPE, stderr=stderr, text=True,
                                 start_new_session=True)  # own group: we pass signals on
         interrupt.child = proc
+        observed = None
         try:
             with (ServerProcess(item.text) if server_config
                   else contextlib.nullcontext()) as server:
-                job = CellJob(item.text, key.backend, key.concurrency, key.repetition,
-                              key.strategy, key.variant, server.url if server else "", units, tmp)
-                result = _drive_cell_process(proc, job, interrupt, ui)
-                server_stats = server.stats() if server else {}
+                job = CellJob(item.text, key_dict(key), server.url if server else "", units,
+                              tmp, str(spool))
+                observed = _drive_cell_process(proc, job, interrupt, ui)
+                if server and not interrupt.aborted:
+                    server_stats = server.stats()
+                if interrupt.aborted and server:
+                    server.kill()
         finally:
             interrupt.cell_done()
             _signal_group(proc, signal.SIGKILL)  # nothing of the cell may outlive it
             if proc.poll() is None:
                 proc.wait()
-        if result is None or proc.returncode != 0:
+        if interrupt.aborted:
+            return None
+        if observed is None or proc.returncode != 0:
             stderr.seek(0)
             tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
             detail = tail[0] if tail else f"exit status {proc.returncode}"
-            raise HarnessError(f"cell {key.backend} c={key.concurrency} r={key.repetition} "
-                               f"failed: {detail}")
-        files = {name: from_ipc_bytes((Path(tmp) / name).read_bytes())
-                 for name in (RECORDS, LAG, TIMELINE)}
-    constants = {"run_id": run_id, "scenario": item.scenario.name, "backend": key.backend,
-                 "concurrency": key.concurrency, "repetition": key.repetition,
-                 "strategy": key.strategy, "variant": key.variant}
-    records, lag, timeline = (_with_keys(files[name], constants)
-                              for name in (RECORDS, LAG, TIMELINE))
-    n = records.num_rows
-    start = records.column("start_ns").to_numpy()
-    end = records.column("end_ns").to_numpy()
-    ok = int(pc.sum(records.column("ok")).as_py() or 0)
-    lag_ns = lag.column("lag_ns").to_numpy()
-    counter = result["extras"].get("counter")
-    cell = {**constants, "requests": n, "errors": n - ok,
-            "makespan_ns": int(end.max()) if n else 0,
-            "peak_in_flight": sweep_peak(start, end),
-            "peak_in_flight_live": result["peak_live"],
-            "peak_in_flight_server": server_stats.get("peak_in_flight"),
-            "server_cpu_s": server_stats.get("cpu_s"),
-            "interrupted": bool(result["interrupted"] or interrupt.requested),
-            "cpu_user_s": result["cpu_user_s"], "cpu_sys_s": result["cpu_sys_s"],
-            "loop_lag_p99_ns": int(np.percentile(lag_ns, 99, method=PERCENTILE_METHOD))
-            if result["has_loop"] and lag_ns.size else None,
-            "lost_updates": ok - counter if counter is not None else None}
-    return {"requests": records, "loop_lag": lag, "timeline": timeline}, cell
-
-
-def _with_keys(table: pa.Table, constants: dict) -> pa.Table:
-    n = table.num_rows
-    for i, f in enumerate(CELL_KEY_FIELDS):
-        table = table.add_column(i, f.name, pa.array([constants[f.name]] * n, f.type))
-    return table
+            observed = None
+            result.failures.append(f"cell {item.scenario.name} {key_label(key)} failed: "
+                                   f"{detail}")
+    rows = writer.write_cell_data(index, spool, constants)
+    cell = rows.cell_row(observed, server_stats)
+    cell["speedup"] = _speedup(cell, key, base_throughput)
+    writer.commit(index, spool, cell)
+    if observed and observed.get("spool_error"):
+        raise HarnessError(f"{observed['spool_error']}: cannot write the spool; rows flushed "
+                           "before are kept")
+    return cell
 
 
 def _drive_cell_process(proc: subprocess.Popen, job: CellJob, interrupt: _Interrupt,
@@ -235,11 +236,14 @@ def _drive_cell_process(proc: subprocess.Popen, job: CellJob, interrupt: _Interr
     except BrokenPipeError:
         return None
     result = None
-    for line in proc.stdout:
-        message = json.loads(line)
-        if "completed" in message:
-            ui.cell_progress(message["completed"])
-        elif message.get("done"):
-            result = message
+    try:
+        for line in proc.stdout:
+            message = json.loads(line)
+            if "completed" in message:
+                ui.cell_progress(message["completed"])
+            elif message.get("done"):
+                result = message
+    except (OSError, ValueError):  # killed mid-line
+        pass
     proc.wait()
     return result

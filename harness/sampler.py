@@ -21,6 +21,7 @@ class Sampler(threading.Thread):
         super().__init__(name="sampler", daemon=True)
         self.backend, self.on_sample, self.interval_s = backend, on_sample, interval_s
         self.finished = threading.Event()
+        self._lock = threading.Lock()  # the spooler drains the columns from its own thread
         self.columns = {name: [] for name in _COLUMNS}
         self._proc = psutil.Process()
         self._seen: dict[int, tuple[float, float, int, int]] = {}  # cumulative, per process
@@ -65,6 +66,10 @@ class Sampler(threading.Thread):
         self.cpu_sys_s = totals[1] - self._base[1]
 
     def _record(self, t_ns, elapsed_ns, totals, previous) -> None:
+        with self._lock:
+            self._append(t_ns, elapsed_ns, totals, previous)
+
+    def _append(self, t_ns, elapsed_ns, totals, previous) -> None:
         cols, backend = self.columns, self.backend
         cols["t_ns"].append(t_ns)
         cols["in_flight"].append(backend.gauge.in_flight)
@@ -85,15 +90,36 @@ class Sampler(threading.Thread):
         self.finished.set()
         self.join()
 
-    def table(self) -> pa.Table:
-        from harness.schema import TIMELINE_SCHEMA
+    def drain(self) -> pa.RecordBatch | None:
+        """The samples taken since the last drain (TIMELINE_RECORD_SCHEMA)."""
+        from harness.schema import TIMELINE_RECORD_SCHEMA
 
-        fields = [f for f in TIMELINE_SCHEMA if f.name in _COLUMNS]
-        return pa.table({f.name: pa.array(self.columns[f.name], f.type) for f in fields},
-                        schema=pa.schema(fields))
+        with self._lock:
+            if not self.columns["t_ns"]:
+                return None
+            columns, self.columns = self.columns, {name: [] for name in _COLUMNS}
+        return pa.RecordBatch.from_arrays(
+            [pa.array(columns[f.name], f.type) for f in TIMELINE_RECORD_SCHEMA],
+            schema=TIMELINE_RECORD_SCHEMA)
 
 
-def lag_table(samples) -> pa.Table:
-    t = array("q", (s[0] for s in samples or ()))
-    lag = array("q", (s[1] for s in samples or ()))
-    return pa.table({"t_ns": pa.array(t, pa.int64()), "lag_ns": pa.array(lag, pa.int64())})
+class LagDrain:
+    """The event-loop probe's samples not yet spooled (LAG_RECORD_SCHEMA); None without a
+    loop. The probe appends to a list on the loop's thread; reading a slice is safe."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.index = backend, 0
+
+    def __call__(self) -> pa.RecordBatch | None:
+        from harness.schema import LAG_RECORD_SCHEMA
+
+        samples = self.backend.lag_samples
+        if not samples:
+            return None
+        fresh = samples[self.index:]
+        if not fresh:
+            return None
+        self.index += len(fresh)
+        return pa.RecordBatch.from_arrays(
+            [pa.array(array("q", (s[0] for s in fresh)), pa.int64()),
+             pa.array(array("q", (s[1] for s in fresh)), pa.int64())], schema=LAG_RECORD_SCHEMA)

@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from harness.backends import BACKEND_NAMES
 from harness.errors import ScenarioError
+from harness.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.latency import DurationNs, Latency
 from harness.thresholds import parse_threshold
 from harness.units import parse_size_bytes
@@ -127,7 +127,6 @@ Workload = Annotated[
     Field(discriminator="type"), BeforeValidator(_default_type),
 ]
 STRATEGIES = ("inline", "thread_pool", "process_pool")
-ASYNC_BACKENDS = ("asyncio", "uvloop")
 
 
 def _as_tuple(value: object) -> object:
@@ -183,9 +182,10 @@ class Scenario(_Model):
             if endpoint not in self.server.endpoints:
                 known = ", ".join(self.server.endpoints)
                 raise ValueError(f"workload.endpoint: no endpoint '{endpoint}' (known: {known})")
-        if self.workload.type == "race" and "processes" in self.backends:
+        apart = [b for b in self.backends if not BACKENDS[b].shares_memory]
+        if self.workload.type == "race" and apart:
             raise ValueError("backends: the race workload shares a counter between slots in "
-                             "one process; it does not run on 'processes'")
+                             f"one process; it does not run on '{apart[0]}'")
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: repeated (got {list(self.strategies)})")
         for i, text in enumerate(self.expect):
@@ -241,20 +241,12 @@ class LoadedScenario:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class CellKey:
-    backend: str
-    concurrency: int
-    repetition: int
-    strategy: str = "inline"
-    variant: str = "default"
-
-
 def plan_cells(scenario: Scenario, backends=None, repeat=None) -> list[CellKey]:
     """Cells interleaved (rep 0: A1 B1 A2 B2, rep 1: ...) so that drift of a shared machine
     spreads evenly over backends, strategies, variants and concurrency levels."""
     return [
-        CellKey(backend, concurrency, rep, strategy, variant)
+        CellKey(backend=backend, concurrency=concurrency, repetition=rep, strategy=strategy,
+                variant=variant)
         for rep in range(repeat or scenario.repeat)
         for concurrency in scenario.load.concurrency
         for variant in scenario.variants()

@@ -7,6 +7,7 @@ returned in a header. The server counts its own in-flight requests and peak (`/s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,8 @@ from aiohttp import web
 from harness.errors import HarnessError
 from harness.http import DELAY_HEADER, IN_FLIGHT_HEADER
 from harness.scenario import Server, parse_scenario
+
+STOP_WAIT_S = 0.3
 
 
 class _Stats:
@@ -92,7 +95,10 @@ async def _serve(config: Server, host: str, port: int, announce) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await runner.cleanup()
+    # Requests may be hanging in handlers: stopping must not wait for them (a Ctrl-C keeps its
+    # word even when the server is stuck), so the clean-up gets a short while, then we go.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(runner.cleanup(), STOP_WAIT_S)
 
 
 def serve(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print) -> None:
@@ -148,16 +154,24 @@ class ServerProcess:
                 time.sleep(0.02)
 
     def stats(self) -> dict:
-        with _LOCAL.open(self.url + "/stats", timeout=5) as resp:
-            return json.loads(resp.read())
+        """The server's own counts; empty when it no longer answers."""
+        try:
+            with _LOCAL.open(self.url + "/stats", timeout=5) as resp:
+                return json.loads(resp.read())
+        except (OSError, ValueError):
+            return {}
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
         try:
-            self.proc.wait(5)
+            self.proc.wait(STOP_WAIT_S + 1)
         except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 

@@ -1,15 +1,17 @@
 """Every backend, written once and parametrized: one small run of all four, checked from the
 Parquet files alone."""
 
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from harness.analysis import sweep_peak
-from harness.output import read_metadata
+from harness.output import read_metadata, read_run
 from harness.runner import run_scenarios
 from harness.scenario import LoadedScenario, parse_scenario
-from harness.schema import CELLS_SCHEMA, REQUESTS_SCHEMA, SCHEMA_VERSION
+from harness.schema import CELLS_SCHEMA, META_KEY, REQUESTS_SCHEMA, SCHEMA_VERSION
 from tests.conftest import BACKENDS, small_scenario
 
 REQUESTS, CONCURRENCY, WORKERS = 60, 4, 3
@@ -20,8 +22,8 @@ def run(tmp_path_factory):
     text = small_scenario(requests=REQUESTS, concurrency=CONCURRENCY, workers=WORKERS)
     out = tmp_path_factory.mktemp("run")
     result = run_scenarios([LoadedScenario("small.yaml", text, parse_scenario(text))], out=out)
-    requests = pq.read_table(out / "requests.parquet")
-    cells = pq.read_table(out / "cells.parquet")
+    tables = read_run(out)
+    requests, cells = tables["requests"], tables["cells"]
     return result, text, requests, cells, out
 
 
@@ -85,14 +87,17 @@ def test_schema_columns_and_types(run):
     assert cells.num_rows == len(BACKENDS)
     for name in ("enqueued_ns", "scheduled_ns", "start_ns", "end_ns"):
         assert requests.column(name).null_count == 0
-    # one row group per cell, so a reader can take a cell without the rest
-    assert pq.ParquetFile(out / "requests.parquet").num_row_groups == len(BACKENDS)
+    # one file per cell and kind, written once; the spool is gone
+    for kind in ("requests", "cells", "loop_lag", "timeline"):
+        assert len(list((out / kind).glob("cell-*.parquet"))) == len(BACKENDS), kind
+    assert not (out / ".spool").exists()
 
 
 def test_run_metadata(run):
     result, text, _, _, out = run
-    for name in ("requests.parquet", "cells.parquet"):
-        meta = read_metadata(out / name)
+    for meta in (read_metadata(out), *(
+            json.loads(pq.read_schema(path).metadata[META_KEY])
+            for path in (out / "requests").glob("*.parquet"))):
         assert meta["schema_version"] == SCHEMA_VERSION
         assert meta["run_id"] == result.run_id
         assert meta["scenarios"][0]["text"] == text
@@ -118,7 +123,7 @@ def test_duration_bounds_a_cell_without_a_request_count(tmp_path, backend):
     text = small_scenario(latency="10ms", requests="null", concurrency=2,
                           backends=f"[{backend}]", extra_load=", duration: 1s")
     run_scenarios([LoadedScenario("d.yaml", text, parse_scenario(text))], out=tmp_path)
-    rows = pq.read_table(tmp_path / "requests.parquet").to_pandas()
+    rows = read_run(tmp_path)["requests"].to_pandas()
     assert len(rows) > 20 and rows["ok"].all()
     assert rows["scheduled_ns"].max() < 1.0e9  # nothing is scheduled after the duration …
     assert rows["end_ns"].max() < 3.0e9  # … and what was in flight finishes (loaded machine)

@@ -45,7 +45,7 @@ def test_run_then_report_from_parquet_alone(write_scenario, tmp_path):
     out = tmp_path / "out"
     result = harness("run", path, "--backend", "asyncio", "--backend", "threads", "--out", out)
     assert result.returncode == 0, result.stderr
-    assert (out / "requests.parquet").exists() and (out / "cells.parquet").exists()
+    assert list((out / "requests").glob("cell-*.parquet")) and (out / "run.json").exists()
     assert not list(out.glob(".*.tmp"))
     lines = [line for line in result.stdout.splitlines() if "│" in line]
     assert any("asyncio" in line for line in lines) and any("threads" in line for line in lines)
@@ -68,7 +68,7 @@ def test_default_output_dir_is_results_scenario_run_id(write_scenario, tmp_path)
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "results" / "tiny").iterdir()
     assert run_dir.name[:15].replace("T", "").isdigit() and run_dir.name[15] == "Z"
-    assert (run_dir / "requests.parquet").exists()
+    assert (run_dir / "requests" / "cell-0000.parquet").exists()
 
 
 def test_report_errors(tmp_path):

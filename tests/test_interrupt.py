@@ -7,9 +7,9 @@ import sys
 import time
 
 import psutil
-import pyarrow.parquet as pq
 import pytest
 
+from harness.output import read_run
 from tests.conftest import BACKENDS, small_scenario
 
 
@@ -74,12 +74,12 @@ def test_interrupt_cancels_in_flight_keeps_records_exits_130(tmp_path, backend):
     alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left running: {[_cmdline(p) for p in alive]}"
 
-    rows = pq.read_table(out / "requests.parquet").to_pandas()
+    rows = read_run(out)["requests"].to_pandas()
     assert len(rows) == 3
     assert (rows["error"] == "cancelled").all() and not rows["ok"].any()
     assert (rows["status"] == 0).all()
     assert (rows["end_ns"] - rows["start_ns"] >= 4.5e9).all()  # ended by the cancellation
-    cells = pq.read_table(out / "cells.parquet").to_pandas()
+    cells = read_run(out)["cells"].to_pandas()
     assert len(cells) == 1 and bool(cells["interrupted"].iloc[0])
     assert cells["peak_in_flight"].iloc[0] == cells["peak_in_flight_live"].iloc[0] == 3
 
@@ -94,10 +94,10 @@ def test_background_job_with_sigint_ignored_still_stops_and_keeps_finished_recor
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    rows = pq.read_table(out / "requests.parquet").to_pandas()
+    rows = read_run(out)["requests"].to_pandas()
     assert len(rows) > 20 and rows["ok"].all()  # 20 ms requests finish within the grace period
     assert set(rows["backend"]) == {"asyncio"}  # no further cell was started
-    cells = pq.read_table(out / "cells.parquet").to_pandas()
+    cells = read_run(out)["cells"].to_pandas()
     assert bool(cells["interrupted"].iloc[0]) and cells["requests"].iloc[0] == len(rows)
 
 
@@ -109,4 +109,4 @@ def test_sigterm_is_handled_like_sigint(tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert pq.read_table(tmp_path / "out" / "requests.parquet").num_rows > 10
+    assert read_run(tmp_path / "out")["requests"].num_rows > 10

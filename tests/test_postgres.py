@@ -11,9 +11,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
+from harness.output import read_run
 from harness.runner import run_scenarios
 from harness.scenario import LoadedScenario, parse_scenario
 from tests.conftest import BACKENDS
@@ -70,7 +70,7 @@ backends: [{backend}]
 strategies: [thread_pool]
 """
     run_scenarios([LoadedScenario("pg.yaml", text, parse_scenario(text))], out=tmp_path)
-    rows = pq.read_table(tmp_path / "requests.parquet").to_pandas()
+    rows = read_run(tmp_path)["requests"].to_pandas()
     assert len(rows) == 12 and rows["ok"].all() and rows["db_ns"].notna().all()
     with psycopg.connect(postgres_dsn) as conn:
         written = conn.execute("SELECT count(*) FROM harness_pipeline WHERE cell LIKE %s",
@@ -90,4 +90,4 @@ load: {requests: 2, concurrency: 1}
 """
     with pytest.raises(HarnessError, match="workload.dsn: required for database: postgres"):
         run_scenarios([LoadedScenario("pg.yaml", text, parse_scenario(text))], out=tmp_path)
-    assert not (tmp_path / "requests.parquet").exists()
+    assert not (tmp_path / "run.json").exists()

@@ -6,10 +6,10 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from harness.output import read_metadata, read_table
+from harness.output import read_metadata, read_run, read_table
 from harness.runner import run_scenarios
 from harness.scenario import LoadedScenario, parse_scenario
-from harness.schema import REQUESTS_SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from harness.schema import REQUESTS_SCHEMA, VERSION_KEY
 from harness.workloads.cpu import KERNELS, calibrate
 from tests.conftest import BACKENDS
 
@@ -18,8 +18,7 @@ def run(tmp_path, text, **kwargs):
     out = tmp_path / "out"
     result = run_scenarios([LoadedScenario("w.yaml", text, parse_scenario(text))], out=out,
                            **kwargs)
-    frames = {name: pq.read_table(out / f"{name}.parquet").to_pandas()
-              for name in ("requests", "cells", "loop_lag", "timeline")}
+    frames = {name: table.to_pandas() for name, table in read_run(out).items()}
     return result, out, frames
 
 
@@ -63,7 +62,7 @@ def test_cpu_workloads_on_every_backend(cpu_runs, kind, backend):
     assert cells["peak_in_flight_server"].isna().all()  # no server for CPU work
     assert (cells.loc[cells["concurrency"] == 1, "speedup"] == 1.0).all()
     assert cells.loc[cells["concurrency"] == 2, "speedup"].notna().all()
-    meta = read_metadata(out / "cells.parquet")
+    meta = read_metadata(out)
     assert meta["scenarios"][0]["calibration"]["kind"] == kind
     assert meta["scenarios"][0]["calibration"]["units"] >= 1
 
@@ -183,15 +182,16 @@ def test_version_1_files_are_read_with_new_columns_filled(tmp_path):
     import pyarrow as pa
 
     v1_fields = [f for f in REQUESTS_SCHEMA if f.name not in
-                 ("strategy", "variant", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns")]
+                 ("strategy", "variant", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns",
+                  "error_detail")]
     schema = pa.schema(v1_fields).with_metadata({VERSION_KEY: b"1"})
     row = {f.name: [0] for f in v1_fields}
     row.update(run_id=["r"], scenario=["s"], backend=["threads"], worker=["w"], slot=["t"],
                ok=[True], error=[None])
     pq.write_table(pa.table(row, schema=schema), tmp_path / "requests.parquet")
-    table = read_table(tmp_path / "requests.parquet")
+    table = read_table(tmp_path / "requests.parquet", "requests")
     assert table.schema.names == REQUESTS_SCHEMA.names
     assert table.column("strategy").to_pylist() == ["inline"]
     assert table.column("variant").to_pylist() == ["default"]
     assert table.column("cpu_ns").null_count == 1
-    assert SCHEMA_VERSION == 2
+    assert table.column("error_detail").null_count == 1

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import importlib
 
+from harness.keys import BACKEND_NAMES
+
 _REGISTRY = {
     "threads": "harness.backends.threads:ThreadsBackend",
     "processes": "harness.backends.processes:ProcessesBackend",
     "asyncio": "harness.backends.aio:AsyncioBackend",
     "uvloop": "harness.backends.aio:UvloopBackend",
 }
-BACKEND_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-
-DESCRIPTIONS = {
-    "threads": "one OS thread per slot, blocking keep-alive HTTP connection each",
-    "processes": "one worker process per slot; records return in columnar batches",
-    "asyncio": "aiohttp on the standard asyncio event loop, tasks bounded by a semaphore",
-    "uvloop": "the asyncio backend on uvloop's event loop (only the loop factory differs)",
-}
+# Names and traits live on the ground floor (harness.keys), so the scenario layer, the mock
+# server and the analysis never import a backend.
+assert tuple(_REGISTRY) == BACKEND_NAMES
 
 
 def get_backend(name: str):

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import pyarrow as pa
-
 from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag, worker_name
 from harness.gauge import InFlightGauge, now_ns
-from harness.schema import CANCELLED_OUTCOME, RecordBuffer
+from harness.schema import CANCELLED_OUTCOME, RECORD_SCHEMA, RecordBuffer, internal_outcome
 from harness.workloads import make_workload
 
 LAG_INTERVAL_NS = 10_000_000
@@ -33,9 +31,10 @@ class AsyncioBackend:
 
     @property
     def completed(self) -> int:
-        return len(self.buffer)
+        return self.buffer.appended
 
-    def run(self, spec: CellSpec, stop: StopFlag) -> CellOutput:
+    def run(self, spec: CellSpec, stop: StopFlag, spool) -> CellOutput:
+        spool.add("requests", RECORD_SCHEMA, self.buffer.drain)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             with asyncio.Runner(loop_factory=self.loop_factory) as runner:
@@ -60,11 +59,10 @@ class AsyncioBackend:
         workload.prepare()
         runner = await workload.async_runner()  # sessions and pools exist before the clock
         try:
-            peak = await self._load(spec, stop, stopping, runner)
+            released, peak = await self._load(spec, stop, stopping, runner)
         finally:
             await runner.close()
-        records = pa.Table.from_batches([self.buffer.to_batch()])
-        return CellOutput(records, peak, stop.is_set(), workload.extras())
+        return CellOutput(released, peak, stop.is_set(), workload.extras())
 
     async def _probe(self, t0: int) -> None:
         samples, interval_s = self.lag_samples, LAG_INTERVAL_NS / 1e9
@@ -83,40 +81,46 @@ class AsyncioBackend:
         room = asyncio.Semaphore(spec.concurrency + workers)
         limit = asyncio.Semaphore(spec.concurrency)
         in_flight: set[asyncio.Task] = set()
+        # Released requests whose task has not started yet: a task cancelled before its first
+        # step never runs its body, so the cell writes those rows itself at the end.
+        unstarted: dict[int, tuple] = {}
         producer = Producer(spec, t0, stop)
 
         async def run_one(seq: int, worker: str, enqueued_ns: int, scheduled_ns: int) -> None:
+            del unstarted[seq]
             start_ns, level = gauge.enter()
+            outcome, slot = CANCELLED_OUTCOME, None
             try:
                 outcome, slot = await runner.run(seq)
             except asyncio.CancelledError:
-                buffer.append(worker, "loop", seq, enqueued_ns, scheduled_ns, start_ns,
-                              gauge.exit(), CANCELLED_OUTCOME, level)
+                outcome = CANCELLED_OUTCOME
                 raise
+            except Exception as exc:  # e.g. BrokenProcessPool: a row, never a vanished request
+                outcome = internal_outcome(exc)
             finally:
                 limit.release()
-            buffer.append(worker, slot or "loop", seq, enqueued_ns, scheduled_ns, start_ns,
-                          gauge.exit(), outcome, level)
+                buffer.append(worker, slot or "loop", seq, enqueued_ns, scheduled_ns, start_ns,
+                              gauge.exit(), outcome, level)
 
         async def produce() -> None:
             while True:
                 await room.acquire()
-                seq = producer.take()
-                if seq is None:
+                if not producer.take():
                     break
-                jobs.put_nowait((seq, now_ns() - t0))
+                jobs.put_nowait(now_ns() - t0)
             for _ in range(workers):
                 jobs.put_nowait(None)
 
         async def dispatch(worker: str) -> None:
-            while (item := await jobs.get()) is not None:
+            while (enqueued_ns := await jobs.get()) is not None:
                 room.release()
                 await limit.acquire()
                 scheduled = now_ns()  # one stamp both for the deadline check and the record
                 if producer.over(scheduled):  # out of time: drain, start nothing new
                     limit.release()
                     continue
-                seq, enqueued_ns = item
+                seq = producer.release()
+                unstarted[seq] = (worker, enqueued_ns, scheduled - t0)
                 task = asyncio.create_task(run_one(seq, worker, enqueued_ns, scheduled - t0))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
@@ -137,9 +141,13 @@ class AsyncioBackend:
             for task in list(in_flight):
                 task.cancel()
             await asyncio.gather(*feeders, *in_flight, return_exceptions=True)
+        for seq, (worker, enqueued_ns, scheduled_ns) in list(unstarted.items()):
+            ts = gauge.stamp()  # released, cancelled before it started: a zero-length row
+            buffer.append(worker, "loop", seq, enqueued_ns, scheduled_ns, ts, ts,
+                          CANCELLED_OUTCOME, 0)
         stop_wait.cancel()
         probe.cancel()
-        return gauge.peak
+        return producer.released, gauge.peak
 
 
 class UvloopBackend(AsyncioBackend):

@@ -13,32 +13,31 @@ POLL_S = 0.05  # how often a blocked thread looks at the stop flag
 GIVE_UP_S = 3.0  # after cancelling, how long to wait before abandoning a stuck slot
 
 
-def start_dispatch(spec: CellSpec, t0: int, stop: StopFlag, idle: queue.Queue,
-                   hand_over: Callable[[object, tuple], None]) -> list[threading.Thread]:
-    """Start the producer and `workers` dispatcher threads. A dispatcher takes a request from the
-    queue, waits for a free slot from `idle` (the global limit), stamps scheduled_ns and calls
-    hand_over(slot, (seq, worker, enqueued_ns, scheduled_ns))."""
+def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
+                   idle: queue.Queue, hand_over: Callable[[object, tuple], None]
+                   ) -> list[threading.Thread]:
+    """Start the producer and `workers` dispatcher threads. A dispatcher takes a ticket from the
+    queue, waits for a free slot from `idle` (the global limit), stamps scheduled_ns, releases
+    the request (its seq) and calls hand_over(slot, (seq, worker, enqueued_ns, scheduled_ns))."""
     jobs: queue.SimpleQueue = queue.SimpleQueue()
     workers = spec.scenario.load.workers
     # The producer stays at most concurrency + workers requests ahead, and stamps enqueued_ns
     # only once there is room, so the stamp is when the request entered the queue.
     room = threading.Semaphore(spec.concurrency + workers)
-    producer = Producer(spec, t0, stop)
 
     def produce() -> None:
         while True:
             while not room.acquire(timeout=POLL_S):
                 if stop.is_set():
                     break
-            seq = producer.take()
-            if seq is None:
+            if not producer.take():
                 break
-            jobs.put((seq, now_ns() - t0))
+            jobs.put(now_ns() - t0)
         for _ in range(workers):
             jobs.put(None)
 
     def dispatch(worker: str) -> None:
-        while (item := jobs.get()) is not None:
+        while (enqueued_ns := jobs.get()) is not None:
             room.release()
             slot = None
             while slot is None and not producer.over():
@@ -51,8 +50,7 @@ def start_dispatch(spec: CellSpec, t0: int, stop: StopFlag, idle: queue.Queue,
                 idle.put(slot)
                 slot = None
             if slot is not None:  # else: stopping or out of time; drain, start nothing new
-                seq, enqueued_ns = item
-                hand_over(slot, (seq, worker, enqueued_ns, scheduled - t0))
+                hand_over(slot, (producer.release(), worker, enqueued_ns, scheduled - t0))
 
     threads = [threading.Thread(target=produce, name="producer", daemon=True)]
     threads += [threading.Thread(target=dispatch, args=(worker_name(i),), name=worker_name(i),

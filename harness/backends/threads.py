@@ -1,18 +1,17 @@
 """`threads`: `concurrency` OS threads as slots, each with its own workload runner (for HTTP: a
 blocking keep-alive connection). Dispatcher threads hand a request to a free slot; the
-free-slot queue is the global limit."""
+free-slot queue is the global limit. Each slot appends its rows to its own buffer, which the
+cell's spooler drains to disk."""
 
 from __future__ import annotations
 
 import queue
 import threading
 
-import pyarrow as pa
-
-from harness.backends.base import CellOutput, CellSpec, StopFlag
+from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag
 from harness.backends.dispatch import join_all, start_dispatch
 from harness.gauge import InFlightGauge, now_ns
-from harness.schema import CANCELLED_OUTCOME, RecordBuffer
+from harness.schema import CANCELLED_OUTCOME, RECORD_SCHEMA, RecordBuffer, internal_outcome
 from harness.workloads import make_workload
 
 
@@ -25,20 +24,38 @@ class _Slot(threading.Thread):
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.buffer = RecordBuffer()
         self.cancelled = False
+        # The request in progress, (job, start_ns, in_flight), and whether the cell gave up
+        # waiting for it: then the cell wrote its row, and the slot must not write another.
+        self.current: tuple | None = None
+        self.abandoned = False
+        self._turn = threading.Lock()
 
     def run(self) -> None:
         gauge, runner, buffer, label = self.gauge, self.runner, self.buffer, self.label
         while (job := self.inbox.get()) is not None:
-            if self.cancelled:  # handed over just before shutdown, never started: not a request
-                continue
             seq, worker, enqueued_ns, scheduled_ns = job
+            if self.cancelled:  # handed over just before shutdown, never started
+                ts = gauge.stamp()
+                buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, ts, ts,
+                              CANCELLED_OUTCOME, 0)
+                continue
+            self.current = (job, None, 0)
             start_ns, in_flight = gauge.enter()
-            outcome = runner.run(seq)
-            end_ns = gauge.exit()
+            self.current = (job, start_ns, in_flight)
+            try:
+                outcome = runner.run(seq)
+            except Exception as exc:  # a row, and the slot goes back to work
+                outcome = internal_outcome(exc)
+            finally:
+                end_ns = gauge.exit()
             if self.cancelled and not outcome.ok:
                 outcome = CANCELLED_OUTCOME
-            buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, start_ns, end_ns,
-                          outcome, in_flight)
+            with self._turn:
+                self.current = None
+                if self.abandoned:
+                    return
+                buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, start_ns, end_ns,
+                              outcome, in_flight)
             self.backend.completed += 1  # approximate under races; only the sampler reads it
             self.idle.put(self)
         runner.close()
@@ -46,6 +63,19 @@ class _Slot(threading.Thread):
     def cancel(self) -> None:
         self.cancelled = True
         self.runner.abort()
+
+    def abandon(self) -> None:
+        """The cell stops waiting for this slot: its request in progress becomes a cancelled
+        row ending now."""
+        with self._turn:
+            self.abandoned = True
+            if self.current is not None:
+                (seq, worker, enqueued_ns, scheduled_ns), start_ns, in_flight = self.current
+                end_ns = self.gauge.stamp()
+                self.buffer.append(worker, self.label, seq, enqueued_ns, scheduled_ns,
+                                   end_ns if start_ns is None else start_ns, end_ns,
+                                   CANCELLED_OUTCOME, in_flight)
+                self.current = None
 
 
 class ThreadsBackend:
@@ -56,7 +86,7 @@ class ThreadsBackend:
         self.gauge: InFlightGauge | None = None
         self.lag_samples = None
 
-    def run(self, spec: CellSpec, stop: StopFlag) -> CellOutput:
+    def run(self, spec: CellSpec, stop: StopFlag, spool) -> CellOutput:
         workload = make_workload(spec)
         workload.prepare()
         idle: queue.Queue = queue.Queue()
@@ -65,12 +95,17 @@ class ThreadsBackend:
         gauge = self.gauge = InFlightGauge(t0)
         slots = [_Slot(i, runner, gauge, idle, self) for i, runner in enumerate(runners)]
         for slot in slots:
+            spool.add("requests", RECORD_SCHEMA, slot.buffer.drain)
             slot.start()
             idle.put(slot)
-        threads = start_dispatch(spec, t0, stop, idle, lambda slot, job: slot.inbox.put(job))
+        producer = Producer(spec, t0, stop)
+        threads = start_dispatch(spec, producer, t0, stop, idle,
+                                 lambda slot, job: slot.inbox.put(job))
         join_all(threads, stop, cancel=lambda: None)
         for slot in slots:
             slot.inbox.put(None)
         join_all(slots, stop, cancel=lambda: [slot.cancel() for slot in slots])
-        records = pa.Table.from_batches([s.buffer.to_batch() for s in slots])
-        return CellOutput(records, gauge.peak, stop.is_set(), workload.extras())
+        for slot in slots:
+            if slot.is_alive():  # stuck past the give-up time: its row is written for it
+                slot.abandon()
+        return CellOutput(producer.released, gauge.peak, stop.is_set(), workload.extras())
