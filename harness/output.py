@@ -39,7 +39,7 @@ from harness.schema import (
     VERSION_KEY,
     upgrade,
 )
-from harness.spool import SPOOL_DIR, read_batches
+from harness.spool import SPOOL_DIR, read_batches, reason
 
 RUN_FILE = "run.json"
 CELLS = "cells"
@@ -84,8 +84,7 @@ def _remove_run(path: Path) -> None:
 
 
 def _disk_error(path: Path, exc: BaseException) -> HarnessError:
-    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-    return HarnessError(f"{path}: cannot write ({reason}); rows flushed so far are kept")
+    return HarnessError(f"{path}: cannot write ({reason(exc)}); rows flushed so far are kept")
 
 
 def _file_meta(metadata: dict) -> dict:

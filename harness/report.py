@@ -30,7 +30,7 @@ def _s(seconds: float) -> str:
 
 
 def _peaks(row) -> str:
-    return (f"{row.peak_in_flight}/{row.peak_in_flight_live}/"
+    return (f"{row.peak_in_flight}/{_int(row.peak_in_flight_live)}/"
             f"{_int(row.peak_in_flight_server)}")
 
 

@@ -211,7 +211,9 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
         if observed is None or proc.returncode != 0:
             stderr.seek(0)
             tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
-            detail = tail[0] if tail else f"exit status {proc.returncode}"
+            code = proc.returncode
+            detail = tail[0] if tail else (f"killed by {signal.Signals(-code).name}" if code < 0
+                                           else f"exit status {code}")
             observed = None
             result.failures.append(f"cell {item.scenario.name} {key_label(key)} failed: "
                                    f"{detail}")
@@ -220,8 +222,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
     cell["speedup"] = _speedup(cell, key, base_throughput)
     writer.commit(index, spool, cell)
     if observed and observed.get("spool_error"):
-        raise HarnessError(f"{observed['spool_error']}: cannot write the spool; rows flushed "
-                           "before are kept")
+        raise HarnessError(f"{observed['spool_error']} (rows flushed before are kept)")
     return cell
 
 

@@ -74,6 +74,10 @@ def _status_set(value: object) -> object:
     return tuple(sorted(codes))
 
 
+def _as_tuple(value: object) -> object:
+    return value if isinstance(value, (list, tuple)) else [value]
+
+
 class _HttpOptions(_Model):
     endpoint: str
     timeout: Timeouts = Timeouts()
@@ -116,6 +120,17 @@ class PipelineWorkload(_HttpOptions):
     has_cpu_step: ClassVar[bool] = True
 
 
+class FakeWorkload(_Model):
+    """For testing the harness itself: each request sleeps `duration`; on a seq in `raise_on`
+    it raises, on a seq in `exit_on` the process running it is killed (SIGKILL)."""
+
+    type: Literal["fake"]
+    duration: DurationNs = Field(1_000_000, ge=0)
+    raise_on: Annotated[tuple[Annotated[int, Field(ge=0)], ...], BeforeValidator(_as_tuple)] = ()
+    exit_on: Annotated[tuple[Annotated[int, Field(ge=0)], ...], BeforeValidator(_as_tuple)] = ()
+    has_cpu_step: ClassVar[bool] = False
+
+
 def _default_type(value: object) -> object:
     if isinstance(value, dict) and "type" not in value:
         return {"type": "io", **value}
@@ -123,14 +138,10 @@ def _default_type(value: object) -> object:
 
 
 Workload = Annotated[
-    IoWorkload | CpuWorkload | RaceWorkload | PipelineWorkload,
+    IoWorkload | CpuWorkload | RaceWorkload | PipelineWorkload | FakeWorkload,
     Field(discriminator="type"), BeforeValidator(_default_type),
 ]
 STRATEGIES = ("inline", "thread_pool", "process_pool")
-
-
-def _as_tuple(value: object) -> object:
-    return value if isinstance(value, (list, tuple)) else [value]
 
 
 class Load(_Model):
@@ -274,7 +285,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 _TAGS = {"fixed", "uniform", "exponential", "lognormal", "io", "http", "cpu", "cpu_release",
-         "race", "pipeline"}
+         "race", "pipeline", "fake"}
 
 
 def _field_path(loc: tuple, data: object) -> str:

@@ -79,7 +79,7 @@ CELLS_SCHEMA = pa.schema(
         pa.field("errors", pa.int64(), nullable=False),
         pa.field("makespan_ns", pa.int64(), nullable=False),
         pa.field("peak_in_flight", pa.int64(), nullable=False),  # sweep over start/end
-        pa.field("peak_in_flight_live", pa.int64(), nullable=False),  # counted while running
+        pa.field("peak_in_flight_live", pa.int64()),  # counted live; null if the cell died
         pa.field("peak_in_flight_server", pa.int64()),  # the mock server's own count
         pa.field("interrupted", pa.bool_(), nullable=False),
         pa.field("cpu_user_s", pa.float64()),  # the cell's process tree

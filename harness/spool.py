@@ -7,6 +7,8 @@ A stream cut short (killed mid-write) is read up to its last whole batch."""
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,10 +17,6 @@ import pyarrow as pa
 
 FLUSH_S = 0.5  # the issue's bound is one second; half leaves room for a slow write
 SPOOL_DIR = ".spool"
-
-
-class SpoolError(Exception):
-    """Writing the spool failed (disk full, unwritable): `str()` names the path."""
 
 
 class _SpoolFile:
@@ -66,7 +64,7 @@ class Spooler(threading.Thread):
                     try:
                         spool_file.write(batch)
                     except (OSError, pa.ArrowException) as exc:
-                        self.error = f"{spool_file.path}: {_reason(exc)}"
+                        self.error = f"{spool_file.path}: {reason(exc)}"
                         if self.on_error is not None:
                             self.on_error(self.error)
                         return
@@ -87,7 +85,12 @@ class Spooler(threading.Thread):
                 pass
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """The OS's words for what went wrong ("No space left on device"), also from Arrow's
+    errors, which carry the errno only in their text."""
+    found = re.search(r"\[errno (\d+)\]", str(exc))
+    if found:
+        return os.strerror(int(found[1]))
     return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
 
 

@@ -16,6 +16,7 @@ _REGISTRY = {
     "cpu_release": "harness.workloads.compute:CpuWorkload",
     "race": "harness.workloads.race:RaceWorkload",
     "pipeline": "harness.workloads.pipeline:PipelineWorkload",
+    "fake": "harness.workloads.fake:FakeWorkload",
 }
 
 
