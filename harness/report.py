@@ -155,7 +155,8 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None) -> None
                   "server delay); bound = Σ server delay ÷ concurrency; eff = bound ÷ makespan; "
                   "cpu/wait/io/db = per-step p50 ms; lag = event-loop lag p99 ms; flags: "
                   "little = Little's law off by > 5 %, peaks = peak counts disagree, gen-cpu / "
-                  "srv-cpu = load generator / mock server above 90 % CPU[/]")
+                  "srv-cpu = load generator / mock server above 90 % CPU, incomplete = the cell's "
+                  "process died (rows up to its last flush), rows_missing = released ≠ rows[/]")
     table = speedups(summary)
     levels = table.groupby("scenario")["concurrency"].transform("nunique")
     shown = (levels > 1) | (table["repetitions"] > 1)

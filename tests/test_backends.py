@@ -60,6 +60,7 @@ def test_sweep_and_live_peaks_equal_server_not_above(run, backend):
     assert c["peak_in_flight"] == c["peak_in_flight_live"] == CONCURRENCY
     assert 1 <= c["peak_in_flight_server"] <= c["peak_in_flight"]
     assert c["requests"] == REQUESTS and c["errors"] == 0 and not c["interrupted"]
+    assert c["released"] == REQUESTS and c["complete"] and c["slots_lost"] == 0
     assert c["makespan_ns"] == cell_rows(run, backend)["end_ns"].max()
 
 
@@ -123,7 +124,11 @@ def test_duration_bounds_a_cell_without_a_request_count(tmp_path, backend):
     text = small_scenario(latency="10ms", requests="null", concurrency=2,
                           backends=f"[{backend}]", extra_load=", duration: 1s")
     run_scenarios([LoadedScenario("d.yaml", text, parse_scenario(text))], out=tmp_path)
-    rows = read_run(tmp_path)["requests"].to_pandas()
+    tables = read_run(tmp_path)
+    rows = tables["requests"].to_pandas()
     assert len(rows) > 20 and rows["ok"].all()
+    # released = rows: the producer's look-ahead left in the queue was never released
+    assert tables["cells"].column("released").to_pylist() == [len(rows)]
+    assert sorted(rows["seq"]) == list(range(len(rows)))
     assert rows["scheduled_ns"].max() < 1.0e9  # nothing is scheduled after the duration …
     assert rows["end_ns"].max() < 3.0e9  # … and what was in flight finishes (loaded machine)
