@@ -62,15 +62,16 @@ LITTLE_TOLERANCE = 0.05
 SATURATED = 90.0  # percent of a core
 
 
-def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: float,
-                 throughput: float) -> tuple[float, list[str]]:
+def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: float
+                 ) -> tuple[float, list[str]]:
     """Flags that say when the numbers may not mean what they seem to (see README)."""
     flags = []
-    # Little's law: the sampled mean in flight against throughput × mean latency.
+    # Little's law: the sampled mean in flight against the rate requests leave the system
+    # (ok or failed, not cancelled — everything that was in flight) × their mean latency.
     done = reqs[reqs["error"] != "cancelled"]
     residual = float("nan")
     if len(timeline) >= 10 and len(done) and makespan_s > 0:
-        expected = throughput * ((done["end_ns"] - done["start_ns"]).mean() / 1e9)
+        expected = len(done) / makespan_s * ((done["end_ns"] - done["start_ns"]).mean() / 1e9)
         sampled = timeline.loc[timeline["t_ns"] <= cell.makespan_ns, "in_flight"].mean()
         residual = abs(sampled - expected) / expected if expected else float("nan")
         if residual > LITTLE_TOLERANCE:
@@ -112,21 +113,19 @@ def summarize(runs: Runs) -> pd.DataFrame:
         # step) minus the delay the server applied.
         http_ns = ok["io_ns"].where(ok["io_ns"].notna(), latency_ns)
         overhead_ms = (http_ns - ok["server_delay_ns"]).dropna() / 1e6
-        completed = int((reqs["error"] != "cancelled").sum())
         makespan_s = cell.makespan_ns / 1e9
         delays = reqs["server_delay_ns"].dropna()
         # Σ delay ÷ concurrency bounds the makespan only when the server's delay is all there is.
         only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
         bound_s = delays.sum() / cell.concurrency / 1e9 if only_io else float("nan")
-        throughput = throughput_rps(completed, cell.makespan_ns)
         residual, flags = _self_checks(cell, reqs, samples.get(key, timeline.iloc[0:0]),
-                                       makespan_s, throughput)
+                                       makespan_s)
         rows.append({
             **dict(zip(CELL_KEYS, key, strict=True)),
             "requests": cell.requests,
             "errors": cell.errors,
             "error_rate": cell.errors / cell.requests if cell.requests else float("nan"),
-            "throughput_rps": throughput,
+            "throughput_rps": throughput_rps(len(ok), cell.makespan_ns),
             "p50_ms": percentile(latency_ms, 50),
             "p90_ms": percentile(latency_ms, 90),
             "p99_ms": percentile(latency_ms, 99),

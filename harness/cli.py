@@ -143,14 +143,23 @@ def report(dirs, fmt, html) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]),
               default="table", show_default=True)
 @click.option("--fail-on-regression", is_flag=True,
-              help="Exit 1 when a cell is significantly slower (for CI).")
+              help="Exit 1 when a configuration is significantly slower (for CI). "
+                   "Configurations with too few repetitions never fail.")
 def compare_cmd(base, new, between, fmt, fail_on_regression) -> None:
     """Compare NEW against BASE (two run directories), or two backends with --between.
-    Exit 0 when compared, whatever the verdict; 2 when the inputs cannot be compared."""
+    Exit 0 when compared, whatever the verdict (also when there are too few repetitions to
+    test); 2 when the inputs cannot be compared."""
     from rich.table import Table
 
     from harness.analysis import load_runs
-    from harness.compare import compare, comparison_markdown, comparison_rows
+    from harness.compare import (
+        compare,
+        comparison_markdown,
+        comparison_rows,
+        regressed,
+        title,
+        too_few_note,
+    )
 
     pair = None
     if between:
@@ -161,19 +170,24 @@ def compare_cmd(base, new, between, fmt, fail_on_regression) -> None:
     elif new is None:
         raise HarnessError("compare: needs BASE and NEW, or BASE with --between A,B")
     table = compare(load_runs([base]), None if pair else load_runs([new]), pair)
+    note = too_few_note(table)
     if fmt == "markdown":
         click.echo(comparison_markdown(table))
     elif fmt == "json":
         click.echo(table.to_json(orient="records", indent=2))
+        if note:
+            err_console.print(note, highlight=False, markup=False, soft_wrap=True)
     else:
         headers, body = comparison_rows(table)
-        out = Table(title="comparison: new ÷ base, bootstrap 95 % intervals", title_justify="left")
+        out = Table(title=title(table), title_justify="left")
         for header in headers:
             out.add_column(header)
         for cells in body:
             out.add_row(*cells)
         console.print(out)
-    if fail_on_regression and (table["verdict"] == "slower").any():
+        if note:
+            console.print(note, highlight=False, markup=False, soft_wrap=True)
+    if fail_on_regression and regressed(table):
         sys.exit(EXIT_THRESHOLDS)
 
 

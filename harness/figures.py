@@ -28,9 +28,11 @@ def sweep_peak(start_ns, end_ns) -> int:
     return int(np.cumsum(deltas[order]).max())
 
 
-def throughput_rps(count: int, makespan_ns: int) -> float:
-    """Requests per second over the makespan; NaN for an empty cell."""
-    return count / (makespan_ns / 1e9) if makespan_ns and makespan_ns > 0 else float("nan")
+def throughput_rps(ok_requests: int, makespan_ns: int) -> float:
+    """The one definition of throughput: ok requests ÷ makespan (a request that failed is not
+    work done, so a build that fails fast does not gain throughput by it); NaN for an empty
+    cell."""
+    return ok_requests / (makespan_ns / 1e9) if makespan_ns and makespan_ns > 0 else float("nan")
 
 
 def speedup(throughput: float, base_throughput: float | None) -> float | None:

@@ -168,7 +168,7 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
 def _speedup(cell: dict, key: CellKey, base_throughput: dict) -> float | None:
     """Throughput against the same backend/strategy/variant/repetition at concurrency 1."""
     same = (key.backend, key.strategy, key.variant, key.repetition)
-    throughput = throughput_rps(cell["requests"], cell["makespan_ns"])
+    throughput = throughput_rps(cell["requests"] - cell["errors"], cell["makespan_ns"])
     if key.concurrency == 1:
         base_throughput[same] = throughput
     return speedup(throughput, base_throughput.get(same))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 METRICS = {
     "requests": "requests made", "errors": "requests not ok",
-    "error_rate": "errors ÷ requests", "throughput_rps": "completed requests per second",
+    "error_rate": "errors ÷ requests", "throughput_rps": "ok requests per second",
     "p50_ms": "latency p50", "p90_ms": "latency p90", "p99_ms": "latency p99",
     "p999_ms": "latency p99.9", "max_ms": "latency max",
     "overhead_p50_ms": "client overhead p50", "overhead_p99_ms": "client overhead p99",
