@@ -25,14 +25,65 @@ from harness.backends import BACKEND_NAMES
 from harness.errors import ECHO_LIMIT, ScenarioError, brief
 from harness.latency import DurationNs, Latency
 from harness.thresholds import parse_threshold
-from harness.units import parse_size_bytes
+from harness.units import parse_duration_ns, parse_size_bytes
 
-SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes), WithJsonSchema({
-    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmM]i?[bB]|[bB])?$"},
-              {"type": "integer", "minimum": 0}],
-    "description": "a size in bytes: 512, 4KiB, 1MB",
+# Upper bounds: what a small machine can hold and a benchmark can mean. A scenario beyond them
+# is a typo or hostile, and is refused with the bound named before anything is allocated.
+MAX_CONCURRENCY = 100_000
+MAX_REQUESTS = 10**9
+MAX_WORKERS = 1024  # queue workers, and pool_size
+MAX_REPEAT = 1000
+MAX_SIZE = 1 << 30  # an endpoint's response body: 1 GiB
+MAX_NAME = 64  # the scenario's name becomes a folder name; endpoint names become URL paths
+MAX_DESCRIPTION = 4096
+MAX_THRESHOLD = 200
+MAX_ITEMS = 100  # concurrency levels, endpoints, thresholds
+MAX_BACKENDS = 16
+_HOUR_NS, _DAY_NS = 3600 * 10**9, 24 * 3600 * 10**9
+_INT64 = 2**63
+
+
+def _size_at_most(value: object) -> object:
+    if parse_size_bytes(value) > MAX_SIZE:
+        raise ValueError(f"must be <= 1GiB (got {brief(value)})")
+    return value
+
+
+def _at_most(limit_ns: int, shown: str) -> BeforeValidator:
+    """A bound on a duration, checked on the value as written so the message can echo it."""
+
+    def check(value: object) -> object:
+        if parse_duration_ns(value) > limit_ns:
+            raise ValueError(f"must be <= {shown} (got {brief(value)})")
+        return value
+
+    return BeforeValidator(check)
+
+
+SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes), BeforeValidator(_size_at_most),
+                      WithJsonSchema({
+    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmMgG]i?[bB]|[bB])?$"},
+              {"type": "integer", "minimum": 0, "maximum": MAX_SIZE}],
+    "description": "a size in bytes: 512, 4KiB, 1MB; at most 1GiB",
 })]
+Span = Annotated[DurationNs, _at_most(_DAY_NS, "24h")]  # a run's duration, a timeout
+Step = Annotated[DurationNs, _at_most(_HOUR_NS, "1h")]  # one request's CPU step
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=_NAME, max_length=MAX_NAME)]
+
+
+def _latency_at_most_an_hour(value: object) -> object:
+    """Every delay a latency distribution names (value, min, max, mean, median) is <= 1h."""
+    fields = value if isinstance(value, dict) else {"value": value}
+    for key in ("value", "min", "max", "mean", "median"):
+        try:
+            too_long = parse_duration_ns(fields[key]) > _HOUR_NS
+        except (KeyError, TypeError, ValueError):
+            continue  # absent or malformed: the distribution's own model says so
+        if too_long:
+            where = "" if fields is not value else f"{key} "
+            raise ValueError(f"{where}must be <= 1h (got {brief(fields[key])})")
+    return value
 
 
 class _Model(BaseModel):
@@ -40,15 +91,15 @@ class _Model(BaseModel):
 
 
 class Endpoint(_Model):
-    latency: Latency = 0
+    latency: Annotated[Latency, BeforeValidator(_latency_at_most_an_hour)] = 0
     size: SizeBytes = 64
     status: int = Field(200, ge=100, le=599)
-    seed: int | None = None  # defaults to server.seed
+    seed: int | None = Field(None, ge=-_INT64, lt=_INT64)  # defaults to server.seed
 
 
 class Server(_Model):
-    seed: int = 1
-    endpoints: dict[Annotated[str, Field(pattern=_NAME)], Endpoint] = Field(min_length=1)
+    seed: int = Field(1, ge=-_INT64, lt=_INT64)
+    endpoints: dict[Name, Endpoint] = Field(min_length=1, max_length=MAX_ITEMS)
 
     def seed_of(self, endpoint: str) -> int:
         own = self.endpoints[endpoint].seed
@@ -56,8 +107,8 @@ class Server(_Model):
 
 
 class Timeouts(_Model):
-    connect: DurationNs = Field(2_000_000_000, gt=0)
-    total: DurationNs = Field(30_000_000_000, gt=0)
+    connect: Span = Field(2_000_000_000, gt=0)
+    total: Span = Field(30_000_000_000, gt=0)
 
 
 def _status_set(value: object) -> object:
@@ -71,12 +122,13 @@ def _status_set(value: object) -> object:
         elif isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
             codes.add(item)
         else:
-            raise ValueError(f"must be status codes (100-599) or classes like 2xx (got {item!r})")
+            raise ValueError("must be status codes (100-599) or classes like 2xx "
+                             f"(got {brief(item)})")
     return tuple(sorted(codes))
 
 
 class _HttpOptions(_Model):
-    endpoint: str
+    endpoint: str = Field(max_length=MAX_NAME)
     timeout: Timeouts = Timeouts()
     ok_status: Annotated[tuple[int, ...], BeforeValidator(_status_set)] = tuple(range(200, 300))
 
@@ -93,7 +145,7 @@ class CpuWorkload(_Model):
     releases it. Sized in work units, calibrated at the start of each run to `duration`."""
 
     type: Literal["cpu", "cpu_release"]
-    duration: DurationNs = Field(20_000_000, gt=0)
+    duration: Step = Field(20_000_000, gt=0)
     has_cpu_step: ClassVar[bool] = True
 
 
@@ -113,7 +165,7 @@ class PipelineWorkload(_HttpOptions):
     type: Literal["pipeline"]
     image: int = Field(256, ge=8, le=4096)  # side in pixels of the generated RGB image
     database: Literal["sqlite", "postgres"] = "sqlite"
-    dsn: str | None = None  # postgres only; default: $HARNESS_POSTGRES_DSN
+    dsn: str | None = Field(None, max_length=1024)  # postgres only; default: $HARNESS_POSTGRES_DSN
     has_cpu_step: ClassVar[bool] = True
 
 
@@ -137,40 +189,44 @@ def _as_tuple(value: object) -> object:
 
 class Load(_Model):
     model: Literal["closed"] = "closed"
-    requests: int | None = Field(None, ge=1)
-    duration: DurationNs | None = Field(None, gt=0)
-    concurrency: Annotated[tuple[Annotated[int, Field(ge=1)], ...], BeforeValidator(_as_tuple)]
-    workers: int = Field(1, ge=1)
+    requests: int | None = Field(None, ge=1, le=MAX_REQUESTS)
+    duration: Span | None = Field(None, gt=0)
+    concurrency: Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...],
+                           BeforeValidator(_as_tuple), Field(max_length=MAX_ITEMS)]
+    workers: int = Field(1, ge=1, le=MAX_WORKERS)
 
     @model_validator(mode="after")
     def _bounded(self):
         if self.requests is None and self.duration is None:
             raise ValueError("needs requests or duration (or both: whichever comes first)")
         if len(set(self.concurrency)) != len(self.concurrency):
-            raise ValueError(f"concurrency levels repeat (got {list(self.concurrency)})")
+            raise ValueError(f"concurrency levels repeat (got {brief(list(self.concurrency))})")
         return self
 
 
 class Scenario(_Model):
-    name: Annotated[str, Field(pattern=_NAME)]
-    description: str = ""
+    name: Name
+    description: str = Field("", max_length=MAX_DESCRIPTION)
     server: Server | None = None  # required by workloads that call an endpoint
     workload: Workload
     load: Load
-    backends: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = BACKEND_NAMES
+    backends: Annotated[tuple[str, ...], BeforeValidator(_as_tuple),
+                        Field(max_length=MAX_BACKENDS)] = BACKEND_NAMES
     # Where the async backends run CPU steps; threads and processes always run them in the slot.
     strategies: Annotated[tuple[Literal[STRATEGIES], ...],  # type: ignore[valid-type]
                           BeforeValidator(_as_tuple)] = ("inline",)
-    pool_size: int | None = Field(None, ge=1)  # thread/process pool; default: the core count
-    repeat: int = Field(1, ge=1)
-    expect: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = ()  # thresholds
+    pool_size: int | None = Field(None, ge=1, le=MAX_WORKERS)  # default: the core count
+    repeat: int = Field(1, ge=1, le=MAX_REPEAT)
+    expect: Annotated[tuple[Annotated[str, Field(max_length=MAX_THRESHOLD)], ...],
+                      BeforeValidator(_as_tuple), Field(max_length=MAX_ITEMS)] = ()  # thresholds
 
     @field_validator("backends")
     @classmethod
     def _known_backends(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
             if name not in BACKEND_NAMES:
-                raise ValueError(f"unknown backend '{name}' (known: {', '.join(BACKEND_NAMES)})")
+                raise ValueError(f"unknown backend {brief(name)} "
+                                 f"(known: {', '.join(BACKEND_NAMES)})")
         if not value:
             raise ValueError("must name at least one backend")
         return value
@@ -183,12 +239,13 @@ class Scenario(_Model):
                 raise ValueError(f"server: required by workload type '{self.workload.type}'")
             if endpoint not in self.server.endpoints:
                 known = ", ".join(self.server.endpoints)
-                raise ValueError(f"workload.endpoint: no endpoint '{endpoint}' (known: {known})")
+                raise ValueError(f"workload.endpoint: no endpoint {brief(endpoint)} "
+                                 f"(known: {known})")
         if self.workload.type == "race" and "processes" in self.backends:
             raise ValueError("backends: the race workload shares a counter between slots in "
                              "one process; it does not run on 'processes'")
         if len(set(self.strategies)) != len(self.strategies):
-            raise ValueError(f"strategies: repeated (got {list(self.strategies)})")
+            raise ValueError(f"strategies: repeated (got {brief(list(self.strategies))})")
         for i, text in enumerate(self.expect):
             try:
                 parse_threshold(text, self.backends)
