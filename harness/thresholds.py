@@ -9,6 +9,8 @@ import operator
 import re
 from dataclasses import dataclass
 
+from harness.errors import brief
+
 METRICS = {
     "requests": "requests made", "errors": "requests not ok",
     "error_rate": "errors ÷ requests", "throughput_rps": "ok requests per second",
@@ -48,12 +50,13 @@ def parse_threshold(text: str, backends: tuple[str, ...]) -> Threshold:
     """Raises ValueError with a one-line reason."""
     match = _EXPR.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f"must look like 'p99_ms < 50' or 'asyncio: p99_ms < 50' (got {text!r})")
+        raise ValueError("must look like 'p99_ms < 50' or 'asyncio: p99_ms < 50' "
+                         f"(got {brief(text)})")
     if match["metric"] not in METRICS:
-        raise ValueError(f"unknown metric '{match['metric']}' in {text!r} "
+        raise ValueError(f"unknown metric {brief(match['metric'])} in {brief(text)} "
                          f"(known: {', '.join(METRICS)})")
     if match["backend"] is not None and match["backend"] not in backends:
-        raise ValueError(f"backend '{match['backend']}' in {text!r} is not one of this "
+        raise ValueError(f"backend {brief(match['backend'])} in {brief(text)} is not one of this "
                          f"scenario's backends ({', '.join(backends)})")
     return Threshold(text.strip(), match["backend"], match["metric"], match["op"],
                      float(match["value"]))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
+
+from harness.errors import brief
 
 _DURATION_UNITS_NS = {
     "ns": 1,
@@ -14,45 +17,52 @@ _DURATION_UNITS_NS = {
     "h": 3600 * 1_000_000_000,
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "kib": 1024, "mib": 1024**2}
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024,
+               "mib": 1024**2, "gib": 1024**3}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
 
 
 def parse_duration_ns(value: object) -> int:
     """`"1m30s"` → 90e9; a bare number means seconds. Raises ValueError with a short reason."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a duration like 250ms, 30s or 1m30s (got {value!r})")
+        raise ValueError(f"must be a duration like 250ms, 30s or 1m30s (got {brief(value)})")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite duration (got {brief(value)})")
         if value < 0:
-            raise ValueError(f"must not be negative (got {value!r})")
+            raise ValueError(f"must not be negative (got {brief(value)})")
         return round(value * 1_000_000_000)
     if not isinstance(value, str):
-        raise ValueError(f"must be a duration like 250ms, 30s or 1m30s (got {value!r})")
+        raise ValueError(f"must be a duration like 250ms, 30s or 1m30s (got {brief(value)})")
     text = value.strip().replace(" ", "")
     pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
+    # Part by part from where the last one ended (not finditer, which rescans the rest of the
+    # text from every position: quadratic on a long run of digits).
+    while match := _DURATION_PART.match(text, pos):
         total += float(match.group(1)) * _DURATION_UNITS_NS[match.group(2)]
         pos = match.end()
     if pos == 0 or pos != len(text):
-        raise ValueError(f"must be a duration like 250ms, 30s or 1m30s (got {value!r})")
+        raise ValueError(f"must be a duration like 250ms, 30s or 1m30s (got {brief(value)})")
+    if not math.isfinite(total):
+        raise ValueError(f"must be a finite duration (got {brief(value)})")
     return round(total)
 
 
 def parse_size_bytes(value: object) -> int:
     """`"4KiB"` → 4096; a bare number means bytes."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a size like 512, 4KiB or 1MB (got {value!r})")
+        raise ValueError(f"must be a size like 512, 4KiB or 1MB (got {brief(value)})")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"must not be negative (got {value!r})")
+            raise ValueError(f"must not be negative (got {brief(value)})")
         return value
     if isinstance(value, str):
         match = _SIZE.fullmatch(value.strip().lower())
         if match and match.group(2) in _SIZE_UNITS:
-            return round(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-    raise ValueError(f"must be a size like 512, 4KiB or 1MB (got {value!r})")
+            size = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+            if math.isfinite(size):
+                return round(size)
+    raise ValueError(f"must be a size like 512, 4KiB or 1MB (got {brief(value)})")
 
 
 def format_duration_ns(ns: int | float) -> str:
