@@ -71,7 +71,8 @@ def runner_rss(cells: int, folder: Path) -> tuple[int, int]:
     out = folder / "many"
     proc = _harness(path, out)
     runner, at = psutil.Process(proc.pid), {}
-    marks = {f"cell-{cells // 10 - 1:04d}.parquet": "early", f"cell-{cells - 1:04d}.parquet": "late"}
+    marks = {f"cell-{cells // 10 - 1:04d}.parquet": "early",
+             f"cell-{cells - 1:04d}.parquet": "late"}
     while proc.poll() is None and len(at) < 2:
         for name, label in marks.items():
             if label not in at and (out / "cells" / name).exists():

@@ -45,7 +45,7 @@ INVALID = [
     (with_("endpoint: api", "endpoint: nope"),
      "workload.endpoint: no endpoint 'nope' (known: api)"),
     (with_("endpoint: api", "endpoint: api, type: grpc"),
-     "workload: must be one of 'io', 'http', 'cpu', 'cpu_release', 'race', 'pipeline' "
+     "workload: must be one of 'io', 'http', 'cpu', 'cpu_release', 'race', 'pipeline', 'fake' "
      "(got 'grpc')"),
     (with_("endpoint: api", "endpoint: api, ok_status: [2xx, 99]"),
      "workload.ok_status: must be status codes (100-599) or classes like 2xx (got 99)"),
