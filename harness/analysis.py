@@ -84,6 +84,8 @@ def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: f
         flags.append("incomplete")  # the cell process died: rows up to its last flush
     if not pd.isna(cell.released) and cell.released != cell.requests:
         flags.append("rows_missing")
+    if not pd.isna(cell.server_exit):
+        flags.append("server_died")  # the mock server exited during the cell
     if reqs["server_delay_ns"].notna().any() and len(timeline):
         cores = (os.cpu_count() or 1) if cell.backend == "processes" else 1
         if timeline["cpu_percent"].mean() > SATURATED * cores:
@@ -153,6 +155,7 @@ def summarize(runs: Runs) -> pd.DataFrame:
             "complete": bool(cell.complete),
             "released": cell.released,
             "slots_lost": cell.slots_lost,
+            "server_exit": cell.server_exit,
             "little_residual": residual,
             "flags": " ".join(flags),
         })
@@ -200,7 +203,7 @@ def speedups(summary: pd.DataFrame) -> pd.DataFrame:
     return base.drop(columns=["median_rps_base"])
 
 
-FAILED_FLAGS = ("incomplete", "rows_missing")
+FAILED_FLAGS = ("incomplete", "rows_missing", "server_died")
 
 
 def cells_failed(summary: pd.DataFrame) -> bool:

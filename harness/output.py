@@ -233,6 +233,7 @@ class CellRows:
             "released": observed.get("released"),
             "slots_lost": observed.get("slots_lost"),
             "complete": bool(observed.get("done", False)),
+            "server_exit": server.get("exit"),
         }
 
 

@@ -199,6 +199,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                 observed = _drive_cell_process(proc, job, interrupt, ui)
                 if server and not interrupt.aborted:
                     server_stats = server.stats()
+                    server_stats["exit"] = server.proc.poll()  # None: alive
                 if interrupt.aborted and server:
                     server.kill()
         finally:

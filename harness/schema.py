@@ -91,6 +91,7 @@ CELLS_SCHEMA = pa.schema(
         pa.field("released", pa.int64()),  # requests handed to a slot; null if unknown
         pa.field("slots_lost", pa.int64()),  # slot processes that died during the cell
         pa.field("complete", pa.bool_(), nullable=False),  # the cell process ended normally
+        pa.field("server_exit", pa.int64()),  # the mock server died: exit code or -signal
     ]
 )
 

@@ -177,7 +177,8 @@ def synthetic_runs(plan, seed=0, requests=200, run_id="run") -> Runs:
                           "peak_in_flight_server": np.nan, "interrupted": False,
                           "cpu_user_s": np.nan, "cpu_sys_s": np.nan, "loop_lag_p99_ns": np.nan,
                           "lost_updates": np.nan, "speedup": np.nan, "server_cpu_s": np.nan,
-                          "released": requests, "slots_lost": 0, "complete": True})
+                          "released": requests, "slots_lost": 0, "complete": True,
+                          "server_exit": None})
     return Runs([], pd.concat(rows, ignore_index=True), pd.DataFrame(cells),
                 pd.DataFrame(columns=[*CELL_KEYS, "t_ns"]), pd.DataFrame(), [])
 

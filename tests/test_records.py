@@ -253,3 +253,34 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_flushed(tmp_path):
     report = harness("report", out, "--format", "json")
     cells = json.loads(report.stdout)["cells"]
     assert 0 < cells[0]["requests"] < 20000
+
+
+def test_a_dead_mock_server_is_recorded_and_the_run_exits_3(tmp_path):
+    from tests.conftest import small_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text(small_scenario(latency="20ms", requests=400, concurrency=2,
+                                   backends="[threads]"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    server = None
+    while server is None:
+        assert time.monotonic() < deadline
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                if "harness.server" in " ".join(p.cmdline()):
+                    server = p
+            except psutil.Error:
+                pass
+        time.sleep(0.05)
+    time.sleep(2.0)  # requests are flowing
+    server.kill()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 3, stderr
+    cell = read_run(out)["cells"].to_pandas().iloc[0]
+    assert cell.server_exit == -signal.SIGKILL and cell.released == cell.requests
+    report = harness("report", out, "--format", "json")
+    assert report.returncode == 3
+    assert "server_died" in json.loads(report.stdout)["cells"][0]["flags"]
