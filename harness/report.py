@@ -156,8 +156,8 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None) -> None
                   "cpu/wait/io/db = per-step p50 ms; lag = event-loop lag p99 ms; flags: "
                   "little = Little's law off by > 5 %, peaks = peak counts disagree, gen-cpu / "
                   "srv-cpu = load generator / mock server above 90 % CPU, incomplete = the cell's "
-                  "process died (rows up to its last flush), rows_missing = released ≠ rows, server_died = the mock "
-                  "server exited during the cell[/]")
+                  "process died (rows up to its last flush), rows_missing = released ≠ rows, "
+                  "server_died = the mock server exited during the cell[/]")
     table = speedups(summary)
     levels = table.groupby("scenario")["concurrency"].transform("nunique")
     shown = (levels > 1) | (table["repetitions"] > 1)
