@@ -98,7 +98,9 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
                    "Default: results/<scenario>/<run id>/")
 @click.option("--repeat", "-r", type=click.IntRange(min=1), help="Repetitions per cell.")
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
-def run(scenarios, backends, out, repeat, force) -> None:
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a `target:` that is not a loopback address.")
+def run(scenarios, backends, out, repeat, force, allow_remote) -> None:
     """Run SCENARIO files and print a summary per cell. Exit 3 when a cell failed or lost
     rows, 1 when a threshold fails, 130 when interrupted."""
     from harness.runner import run_scenarios
@@ -108,7 +110,7 @@ def run(scenarios, backends, out, repeat, force) -> None:
                TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True) as progress:
         result = run_scenarios(loaded, backends=backends, repeat=repeat, out=out, force=force,
-                               ui=_ProgressUI(progress))
+                               ui=_ProgressUI(progress), allow_remote=allow_remote)
     for failure in result.failures:
         err_console.print(f"error: {failure}", highlight=False, markup=False, soft_wrap=True)
     status = _summarize_and_check(result.out_dirs)

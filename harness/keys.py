@@ -17,6 +17,7 @@ AXES: tuple[tuple[str, str, object], ...] = (
     ("repetition", "int64", None),
     ("strategy", "string", "inline"),  # where CPU steps run on the loops
     ("variant", "string", "default"),  # e.g. the race's lock / no-lock
+    ("client", "string", "standard"),  # the HTTP client: standard (aiohttp/http.client) | lean
 )
 RUN_KEYS: tuple[tuple[str, str], ...] = (("run_id", "string"), ("scenario", "string"))
 # Every key column, in the order that starts every file.

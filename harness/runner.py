@@ -26,8 +26,9 @@ from harness.figures import speedup, throughput_rps
 from harness.keys import CellKey, key_dict, key_label
 from harness.meta import new_run_id, run_metadata
 from harness.output import RunWriter, prepare_out_dir
-from harness.scenario import LoadedScenario, plan_cells
+from harness.scenario import MAX_BODY, LoadedScenario, plan_cells
 from harness.server import ServerProcess
+from harness.target import is_loopback, split_target
 
 KILL_AFTER_S = GRACE_S + 10  # after an interrupt, a cell process still alive then is killed
 
@@ -101,9 +102,24 @@ def _out_dirs(loaded: list[LoadedScenario], out: Path | None, root: Path, run_id
     return {s.scenario.name: root / s.scenario.name / run_id for s in loaded}
 
 
-def _preflight(item: LoadedScenario) -> None:
+def _preflight(item: LoadedScenario, allow_remote: bool) -> None:
     """What validation cannot know from the file alone, checked before anything runs."""
     workload = item.scenario.workload
+    target = item.scenario.target
+    if target is not None and not allow_remote and not is_loopback(split_target(target)[0]):
+        raise HarnessError(f"{item.path}: target: {split_target(target)[0]} is not a loopback "
+                           "address; pass --allow-remote to load a remote service")
+    body = getattr(workload, "body", None)
+    if body is not None and not isinstance(body, int):
+        try:
+            size = os.stat(body.file).st_size
+            with open(body.file, "rb"):
+                pass
+        except OSError as exc:
+            raise HarnessError(f"{item.path}: workload.body.file: cannot read {body.file} "
+                               f"({exc.strerror})") from None
+        if size > MAX_BODY:
+            raise HarnessError(f"{item.path}: workload.body.file: {body.file} is over 64MiB")
     if (workload.type == "pipeline" and workload.database == "postgres" and not workload.dsn
             and not os.environ.get("HARNESS_POSTGRES_DSN")):
         raise HarnessError(f"{item.path}: workload.dsn: required for database: postgres "
@@ -121,13 +137,14 @@ def _calibrate(item: LoadedScenario) -> dict | None:
 
 def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
                   repeat: int | None = None, out: Path | None = None, force: bool = False,
-                  results_root: Path = Path("results"), ui: RunUI | None = None) -> RunResult:
+                  results_root: Path = Path("results"), ui: RunUI | None = None,
+                  allow_remote: bool = False) -> RunResult:
     ui = ui or RunUI()
     names = [s.scenario.name for s in loaded]
     if len(set(names)) != len(names):
         raise HarnessError(f"two scenarios share the name '{names[0]}': names must differ")
     for item in loaded:
-        _preflight(item)
+        _preflight(item, allow_remote)
     run_id = new_run_id()
     dirs = _out_dirs(loaded, out, results_root, run_id)
     for path in set(dirs.values()):
@@ -194,8 +211,8 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
         try:
             with (ServerProcess(item.text) if server_config
                   else contextlib.nullcontext()) as server:
-                job = CellJob(item.text, key_dict(key), server.url if server else "", units,
-                              tmp, str(spool))
+                url = server.url if server else (item.scenario.target or "")
+                job = CellJob(item.text, key_dict(key), url, units, tmp, str(spool))
                 observed = _drive_cell_process(proc, job, interrupt, ui)
                 if server and not interrupt.aborted:
                     server_stats = server.stats()

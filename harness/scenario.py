@@ -24,6 +24,7 @@ from pydantic import (
 from harness.errors import ECHO_LIMIT, ScenarioError, brief
 from harness.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.latency import DurationNs, Latency
+from harness.target import split_target
 from harness.thresholds import parse_threshold
 from harness.units import parse_duration_ns, parse_size_bytes
 
@@ -131,16 +132,51 @@ def _as_tuple(value: object) -> object:
     return value if isinstance(value, (list, tuple)) else [value]
 
 
+MAX_BODY = 64 << 20  # a request body is generated or read once per cell and kept in memory
+MAX_HEADERS = 100
+Clients = Annotated[tuple[Literal["standard", "lean"], ...], BeforeValidator(_as_tuple),
+                    Field(min_length=1, max_length=2)]
+
+
+def _body_size(value: object) -> object:
+    if parse_size_bytes(value) > MAX_BODY:
+        raise ValueError(f"must be <= 64MiB (got {brief(value)})")
+    return value
+
+
+class BodyFile(_Model):
+    file: str = Field(min_length=1, max_length=4096)  # read once before the clock starts
+
+
 class _HttpOptions(_Model):
-    endpoint: str = Field(max_length=MAX_NAME)
+    endpoint: str | None = Field(None, max_length=MAX_NAME)
     timeout: Timeouts = Timeouts()
     ok_status: Annotated[tuple[int, ...], BeforeValidator(_status_set)] = tuple(range(200, 300))
+    # standard: aiohttp on the loops, http.client in threads/processes; lean: one small
+    # HTTP/1.1 client on httptools everywhere. A list makes it an axis of the cell matrix.
+    client: Clients = ("standard",)
+
+    @field_validator("client")
+    @classmethod
+    def _distinct_clients(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError(f"repeated (got {brief(list(value))})")
+        return value
 
 
 class IoWorkload(_HttpOptions):
-    """One HTTP request to an endpoint of the mock server."""
+    """One HTTP request to an endpoint of the mock server (or to `path` of an external
+    `target`)."""
 
     type: Literal["io", "http"] = "io"
+    path: str | None = Field(None, pattern=r"^/[!-~]*$", max_length=2048)  # target only
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    headers: dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+                                       max_length=256)],
+                  Annotated[str, Field(pattern=r"^[\t -~]*$", max_length=8192)]] = Field(
+        default_factory=dict, max_length=MAX_HEADERS)
+    body: Annotated[int, BeforeValidator(parse_size_bytes), BeforeValidator(_body_size)] \
+        | BodyFile | None = None
     has_cpu_step: ClassVar[bool] = False
 
 
@@ -171,6 +207,12 @@ class PipelineWorkload(_HttpOptions):
     database: Literal["sqlite", "postgres"] = "sqlite"
     dsn: str | None = Field(None, max_length=1024)  # postgres only; default: $HARNESS_POSTGRES_DSN
     has_cpu_step: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _needs_endpoint(self):
+        if self.endpoint is None:
+            raise ValueError("workload.endpoint: required (the inference endpoint to POST to)")
+        return self
 
 
 class FakeWorkload(_Model):
@@ -220,6 +262,7 @@ class Scenario(_Model):
     name: Name
     description: str = Field("", max_length=MAX_DESCRIPTION)
     server: Server | None = None  # required by workloads that call an endpoint
+    target: str | None = Field(None, max_length=2048)  # or the user's own service (io only)
     workload: Workload
     load: Load
     backends: Annotated[tuple[str, ...], BeforeValidator(_as_tuple),
@@ -246,6 +289,22 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _consistent(self):
         endpoint = getattr(self.workload, "endpoint", None)
+        if self.target is not None:
+            try:
+                split_target(self.target)
+            except ValueError as exc:
+                raise ValueError(f"target: {exc}") from None
+            if self.server is not None:
+                raise ValueError("target: give either server: (the mock) or target:, not both")
+            if self.workload.type not in ("io", "http"):
+                raise ValueError(f"target: the {self.workload.type} workload needs the mock "
+                                 "server (server:)")
+            if endpoint is not None:
+                raise ValueError("workload.endpoint: with target:, give workload.path instead")
+        elif getattr(self.workload, "path", None) is not None:
+            raise ValueError("workload.path: only with target: (the mock's are endpoints)")
+        elif self.workload.type in ("io", "http") and endpoint is None:
+            raise ValueError("workload.endpoint: required (or target: with workload.path)")
         if endpoint is not None:
             if self.server is None:
                 raise ValueError(f"server: required by workload type '{self.workload.type}'")
@@ -271,6 +330,10 @@ class Scenario(_Model):
 
     def variants(self) -> tuple[str, ...]:
         return getattr(self.workload, "variants", ("default",))
+
+    def clients(self) -> tuple[str, ...]:
+        """An axis for workloads that make HTTP calls; `standard` otherwise."""
+        return getattr(self.workload, "client", ("standard",))
 
     def strategies_for(self, backend: str) -> tuple[str, ...]:
         """Strategies are an axis only where they mean something: CPU steps on a loop."""
@@ -317,10 +380,11 @@ def plan_cells(scenario: Scenario, backends=None, repeat=None) -> list[CellKey]:
     spreads evenly over backends, strategies, variants and concurrency levels."""
     return [
         CellKey(backend=backend, concurrency=concurrency, repetition=rep, strategy=strategy,
-                variant=variant)
+                variant=variant, client=client)
         for rep in range(repeat or scenario.repeat)
         for concurrency in scenario.load.concurrency
         for variant in scenario.variants()
+        for client in scenario.clients()
         for backend in (backends or scenario.backends)
         for strategy in scenario.strategies_for(backend)
     ]

@@ -8,8 +8,9 @@ Version history: 1 — first release; 2 — cells gain `strategy` and `variant` 
 per-step durations, cells gain CPU time, loop lag, lost updates and speedup; loop_lag and
 timeline files. 3 — one Parquet file per cell and kind (`requests/cell-NNNN.parquet`, …) and
 `run.json`, written once; requests gain `error_detail` (and the error categories `internal` and
-`lost`); cells gain `released`, `slots_lost` and `complete`. Files of older versions are read
-with the newer columns filled in (see `upgrade`)."""
+`lost`); cells gain `released`, `slots_lost`, `complete` and `server_exit`. 4 — requests gain
+`server_delay_target_ns`, `fault`, `bytes_sent` and `bytes_received`; the `client` key. Files
+of older versions are read with the newer columns filled in (see `upgrade`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 
 from harness.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
 VERSION_KEY = b"harness.schema_version"
 
@@ -45,9 +46,15 @@ class Outcome(NamedTuple):
     io_ns: int | None = None
     db_ns: int | None = None
     error_detail: str | None = None  # `internal`: the exception's type name
+    server_delay_target_ns: int | None = None  # the delay the mock server drew
+    bytes_sent: int | None = None  # request body bytes (as vegeta's bytes_out)
+    bytes_received: int | None = None  # response body bytes read (as vegeta's bytes_in)
+    fault: str | None = None  # the fault the mock server scheduled for this seq
 
 
-_NULLABLE_INTS = ("server_delay_ns", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns")
+_NULLABLE_INTS = ("server_delay_ns", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns",
+                  "server_delay_target_ns", "bytes_sent", "bytes_received")
+_NULLABLE_STRINGS = ("error", "error_detail", "fault")
 
 # What a backend records for each request, in this order.
 RECORD_FIELDS = [
@@ -58,7 +65,8 @@ RECORD_FIELDS = [
     pa.field("scheduled_ns", pa.int64(), nullable=False),
     pa.field("start_ns", pa.int64(), nullable=False),
     pa.field("end_ns", pa.int64(), nullable=False),
-    pa.field("server_delay_ns", pa.int64()),  # null when no server response (or not HTTP)
+    pa.field("server_delay_ns", pa.int64()),  # applied by the server; null without a response
+    pa.field("server_delay_target_ns", pa.int64()),  # the delay it drew for this seq
     pa.field("ok", pa.bool_(), nullable=False),
     pa.field("status", pa.int64(), nullable=False),  # 0 when there was no HTTP response
     pa.field("error", pa.string()),  # category; null when ok
@@ -68,6 +76,9 @@ RECORD_FIELDS = [
     pa.field("cpu_wait_ns", pa.int64()),
     pa.field("io_ns", pa.int64()),
     pa.field("db_ns", pa.int64()),
+    pa.field("fault", pa.string()),  # effect the mock scheduled for this seq; null if none
+    pa.field("bytes_sent", pa.int64()),  # request body bytes; null without HTTP
+    pa.field("bytes_received", pa.int64()),  # response body bytes; null without a response
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
 REQUESTS_SCHEMA = pa.schema(CELL_KEY_FIELDS + RECORD_FIELDS)
@@ -141,8 +152,7 @@ class RecordBuffer:
     def _reset(self) -> None:
         self.worker: list[str] = []
         self.slot: list[str] = []
-        self.error: list[str | None] = []
-        self.error_detail: list[str | None] = []
+        self.strings: dict[str, list[str | None]] = {name: [] for name in _NULLABLE_STRINGS}
         self.ints = {name: array("q") for name in (
             "seq", "enqueued_ns", "scheduled_ns", "start_ns", "end_ns", "status", "in_flight",
             *_NULLABLE_INTS,
@@ -169,8 +179,8 @@ class RecordBuffer:
                 value = getattr(outcome, name)
                 ints[name].append(_NULL if value is None else value)
             self.ok.append(outcome.ok)
-            self.error.append(outcome.error)
-            self.error_detail.append(outcome.error_detail)
+            for name, values in self.strings.items():
+                values.append(getattr(outcome, name))
             self.appended += 1
 
     def drain(self) -> pa.RecordBatch | None:
@@ -178,15 +188,14 @@ class RecordBuffer:
         with self._lock:
             if not len(self.ok):
                 return None
-            worker, slot, error, detail, ints, ok = (self.worker, self.slot, self.error,
-                                                     self.error_detail, self.ints, self.ok)
+            worker, slot, strings, ints, ok = (self.worker, self.slot, self.strings, self.ints,
+                                               self.ok)
             self._reset()
         columns = {
             "worker": pa.array(worker, pa.string()),
             "slot": pa.array(slot, pa.string()),
             "ok": pa.array(ok, pa.int8()).cast(pa.bool_()),
-            "error": pa.array(error, pa.string()),
-            "error_detail": pa.array(detail, pa.string()),
+            **{name: pa.array(values, pa.string()) for name, values in strings.items()},
         }
         for name in _NULLABLE_INTS:
             values = pa.array(ints[name], pa.int64())

@@ -49,6 +49,8 @@ def make_app(config: Server) -> web.Application:
                 stats.peak = at_arrival
             stats.arrivals += 1
             try:
+                if request.can_read_body:
+                    await request.read()  # a real service reads what it is sent
                 raw = request.query.get("seq")
                 seq = int(raw) if raw is not None else stats.arrivals - 1
                 delay_ns = dist.sample_ns(seed, seq)
@@ -79,7 +81,7 @@ def make_app(config: Server) -> web.Application:
     app.router.add_get("/stats", stats_handler)
     app.router.add_get("/health", health)
     for name in config.endpoints:
-        app.router.add_get(f"/{name}", endpoint_handler(name))
+        app.router.add_route("*", f"/{name}", endpoint_handler(name))  # every method
     return app
 
 

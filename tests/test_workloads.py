@@ -183,7 +183,7 @@ def test_version_1_files_are_read_with_new_columns_filled(tmp_path):
 
     v1_fields = [f for f in REQUESTS_SCHEMA if f.name not in
                  ("strategy", "variant", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns",
-                  "error_detail")]
+                  "error_detail", "fault")]
     schema = pa.schema(v1_fields).with_metadata({VERSION_KEY: b"1"})
     row = {f.name: [0] for f in v1_fields}
     row.update(run_id=["r"], scenario=["s"], backend=["threads"], worker=["w"], slot=["t"],

@@ -35,8 +35,9 @@ class CellSpec:
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.server_url.removeprefix("http://").rstrip("/").partition(":")
-        return host, int(port)
+        from harness.target import split_target
+
+        return split_target(self.server_url)
 
 
 @dataclass

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import aiohttp
 
-from harness.http import DELAY_HEADER, request_path
+from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request, header_int
 from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 
 
 class AiohttpClient:
-    def __init__(self, base_url: str, endpoint: str, concurrency: int, connect_timeout_s: float,
-                 total_timeout_s: float, ok_status: frozenset[int]) -> None:
+    def __init__(self, base_url: str, endpoint: str | RequestSpec, concurrency: int,
+                 connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int]
+                 ) -> None:
         self._base = base_url.rstrip("/")
-        self._endpoint = endpoint
+        self._spec = as_request(endpoint)
+        self._headers = dict(self._spec.headers) or None
         self._ok_status = ok_status
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency, force_close=False),
@@ -21,28 +23,36 @@ class AiohttpClient:
             auto_decompress=False,
         )
 
-    async def request(self, seq: int) -> tuple[Outcome, str]:
-        """Returns the outcome and the slot label: the local port of the connection used."""
+    async def request(self, seq: int, body: bytes | None = None) -> tuple[Outcome, str]:
+        """Returns the outcome and the slot label: the local port of the connection used.
+        `body` replaces the spec's body for this request (the pipeline's tensor)."""
+        spec = self._spec
+        body = spec.body if body is None else body
         slot = "conn-?"
         try:
-            async with self._session.get(self._base + request_path(self._endpoint, seq)) as resp:
+            async with self._session.request(spec.method, self._base + spec.target(seq),
+                                             data=body or None, headers=self._headers) as resp:
                 if resp.connection is not None and resp.connection.transport is not None:
                     sockname = resp.connection.transport.get_extra_info("sockname")
                     if sockname:
                         slot = f"conn-{sockname[1]}"
-                await resp.read()
+                content = await resp.read()
+        except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one too
+            return Outcome(False, 0, CONNECT), slot
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            return Outcome(False, 0, TIMEOUT, None), slot
+            return Outcome(False, 0, TIMEOUT), slot
         except aiohttp.ClientConnectorError:
-            return Outcome(False, 0, CONNECT, None), slot
+            return Outcome(False, 0, CONNECT), slot
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError):
-            return Outcome(False, 0, RESET, None), slot
+            return Outcome(False, 0, RESET), slot
         except aiohttp.ClientError:
-            return Outcome(False, 0, PROTOCOL, None), slot
-        delay = resp.headers.get(DELAY_HEADER)
+            return Outcome(False, 0, PROTOCOL), slot
         ok = resp.status in self._ok_status
+        headers = resp.headers
         return Outcome(ok, resp.status, None if ok else HTTP_STATUS,
-                       int(delay) if delay else None), slot
+                       header_int(headers.get(DELAY_HEADER)),
+                       server_delay_target_ns=header_int(headers.get(DELAY_TARGET_HEADER)),
+                       bytes_sent=len(body), bytes_received=len(content)), slot
 
     async def close(self) -> None:
         await self._session.close()

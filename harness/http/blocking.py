@@ -6,48 +6,59 @@ import http.client
 import socket
 import time
 
-from harness.http import DELAY_HEADER, request_path
+from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request, header_int
 from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 
 
 class BlockingHttpClient:
-    def __init__(self, host: str, port: int, endpoint: str, connect_timeout_s: float,
-                 total_timeout_s: float, ok_status: frozenset[int]) -> None:
+    def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
+                 connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int]
+                 ) -> None:
         self._conn = http.client.HTTPConnection(host, port, timeout=connect_timeout_s)
-        self._endpoint = endpoint
+        self._spec = as_request(endpoint)
+        self._headers = dict(self._spec.headers)
         self._connect_timeout = connect_timeout_s
         self._total = total_timeout_s
         self._ok_status = ok_status
 
-    def request(self, seq: int) -> Outcome:
-        conn = self._conn
+    def request(self, seq: int, body: bytes | None = None) -> Outcome:
+        conn, spec = self._conn, self._spec
+        body = spec.body if body is None else body
         deadline = time.monotonic() + self._total
         try:
             if conn.sock is None:
                 conn.timeout = min(self._connect_timeout, self._total)
                 conn.connect()
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except TimeoutError:
-            return self._fail(CONNECT)  # connect timeouts count as connect failures
+        except TimeoutError:  # cut short by the total timeout, when shorter: a `timeout`
+            return self._fail(TIMEOUT if self._total < self._connect_timeout else CONNECT)
         except OSError:
             return self._fail(CONNECT)
         try:
             conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            conn.request("GET", request_path(self._endpoint, seq))
+            conn.request(spec.method, spec.target(seq), body=body or None, headers=self._headers)
             response = conn.getresponse()
-            conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            response.read()
         except TimeoutError:
             return self._fail(TIMEOUT)
-        except (ConnectionError, http.client.RemoteDisconnected):
+        except (ConnectionError, http.client.RemoteDisconnected):  # before any response byte
             return self._fail(RESET)
         except (http.client.HTTPException, OSError, AttributeError):
             # AttributeError: the socket was shut down and released by abort() mid-request.
             return self._fail(PROTOCOL)
-        delay = response.getheader(DELAY_HEADER)
+        try:
+            if conn.sock is not None:  # None after `Connection: close`: the last timeout holds
+                conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            content = response.read()
+        except TimeoutError:
+            return self._fail(TIMEOUT)
+        except (http.client.HTTPException, OSError, AttributeError):  # cut short mid-body
+            return self._fail(PROTOCOL)
         status = response.status
         ok = status in self._ok_status
-        return Outcome(ok, status, None if ok else HTTP_STATUS, int(delay) if delay else None)
+        return Outcome(ok, status, None if ok else HTTP_STATUS,
+                       header_int(response.getheader(DELAY_HEADER)),
+                       server_delay_target_ns=header_int(response.getheader(DELAY_TARGET_HEADER)),
+                       bytes_sent=len(body), bytes_received=len(content))
 
     def _fail(self, error: str) -> Outcome:
         self._conn.close()  # the next request reconnects

@@ -36,10 +36,11 @@ from urllib.parse import urlsplit
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from harness.http import DELAY_HEADER, request_path
+from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request
 from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 
 _DELAY = DELAY_HEADER.lower().encode()
+_TARGET = DELAY_TARGET_HEADER.lower().encode()
 _FRAMING = (b"content-length", b"transfer-encoding")
 _FAILED = {e: Outcome(False, 0, e, None) for e in (CONNECT, TIMEOUT, RESET, PROTOCOL)}
 _PARSE_ERRORS = (HttpParserError, HttpParserUpgrade)  # an upgrade is not a response we expect
@@ -57,26 +58,44 @@ class Exchange(NamedTuple):
 
 
 class RequestTemplate:
-    """The request's bytes, precomputed around the sequence number: `prefix + seq + suffix`.
+    """The request's bytes, precomputed around the sequence number: `prefix + seq + suffix`
+    (the whole request when it carries no seq). Method, headers and the spec's body go into
+    the prefix and suffix once, here, so the per-request work stays one concatenation; a
+    per-request body (the pipeline's tensor) adds its Content-Length."""
 
-    Only GET without a body for now; method, extra headers and a body (issue 8) go into the
-    prefix and suffix once, here, so the per-request work stays one concatenation."""
+    __slots__ = ("prefix", "suffix", "head_end", "seq_query", "body_len", "head")
 
-    __slots__ = ("prefix", "suffix")
-
-    def __init__(self, host: str, endpoint: str, method: str = "GET",
-                 headers: tuple[tuple[str, str], ...] = (), body: bytes = b"") -> None:
+    def __init__(self, host: str, request: RequestSpec | str) -> None:
+        request = as_request(request)
         marker = 9_876_543_210_123
-        before, after = request_path(endpoint, marker).split(str(marker))
-        lines = [f"Host: {host}", *(f"{k}: {v}" for k, v in headers)]
-        if body:
-            lines.append(f"Content-Length: {len(body)}")
-        self.prefix = f"{method} {before}".encode("latin-1")
-        self.suffix = (f"{after} HTTP/1.1\r\n" + "".join(f"{line}\r\n" for line in lines)
-                       + "\r\n").encode("latin-1") + body
+        target = request.target(marker)
+        self.seq_query = str(marker) in target
+        before, _, after = target.partition(str(marker))
+        lines = "".join(f"{k}: {v}\r\n" for k, v in (("Host", host), *request.headers))
+        self.prefix = f"{request.method} {before}".encode("latin-1")
+        self.head_end = f"{after} HTTP/1.1\r\n{lines}".encode("latin-1")
+        self.suffix = self.head_end + _length(request.body) + request.body
+        self.body_len = len(request.body)
+        self.head = request.method == "HEAD"
 
-    def render(self, seq: int) -> bytes:
-        return self.prefix + b"%d" % seq + self.suffix
+    def render(self, seq: int, body: bytes | None = None) -> bytes:
+        if body is None:
+            if not self.seq_query:
+                return self.prefix + self.suffix
+            return self.prefix + b"%d" % seq + self.suffix
+        start = self.prefix + (b"%d" % seq if self.seq_query else b"")
+        return start + self.head_end + _length(body) + body
+
+
+def _int(value: bytes) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _length(body: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % len(body) if body else b"\r\n"
 
 
 class _Response:
@@ -90,20 +109,30 @@ class _Response:
         self.headers_done = False
         self.complete = False
         self.received = 0
+        self.body_bytes = 0
+        self.target_ns: int | None = None
+        self.stale_parser = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == _DELAY:
-            try:
-                self.delay_ns = int(value)
-            except ValueError:
-                self.delay_ns = None
+            self.delay_ns = _int(value)
+        elif name == _TARGET:
+            self.target_ns = _int(value)
         elif name in _FRAMING:
             self.framed = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
         self.headers_done = True
+        if self._template.head and not (100 <= self.status < 200):
+            # A response to HEAD has no body whatever its Content-Length says; httptools cannot
+            # be told so: the message ends here and the connection gets a fresh parser.
+            self.stale_parser = True
+            self.on_message_complete()
 
     def on_message_begin(self) -> None:
         if self.complete:  # a second response to one request: do not trust this connection
@@ -120,9 +149,10 @@ class _Response:
 
     def _outcome(self, ok_status: frozenset[int]) -> Outcome:
         status = self.status
-        if status in ok_status:
-            return Outcome(True, status, None, self.delay_ns)
-        return Outcome(False, status, HTTP_STATUS, self.delay_ns)
+        ok = status in ok_status
+        return Outcome(ok, status, None if ok else HTTP_STATUS, self.delay_ns,
+                       server_delay_target_ns=self.target_ns, bytes_sent=self.body_sent,
+                       bytes_received=self.body_bytes)
 
     def _eof_outcome(self, ok_status: frozenset[int], clean: bool = True) -> Outcome:
         """The connection closed before the message completed (`clean`: by a FIN, not a
@@ -142,6 +172,8 @@ class _Connection(asyncio.Protocol, _Response):
 
     def __init__(self, client: LeanAsyncClient) -> None:
         self._client = client
+        self._template = client._template
+        self.body_sent = 0
         self._parser = HttpResponseParser(self)
         self._feed = self._parser.feed_data
         self.transport: asyncio.Transport | None = None
@@ -180,6 +212,10 @@ class _Connection(asyncio.Protocol, _Response):
             self._feed(data)
         except _PARSE_ERRORS:
             self._fail(PROTOCOL)
+        if self.stale_parser:  # after a response to HEAD
+            self._parser = HttpResponseParser(self)
+            self._feed = self._parser.feed_data
+            self.stale_parser = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = self.reusable = False
@@ -201,8 +237,9 @@ class _Connection(asyncio.Protocol, _Response):
 
     # the client's side
 
-    def start(self, fut: asyncio.Future, data: bytes, deadline: float) -> None:
+    def start(self, fut: asyncio.Future, data: bytes, deadline: float, body_sent: int) -> None:
         self._reset()
+        self.body_sent = body_sent
         self._fut = fut
         self.sent = len(data)
         self._timer = self._client._loop.call_at(deadline, self._fail, TIMEOUT)
@@ -241,7 +278,8 @@ class LeanAsyncClient:
     keep-alive connection closed by the server before any response byte is retried once on a
     new connection (RFC 9112 §9.3.1; aiohttp does so too)."""
 
-    def __init__(self, base_url: str, endpoint: str, concurrency: int, connect_timeout_s: float,
+    def __init__(self, base_url: str, endpoint: str | RequestSpec, concurrency: int,
+                 connect_timeout_s: float,
                  total_timeout_s: float, ok_status: frozenset[int]) -> None:
         url = urlsplit(base_url)
         if url.scheme != "http" or not url.hostname:
@@ -263,17 +301,19 @@ class LeanAsyncClient:
     def open_connections(self) -> int:
         return self._open
 
-    async def request(self, seq: int) -> tuple[Outcome, str]:
-        """Returns the outcome and the slot label: the local port of the connection used."""
-        exchange = await self.exchange(seq)
+    async def request(self, seq: int, body: bytes | None = None) -> tuple[Outcome, str]:
+        """Returns the outcome and the slot label: the local port of the connection used.
+        `body` replaces the spec's body for this request."""
+        exchange = await self.exchange(seq, body)
         return exchange[0], exchange[1]
 
-    async def exchange(self, seq: int) -> Exchange:
+    async def exchange(self, seq: int, body: bytes | None = None) -> Exchange:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + self._total
-        data = self._template.render(seq)
+        data = self._template.render(seq, body)
+        body_sent = self._template.body_len if body is None else len(body)
         sent = received = 0
         retry = True
         while True:
@@ -292,7 +332,7 @@ class LeanAsyncClient:
                     self._discard(conn)
                     continue
             fut = loop.create_future()
-            conn.start(fut, data, deadline)
+            conn.start(fut, data, deadline, body_sent)
             try:
                 outcome = await fut
             except asyncio.CancelledError:
@@ -452,7 +492,8 @@ class LeanBlockingClient(_Response):
 
     _BUFSIZE = 65536
 
-    def __init__(self, host: str, port: int, endpoint: str, connect_timeout_s: float,
+    def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
+                 connect_timeout_s: float,
                  total_timeout_s: float, ok_status: frozenset[int]) -> None:
         self._host, self._port = host, port
         self._template = RequestTemplate(f"{host}:{port}", endpoint)
@@ -467,10 +508,10 @@ class LeanBlockingClient(_Response):
         self.reusable = False
         self._reset()
 
-    def request(self, seq: int) -> Outcome:
-        return self.exchange(seq)[0]
+    def request(self, seq: int, body: bytes | None = None) -> Outcome:
+        return self.exchange(seq, body)[0]
 
-    def exchange(self, seq: int) -> Exchange:
+    def exchange(self, seq: int, body: bytes | None = None) -> Exchange:
         deadline = time.monotonic() + self._total
         sock = self._sock
         if sock is None:
@@ -481,8 +522,9 @@ class LeanBlockingClient(_Response):
                 return Exchange(_FAILED[error], NO_SLOT, 0, 0)
             except OSError:  # refused, unreachable
                 return Exchange(_FAILED[CONNECT], NO_SLOT, 0, 0)
-        data = self._template.render(seq)
+        data = self._template.render(seq, body)
         self._reset()
+        self.body_sent = self._template.body_len if body is None else len(body)
         label = self.label
         feed, recv_into, view = self._parser.feed_data, sock.recv_into, self._view
         try:
@@ -496,6 +538,10 @@ class LeanBlockingClient(_Response):
                     break
                 self.received += n
                 feed(view[:n])
+                if self.stale_parser:  # after a response to HEAD
+                    self._parser = HttpResponseParser(self)
+                    feed = self._parser.feed_data
+                    self.stale_parser = False
                 if not self.complete:
                     left = deadline - time.monotonic()
                     if left <= 0:

@@ -1,29 +1,61 @@
-"""`io`: one HTTP request to the mock server (the foundation's workload)."""
+"""`io`: one HTTP request to the mock server, or to an external target. Also the factory of the
+HTTP clients every HTTP workload uses: `client: standard | lean`, blocking or for a loop."""
 
 from __future__ import annotations
 
-from harness.http.blocking import BlockingHttpClient
+from pathlib import Path
+
+from harness.http import RequestSpec, endpoint_request
+from harness.target import split_target
 
 
 def http_settings(spec) -> dict:
     workload = spec.scenario.workload
     return {
-        "endpoint": workload.endpoint,
         "connect_timeout_s": workload.timeout.connect / 1e9,
         "total_timeout_s": workload.timeout.total / 1e9,
         "ok_status": frozenset(workload.ok_status),
     }
 
 
-def blocking_client(spec) -> BlockingHttpClient:
-    host, port = spec.host_port
-    return BlockingHttpClient(host, port, **http_settings(spec))
+def request_spec(spec, method: str | None = None) -> RequestSpec:
+    """What every request of the cell sends, built once before the clock starts."""
+    workload = spec.scenario.workload
+    body = getattr(workload, "body", None)
+    if isinstance(body, int):
+        body = bytes(i % 251 for i in range(body)) if body else b""  # generated, not all one byte
+    elif body is not None:
+        body = Path(body.file).read_bytes()
+    common = {"method": method or getattr(workload, "method", "GET"),
+              "headers": tuple(getattr(workload, "headers", {}).items()), "body": body or b""}
+    if spec.scenario.target:
+        return RequestSpec(path=workload.path or "/", seq_query=False, **common)
+    return endpoint_request(workload.endpoint, **common)
 
 
-def aiohttp_client(spec):
-    from harness.http.aiohttp_client import AiohttpClient
+def blocking_client(spec, request: RequestSpec):
+    host, port = split_target(spec.server_url)
+    if spec.client == "lean":
+        from harness.http.lean import LeanBlockingClient as Client
+    else:
+        from harness.http.blocking import BlockingHttpClient as Client
+    return Client(host, port, request, **http_settings(spec))
 
-    return AiohttpClient(spec.server_url, concurrency=spec.concurrency, **http_settings(spec))
+
+def loop_client(spec, request: RequestSpec):
+    if spec.client == "lean":
+        from harness.http.lean import LeanAsyncClient as Client
+    else:
+        from harness.http.aiohttp_client import AiohttpClient as Client
+    return Client(spec.server_url, request, spec.concurrency, **http_settings(spec))
+
+
+class _SyncIo:
+    def __init__(self, client) -> None:
+        self.client = client
+        self.run = client.request
+        self.abort = client.abort
+        self.close = client.close
 
 
 class _AsyncIo:
@@ -38,17 +70,16 @@ class _AsyncIo:
 class IoWorkload:
     def __init__(self, spec) -> None:
         self.spec = spec
+        self.request = request_spec(spec)
 
     def prepare(self) -> None:
         pass
 
-    def sync_runner(self, slot: str) -> BlockingHttpClient:
-        client = blocking_client(self.spec)
-        client.run = client.request
-        return client
+    def sync_runner(self, slot: str) -> _SyncIo:
+        return _SyncIo(blocking_client(self.spec, self.request))
 
     async def async_runner(self) -> _AsyncIo:
-        return _AsyncIo(aiohttp_client(self.spec))
+        return _AsyncIo(loop_client(self.spec, self.request))
 
     def extras(self) -> dict:
         return {}

@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.gauge import now_ns
 from harness.schema import DB, Outcome
-from harness.workloads.io import aiohttp_client, blocking_client
+from harness.workloads.io import blocking_client, loop_client, request_spec
 from harness.workloads.offload import Offload
 
 TABLE = "harness_pipeline"
@@ -29,9 +29,9 @@ _CREATE = (f"CREATE TABLE IF NOT EXISTS {TABLE} (cell TEXT, seq BIGINT, checksum
            "PRECISION, status INTEGER)")
 
 
-def preprocess(seq: int, side: int) -> tuple[int, str, float]:
-    """Normalise, blur and downsample a generated image; returns (ns, where it ran, checksum).
-    Module-level so a process pool can run it."""
+def preprocess(seq: int, side: int) -> tuple[int, str, float, bytes]:
+    """Normalise, blur and downsample a generated image; returns (ns, where it ran, checksum,
+    the tensor's bytes to POST). Module-level so a process pool can run it."""
     start = time.perf_counter_ns()
     y, x = np.ogrid[0:side, 0:side]
     image = np.stack([(x * 7 + y * 13 + seq + c * 85) % 256 for c in range(3)], axis=-1)
@@ -41,8 +41,9 @@ def preprocess(seq: int, side: int) -> tuple[int, str, float]:
                + pixels[2:, :-2]) / 5.0
     small = blurred[::2, ::2]
     checksum = float(np.abs(small).sum())
+    tensor = small.astype(np.float32).tobytes()
     elapsed = time.perf_counter_ns() - start
-    return elapsed, f"{threading.current_thread().name}@{os.getpid()}", checksum
+    return elapsed, f"{threading.current_thread().name}@{os.getpid()}", checksum, tensor
 
 
 def _dsn(spec) -> str:
@@ -86,13 +87,13 @@ class _PostgresSink:
 
 class _SyncPipeline:
     def __init__(self, spec, sink) -> None:
-        self.http = blocking_client(spec)
+        self.http = blocking_client(spec, request_spec(spec, "POST"))
         self.sink, self.side, self.cell = sink, spec.scenario.workload.image, _cell_name(spec)
 
     def run(self, seq: int) -> Outcome:
-        cpu_ns, _, checksum = preprocess(seq, self.side)
+        cpu_ns, _, checksum, tensor = preprocess(seq, self.side)
         start = now_ns()
-        out = self.http.request(seq)
+        out = self.http.request(seq, tensor)  # the AI API call: POST the tensor
         io_ns = now_ns() - start
         if not out.ok:
             return out._replace(cpu_ns=cpu_ns, cpu_wait_ns=0, io_ns=io_ns)
@@ -114,14 +115,15 @@ class _SyncPipeline:
 
 class _AsyncPipeline:
     def __init__(self, spec, offload: Offload, write, close_db) -> None:
-        self.http = aiohttp_client(spec)
+        self.http = loop_client(spec, request_spec(spec, "POST"))
         self.offload, self.write, self.close_db = offload, write, close_db
         self.side, self.cell = spec.scenario.workload.image, _cell_name(spec)
 
     async def run(self, seq: int) -> tuple[Outcome, str]:
-        (cpu_ns, _, checksum), wait_ns = await self.offload.call(preprocess, seq, self.side)
+        (cpu_ns, _, checksum, tensor), wait_ns = await self.offload.call(preprocess, seq,
+                                                                          self.side)
         start = now_ns()
-        out, slot = await self.http.request(seq)
+        out, slot = await self.http.request(seq, tensor)  # the AI API call: POST the tensor
         io_ns = now_ns() - start
         if not out.ok:
             return out._replace(cpu_ns=cpu_ns, cpu_wait_ns=wait_ns, io_ns=io_ns), slot
