@@ -181,9 +181,10 @@ pool_size: 2
 def test_version_1_files_are_read_with_new_columns_filled(tmp_path):
     import pyarrow as pa
 
-    v1_fields = [f for f in REQUESTS_SCHEMA if f.name not in
-                 ("strategy", "variant", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns",
-                  "error_detail", "fault")]
+    v1 = ("run_id", "scenario", "backend", "concurrency", "repetition", "worker", "slot", "seq",
+          "enqueued_ns", "scheduled_ns", "start_ns", "end_ns", "server_delay_ns", "ok", "status",
+          "error", "in_flight")  # the columns of schema version 1
+    v1_fields = [f for f in REQUESTS_SCHEMA if f.name in v1]
     schema = pa.schema(v1_fields).with_metadata({VERSION_KEY: b"1"})
     row = {f.name: [0] for f in v1_fields}
     row.update(run_id=["r"], scenario=["s"], backend=["threads"], worker=["w"], slot=["t"],
@@ -195,3 +196,4 @@ def test_version_1_files_are_read_with_new_columns_filled(tmp_path):
     assert table.column("variant").to_pylist() == ["default"]
     assert table.column("cpu_ns").null_count == 1
     assert table.column("error_detail").null_count == 1
+    assert table.column("client").to_pylist() == ["standard"]
