@@ -19,7 +19,7 @@ import urllib.request
 from aiohttp import web
 
 from harness.errors import HarnessError
-from harness.http import DELAY_HEADER, IN_FLIGHT_HEADER
+from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, IN_FLIGHT_HEADER
 from harness.scenario import Server, parse_scenario
 
 STOP_WAIT_S = 0.3
@@ -60,7 +60,8 @@ def make_app(config: Server) -> web.Application:
                 while (left_ns := due_ns - time.monotonic_ns()) > 0:
                     await asyncio.sleep(left_ns / 1e9)
                 return web.Response(body=body, status=status, headers={
-                    DELAY_HEADER: str(delay_ns), IN_FLIGHT_HEADER: str(at_arrival),
+                    DELAY_HEADER: str(delay_ns), DELAY_TARGET_HEADER: str(delay_ns),
+                    IN_FLIGHT_HEADER: str(at_arrival),
                 })
             except ValueError:
                 return web.Response(status=400, text="seq must be an integer")

@@ -115,7 +115,10 @@ class _Response:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name == _DELAY:
+        if not self._template.seq_query:  # an external target: its headers are its own
+            if name in _FRAMING:
+                self.framed = True
+        elif name == _DELAY:
             self.delay_ns = _int(value)
         elif name == _TARGET:
             self.target_ns = _int(value)
