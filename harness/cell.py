@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.backends import get_backend
-from harness.backends.base import CellSpec, StopFlag
+from harness.backends.base import SERVER_DIED, CellSpec, StopFlag
 from harness.keys import CellKey
 from harness.sampler import LagDrain, Sampler
 from harness.scenario import parse_scenario
@@ -49,7 +49,7 @@ def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
             report(json.dumps({"completed": completed}))
 
     spool = Spooler(Path(job.spool_dir))
-    spool.on_error = lambda message: stop.set()  # a full disk ends the cell; flushed rows stay
+    spool.on_error = lambda message: stop.set("disk")  # a full disk ends the cell; rows stay
     sampler = Sampler(backend, on_sample=progress)
     spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
     spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))
@@ -61,7 +61,8 @@ def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
         sampler.stop()
         spool.stop()
     return {"done": True, "released": output.released, "peak_live": output.peak_live,
-            "interrupted": output.interrupted, "extras": output.extras,
+            "interrupted": output.interrupted and stop.reason == "signal",
+            "extras": output.extras,
             "slots_lost": output.slots_lost, "has_loop": backend.lag_samples is not None,
             "cpu_user_s": sampler.cpu_user_s, "cpu_sys_s": sampler.cpu_sys_s,
             "spool_error": spool.error}
@@ -71,6 +72,8 @@ def main() -> None:
     stop = StopFlag()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
+    # From the runner: the mock server died. Release nothing more; what is in flight ends.
+    signal.signal(SERVER_DIED, lambda signum, frame: stop.set("server"))
     job = CellJob(**json.loads(sys.stdin.read()))
     result = run_cell(job, stop, report=lambda line: print(line, flush=True))
     print(json.dumps(result), flush=True)

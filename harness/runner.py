@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.backends.base import GRACE_S
+from harness.backends.base import GRACE_S, SERVER_DIED
 from harness.cell import CellJob
 from harness.errors import HarnessError
 from harness.figures import speedup, throughput_rps
@@ -213,7 +213,10 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                   else contextlib.nullcontext()) as server:
                 url = server.url if server else (item.scenario.target or "")
                 job = CellJob(item.text, key_dict(key), url, units, tmp, str(spool))
+                watch = _watch_server(server, proc) if server else None
                 observed = _drive_cell_process(proc, job, interrupt, ui)
+                if watch is not None:
+                    watch.set()
                 if server and not interrupt.aborted:
                     server_stats = server.stats()
                     server_stats["exit"] = server.proc.poll()  # None: alive
@@ -242,6 +245,25 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
     if observed and observed.get("spool_error"):
         raise HarnessError(f"{observed['spool_error']} (rows flushed before are kept)")
     return cell
+
+
+SERVER_POLL_S = 0.1
+
+
+def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> threading.Event:
+    """Until the returned event is set: when the mock server dies, tell the cell (it releases
+    nothing more; its requests in flight fail and become rows). Polled, so within 1 s."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(SERVER_POLL_S):
+            if server.proc.poll() is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    cell.send_signal(SERVER_DIED)
+                return
+
+    threading.Thread(target=watch, name="server-watch", daemon=True).start()
+    return done
 
 
 def _drive_cell_process(proc: subprocess.Popen, job: CellJob, interrupt: _Interrupt,

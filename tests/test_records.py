@@ -255,12 +255,13 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_flushed(tmp_path):
     assert 0 < cells[0]["requests"] < 20000
 
 
-def test_a_dead_mock_server_is_recorded_and_the_run_exits_3(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_dead_mock_server_is_recorded_and_the_run_exits_3(tmp_path, backend):
     from tests.conftest import small_scenario
 
     path = tmp_path / "s.yaml"
-    path.write_text(small_scenario(latency="20ms", requests=400, concurrency=2,
-                                   backends="[threads]"))
+    path.write_text(small_scenario(latency="20ms", requests=100000, concurrency=2,
+                                   backends=f"[{backend}]"))
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -279,8 +280,15 @@ def test_a_dead_mock_server_is_recorded_and_the_run_exits_3(tmp_path):
     server.kill()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stderr
-    cell = read_run(out)["cells"].to_pandas().iloc[0]
+    tables = read_run(out)
+    cell = tables["cells"].to_pandas().iloc[0]
     assert cell.server_exit == -signal.SIGKILL and cell.released == cell.requests
+    assert not cell.interrupted and cell.requests < 100000
+    rows = tables["requests"].to_pandas()
+    failed = rows[~rows.ok]
+    assert len(failed) and set(failed.error) <= {"connect", "reset", "protocol"}
+    # within 1 s of the first failure, nothing more was released
+    assert rows.scheduled_ns.max() - failed.start_ns.min() < 1e9
     report = harness("report", out, "--format", "json")
     assert report.returncode == 3
     assert "server_died" in json.loads(report.stdout)["cells"][0]["flags"]

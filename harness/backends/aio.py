@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag, worker_name
+from harness.backends.base import SERVER_DIED, CellOutput, CellSpec, Producer, StopFlag, worker_name
 from harness.gauge import InFlightGauge, now_ns
 from harness.schema import CANCELLED_OUTCOME, RECORD_SCHEMA, RecordBuffer, internal_outcome
 from harness.workloads import make_workload
@@ -35,7 +35,8 @@ class AsyncioBackend:
 
     def run(self, spec: CellSpec, stop: StopFlag, spool) -> CellOutput:
         spool.add("requests", RECORD_SCHEMA, self.buffer.drain)
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.getsignal(sig)
+                    for sig in (signal.SIGINT, signal.SIGTERM, SERVER_DIED)}
         try:
             with asyncio.Runner(loop_factory=self.loop_factory) as runner:
                 return runner.run(self._main(spec, stop))
@@ -47,12 +48,13 @@ class AsyncioBackend:
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
 
-        def on_signal() -> None:
-            stop.set()
+        def on_signal(reason: str) -> None:
+            stop.set(reason)
             stopping.set()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, on_signal, "signal")
+        loop.add_signal_handler(SERVER_DIED, on_signal, "server")
         if stop.is_set():
             stopping.set()
         workload = make_workload(spec)

@@ -6,6 +6,7 @@ one global limit. Backends differ only in what a slot is (thread, process, task+
 
 from __future__ import annotations
 
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -15,6 +16,7 @@ from harness.keys import CellKey
 from harness.scenario import Scenario
 
 GRACE_S = 5.0  # on stop: how long in-flight requests may finish before they are cancelled
+SERVER_DIED = signal.SIGUSR2  # from the runner: the mock server died, release nothing more
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,12 @@ class StopFlag:
     event: threading.Event = field(default_factory=threading.Event)
     grace_s: float = GRACE_S
     set_at_ns: int = 0
+    reason: str = ""  # "signal" (the user), "server" (the mock server died), "disk"
 
-    def set(self) -> None:
+    def set(self, reason: str = "signal") -> None:
         if not self.event.is_set():
             self.set_at_ns = now_ns()
+            self.reason = reason
             self.event.set()
 
     def is_set(self) -> bool:
