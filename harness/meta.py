@@ -6,6 +6,7 @@ import datetime as dt
 import importlib.metadata
 import os
 import platform
+import re
 import secrets
 import subprocess
 import sys
@@ -16,6 +17,19 @@ from harness.schema import SCHEMA_VERSION
 
 _PACKAGES = ("harness", "aiohttp", "uvloop", "click", "pandas", "pyarrow", "numpy", "pydantic",
              "PyYAML", "rich", "psutil")
+
+
+# A password in a connection string: `scheme://user:PASSWORD@host` or `password=PASSWORD`.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+(?=@)", re.I)
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'[^']*'|[^\s'\"]+)", re.I)
+
+
+def redact_passwords(text: str) -> str:
+    """The scenario text as kept in the results: every password in a `dsn:` (or anywhere) is
+    replaced by ***, so Parquet metadata and HTML reports never carry it in clear. The hash
+    recorded beside it is of the original text."""
+    text = _URL_PASSWORD.sub(r"\g<head>***", text)
+    return _KV_PASSWORD.sub(r"\g<head>***", text)
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -78,7 +92,8 @@ def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None) 
         "platform": platform.platform(),
         "git_commit": _git_commit(),
         "scenarios": [
-            {"name": s.scenario.name, "path": s.path, "sha256": s.sha256, "text": s.text,
+            {"name": s.scenario.name, "path": s.path, "sha256": s.sha256,
+             "text": redact_passwords(s.text),
              "seeds": {"server": s.scenario.server.seed if s.scenario.server else None},
              "calibration": calibration.get(s.scenario.name)}
             for s in scenarios

@@ -197,3 +197,23 @@ def test_version_1_files_are_read_with_new_columns_filled(tmp_path):
     assert table.column("cpu_ns").null_count == 1
     assert table.column("error_detail").null_count == 1
     assert table.column("client").to_pylist() == ["standard"]
+
+
+def test_a_dsn_password_never_reaches_the_results(tmp_path):
+    import json
+
+    from harness.meta import run_metadata
+
+    text = ("name: pg\nserver: {endpoints: {infer: {}}}\n"
+            "workload: {type: pipeline, endpoint: infer, database: postgres,\n"
+            "           dsn: 'postgresql://bench:s3cr3t@127.0.0.1:5432/db'}\n"
+            "load: {requests: 1, concurrency: 1}\n")
+    other = text.replace("'postgresql://bench:s3cr3t@127.0.0.1:5432/db'",
+                         "'host=127.0.0.1 user=bench password=s3cr3t dbname=db'")
+    for source in (text, other):
+        loaded = LoadedScenario("pg.yaml", source, parse_scenario(source))
+        meta = json.dumps(run_metadata("r", [loaded]))
+        assert "s3cr3t" not in meta and "***" in meta
+        kept = json.loads(meta)["scenarios"][0]
+        assert parse_scenario(kept["text"]).workload.dsn.count("***") == 1  # still readable
+        assert kept["sha256"] == loaded.sha256
