@@ -234,6 +234,7 @@ class CellRows:
             "slots_lost": observed.get("slots_lost"),
             "complete": bool(observed.get("done", False)),
             "server_exit": server.get("exit"),
+            "t0_unix_ns": observed.get("t0_unix_ns"),
         }
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,11 +204,14 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
     with tempfile.TemporaryDirectory(prefix="harness-cell-") as tmp, \
             open(Path(tmp) / "stderr.txt", "w+") as stderr:
         # The cell process imports while the mock server starts; it waits for its job on stdin.
-        proc = subprocess.Popen([sys.executable, "-m", "harness.cell"], stdin=subprocess.PIPE,
+        started_unix_ns = time.time_ns()
+        preload = [key.backend, item.scenario.workload.type, key.client]
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cell", *preload],
+                                stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=stderr, text=True,
                                 start_new_session=True)  # own group: we pass signals on
         interrupt.child = proc
-        observed = None
+        observed = finished_unix_ns = None
         try:
             with (ServerProcess(item.text) if server_config
                   else contextlib.nullcontext()) as server:
@@ -215,6 +219,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                 job = CellJob(item.text, key_dict(key), url, units, tmp, str(spool))
                 watch = _watch_server(server, proc) if server else None
                 observed = _drive_cell_process(proc, job, interrupt, ui)
+                finished_unix_ns = time.time_ns()
                 if watch is not None:
                     watch.set()
                 if server and not interrupt.aborted:
@@ -240,6 +245,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                                    f"{detail}")
     rows = writer.write_cell_data(index, spool, constants)
     cell = rows.cell_row(observed, server_stats)
+    cell.update(started_unix_ns=started_unix_ns, finished_unix_ns=finished_unix_ns)
     cell["speedup"] = _speedup(cell, key, base_throughput)
     writer.commit(index, spool, cell)
     if observed and observed.get("spool_error"):

@@ -9,7 +9,8 @@ per-step durations, cells gain CPU time, loop lag, lost updates and speedup; loo
 timeline files. 3 — one Parquet file per cell and kind (`requests/cell-NNNN.parquet`, …) and
 `run.json`, written once; requests gain `error_detail` (and the error categories `internal` and
 `lost`); cells gain `released`, `slots_lost`, `complete` and `server_exit`. 4 — requests gain
-`server_delay_target_ns`, `fault`, `bytes_sent` and `bytes_received`; the `client` key. Files
+`server_delay_target_ns`, `fault`, `bytes_sent` and `bytes_received`; the `client` key; cells
+gain the wall-clock anchors `started_unix_ns`, `t0_unix_ns`, `finished_unix_ns`. Files
 of older versions are read with the newer columns filled in (see `upgrade`)."""
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ CELLS_SCHEMA = pa.schema(
         pa.field("slots_lost", pa.int64()),  # slot processes that died during the cell
         pa.field("complete", pa.bool_(), nullable=False),  # the cell process ended normally
         pa.field("server_exit", pa.int64()),  # the mock server died: exit code or -signal
+        # Wall-clock anchors (ns since the Unix epoch): the cell's processes were started, its
+        # clock started (t0), it ended. Start-up = t0 − started.
+        pa.field("started_unix_ns", pa.int64()),
+        pa.field("t0_unix_ns", pa.int64()),
+        pa.field("finished_unix_ns", pa.int64()),
     ]
 )
 

@@ -150,7 +150,8 @@ def test_a_cell_is_written_in_row_groups_of_at_most_64_ki_rows(tmp_path):
                 buffer.append("w", "s", seq, 0, 0, seq, seq + 1, Outcome(True, 200), 1)
             writer.write_batch(buffer.drain())
     constants = {"run_id": "r", "scenario": "s", "backend": "threads", "concurrency": 1,
-                 "repetition": 0, "strategy": "inline", "variant": "default"}
+                 "repetition": 0, "strategy": "inline", "variant": "default",
+                 "client": "standard"}
     rows = CellRows(constants)
     with pq.ParquetWriter(tmp_path / "r.parquet", read_run.__globals__["KINDS"]["requests"]) as w:
         for table in rows.read(spool, "requests"):
@@ -196,10 +197,10 @@ def test_a_harness_killed_mid_run_leaves_every_finished_cell_readable(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (out / "cells" / "cell-0001.parquet").exists():
+    spooled = out / ".spool" / "cell-0002" / "requests.arrows"
+    while not (spooled.exists() and spooled.stat().st_size > 4000):  # the third cell flushed
         assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    time.sleep(1.0)  # into the third cell, past a flush
+        time.sleep(0.02)
     tree = [proc, *psutil.Process(proc.pid).children(recursive=True)]
     for p in tree:  # the whole process tree at once, as an OOM killer or a power cut would
         try:
