@@ -112,7 +112,8 @@ class RateCurve:
         return self._c0[i] + self._r0[i] * u + self._slope[i] * u * u / 2
 
     def time_ns(self, counts) -> np.ndarray:
-        """Λ⁻¹: the earliest t (float ns) with Λ(t) = count; inf for counts past the end."""
+        """Λ⁻¹ (float ns), right-continuous: the time the count passes c, after any stretch at
+        rate 0 that starts there; inf for counts at or past the curve's total."""
         c = np.asarray(counts, dtype=np.float64)
         live = self._live
         i = live[np.clip(np.searchsorted(self._c0[live], c, side="right") - 1, 0, len(live) - 1)]

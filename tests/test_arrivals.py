@@ -147,6 +147,14 @@ def test_inverse_of_the_cumulative_count():
     assert curve.time_ns([curve.total]).tolist() == [math.inf]
 
 
+def test_mean_rates_of_curves():
+    ramp = RateCurve.ramps([Stage(500, 10 * S)], start_rate_per_s=100)
+    assert ramp.mean_rate_per_s() == 300 and ramp.mean_rate_per_s(5 * S) == 200
+    assert ramp.peak_rate_per_s == 500
+    assert RateCurve.constant(200).mean_rate_per_s() == 200
+    assert RateCurve.constant(200).mean_rate_per_s(3 * S) == pytest.approx(200)
+
+
 # ---- bounds ----------------------------------------------------------------------------------
 
 
