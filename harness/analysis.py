@@ -3,6 +3,7 @@ percentile method — `run` and `report` call the same code."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,17 @@ def load_runs(paths: list[Path]) -> Runs:
                 [read_metadata(d) for d in dirs])
 
 
+def cell_key(values) -> tuple:
+    """A cell's key values as a dict key: a null key (rate_per_s of a closed cell) as None,
+    since NaN never equals itself."""
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in values)
+
+
+def by_cell(frame: pd.DataFrame, keys=CELL_KEYS) -> dict[tuple, pd.DataFrame]:
+    """Rows grouped by cell (null keys kept, which pandas drops by default)."""
+    return {cell_key(key): rows for key, rows in frame.groupby(keys, sort=False, dropna=False)}
+
+
 def _p50_ms(series) -> float:
     return percentile(series.dropna(), 50) / 1e6
 
@@ -103,10 +115,10 @@ def summarize(runs: Runs) -> pd.DataFrame:
     (NaN unless the request is the server call alone)."""
     requests, cells, timeline = runs.requests, runs.cells, runs.timeline
     rows = []
-    groups = dict(tuple(requests.groupby(CELL_KEYS, sort=False)))
-    samples = dict(tuple(timeline.groupby(CELL_KEYS, sort=False))) if len(timeline) else {}
+    groups = by_cell(requests)
+    samples = by_cell(timeline) if len(timeline) else {}
     for cell in cells.itertuples(index=False):
-        key = tuple(getattr(cell, k) for k in CELL_KEYS)
+        key = cell_key(getattr(cell, k) for k in CELL_KEYS)
         reqs = groups.get(key, requests.iloc[0:0])
         ok = reqs[reqs["ok"]]
         latency_ns = ok["end_ns"] - ok["start_ns"]

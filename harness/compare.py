@@ -64,10 +64,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.analysis import Runs, summarize
+from harness.analysis import Runs, by_cell, summarize
 from harness.errors import HarnessError
 
-MATCH = ["scenario", "backend", "concurrency", "strategy", "variant"]
+MATCH = ["scenario", "backend", "concurrency", "strategy", "variant", "client", "model",
+         "rate_per_s"]
 ALPHA = 0.05  # family-wise, over every test of one compare
 MIN_REPETITIONS = 3  # per side, for a configuration to be tested
 ERROR_TOLERANCE = 0.001  # NEW's error rate above BASE's by more than this: never "faster"
@@ -207,9 +208,9 @@ def compare(base: Runs, new: Runs | None = None, between: tuple[str, str] | None
     else:
         base_sum, new_sum = summarize(base), summarize(new)
         keys = MATCH
-    new_groups = dict(tuple(new_sum.groupby(keys, sort=False)))
+    new_groups = by_cell(new_sum, keys)
     pairs = [(key, cells, new_groups[key])
-             for key, cells in base_sum.groupby(keys, sort=False) if key in new_groups]
+             for key, cells in by_cell(base_sum, keys).items() if key in new_groups]
     if not pairs:
         raise HarnessError("nothing to compare: no cell of one side matches a cell of the other "
                            f"(cells are matched on {', '.join(keys)})")

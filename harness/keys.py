@@ -10,26 +10,38 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, make_dataclass
 
+REQUIRED = object()  # an axis without a default: every CellKey names it
+
 # (name, Arrow type name, default): the cell's axes, in column order after run_id and scenario.
+# A default of None makes the column nullable (null = the axis does not apply to the cell).
 AXES: tuple[tuple[str, str, object], ...] = (
-    ("backend", "string", None),
-    ("concurrency", "int64", None),
-    ("repetition", "int64", None),
+    ("backend", "string", REQUIRED),
+    ("concurrency", "int64", REQUIRED),  # closed: the slots; open: max_in_flight
+    ("repetition", "int64", REQUIRED),
     ("strategy", "string", "inline"),  # where CPU steps run on the loops
     ("variant", "string", "default"),  # e.g. the race's lock / no-lock
     ("client", "string", "standard"),  # the HTTP client: standard (aiohttp/http.client) | lean
+    ("model", "string", "closed"),  # the arrival model: closed | open
+    ("rate_per_s", "float64", None),  # open: the arrival rate (a ramp's peak); null when closed
 )
 RUN_KEYS: tuple[tuple[str, str], ...] = (("run_id", "string"), ("scenario", "string"))
 # Every key column, in the order that starts every file.
 KEY_TYPES: dict[str, str] = {**dict(RUN_KEYS), **{name: kind for name, kind, _ in AXES}}
 CELL_KEYS: list[str] = list(KEY_TYPES)
-AXIS_DEFAULTS: dict[str, object] = {name: d for name, _, d in AXES if d is not None}
+AXIS_DEFAULTS: dict[str, object] = {name: d for name, _, d in AXES if d is not REQUIRED}
+# Key columns that may hold null (their default is None); every other key column is not null.
+NULLABLE_KEYS: frozenset[str] = frozenset(name for name, _, d in AXES if d is None)
+# The keys arrival times are drawn from (with the scenario's seed): not the backend, its
+# max_in_flight (`concurrency`), strategy or variant, so every configuration that is compared
+# faces the same arrivals; a repetition draws its own.
+ARRIVAL_KEYS: tuple[str, ...] = ("model", "rate_per_s", "repetition")
 
 _PY = {"string": str, "int64": int, "float64": float}
 
 CellKey = make_dataclass(
     "CellKey",
-    [(name, _PY[kind]) if default is None else (name, _PY[kind], default)
+    [(name, _PY[kind]) if default is REQUIRED
+     else (name, _PY[kind] | None if default is None else _PY[kind], default)
      for name, kind, default in AXES],
     frozen=True,
 )
@@ -42,10 +54,13 @@ def key_dict(key) -> dict:
 
 
 def key_label(key) -> str:
-    """Short human label, e.g. `asyncio c=10 r=0 thread_pool`: defaults are left out."""
+    """Short human label, e.g. `asyncio c=10 r=0 thread_pool` or `threads c=100 r=0 open 200/s`:
+    defaults are left out."""
     parts = [key.backend, f"c={key.concurrency}", f"r={key.repetition}"]
-    parts += [str(getattr(key, f.name)) for f in fields(key)
-              if f.name in AXIS_DEFAULTS and getattr(key, f.name) != AXIS_DEFAULTS[f.name]]
+    for f in fields(key):
+        value = getattr(key, f.name)
+        if f.name in AXIS_DEFAULTS and value != AXIS_DEFAULTS[f.name]:
+            parts.append(f"{value:g}/s" if f.name == "rate_per_s" else str(value))
     return " ".join(parts)
 
 

@@ -11,10 +11,13 @@ from typing import Annotated, ClassVar, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -25,8 +28,8 @@ from harness.errors import ECHO_LIMIT, ScenarioError, brief
 from harness.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.latency import DurationNs, Latency
 from harness.target import split_target
-from harness.thresholds import parse_threshold
-from harness.units import parse_duration_ns, parse_size_bytes
+from harness.thresholds import OPEN_METRICS, parse_threshold
+from harness.units import format_rate, parse_duration_ns, parse_rate_per_s, parse_size_bytes
 
 # Upper bounds: what a small machine can hold and a benchmark can mean. A scenario beyond them
 # is a typo or hostile, and is refused with the bound named before anything is allocated.
@@ -40,6 +43,9 @@ MAX_DESCRIPTION = 4096
 MAX_THRESHOLD = 200
 MAX_ITEMS = 100  # concurrency levels, endpoints, thresholds
 MAX_BACKENDS = 16
+MAX_LOADS = 16  # load blocks in one scenario
+MAX_RATE = 1_000_000.0  # arrivals per second: beyond what one Python generator can pace
+MIN_RATE = 1 / 3600  # 1/h: a slower constant rate is a typo (a stage may ramp to 0)
 _HOUR_NS, _DAY_NS = 3600 * 10**9, 24 * 3600 * 10**9
 _INT64 = 2**63
 
@@ -241,21 +247,220 @@ Workload = Annotated[
 STRATEGIES = ("inline", "thread_pool", "process_pool")
 
 
+def _rate_at_most(value: object) -> float:
+    rate = parse_rate_per_s(value)
+    if rate > MAX_RATE:
+        raise ValueError(f"must be <= 1000000/s (got {brief(value)})")
+    return rate
+
+
+def _rate_positive(value: object) -> float:
+    rate = _rate_at_most(value)
+    if rate < MIN_RATE:
+        raise ValueError(f"must be at least 1/h (got {brief(value)})")
+    return rate
+
+
+_RATE_SCHEMA = {
+    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*/\s*(s|m|h)$"},
+              {"type": "number", "minimum": 0, "maximum": MAX_RATE}],
+    "description": "an arrival rate: 200/s, 12/m, 5/h; a bare number means per second",
+}
+Rate = Annotated[float, BeforeValidator(_rate_at_most), WithJsonSchema(_RATE_SCHEMA)]  # >= 0
+PositiveRate = Annotated[float, BeforeValidator(_rate_positive), WithJsonSchema(_RATE_SCHEMA)]
+
+
+def _as_tuple_or_none(value: object) -> object:
+    return value if value is None else _as_tuple(value)
+
+
+class Stage(_Model):
+    """Ramp linearly from the previous stage's rate (the first: from `start_rate`) to `rate`."""
+
+    rate: Rate
+    duration: Span = Field(gt=0)
+
+
+def _warmup(value: object) -> object:
+    """`warmup: 5s` (a duration) or `warmup: 100` (a request count); `{requests: 100}` or
+    `{duration: 5s}` spelled out."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError("must be a request count (an integer) or a duration like 5s "
+                         f"(got {brief(value)})")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must not be negative (got {brief(value)})")
+        if value > MAX_REQUESTS:
+            raise ValueError(f"must be <= {MAX_REQUESTS} (got {brief(value)})")
+        return {"requests": value}
+    if isinstance(value, str):
+        if parse_duration_ns(value) > _DAY_NS:
+            raise ValueError(f"must be <= 24h (got {brief(value)})")
+        return {"duration": value}
+    return value
+
+
+class Warmup(_Model):
+    """Requests run before the measured ones, on top of `requests`: a count or a duration."""
+
+    requests: int = Field(0, ge=0, le=MAX_REQUESTS)
+    duration: Span = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if self.requests and self.duration:
+            raise ValueError("a request count or a duration, not both")
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.requests or self.duration)
+
+
+# Requests in flight (and the pool: threads, processes, tasks and their connections) of an open
+# cell when the scenario does not say: what each backend holds without strain on a small machine.
+# threads: an OS thread and a blocking connection per slot; past ~100 the GIL hand-offs cost more
+# than the waiting they overlap. processes: a process per slot (tens of MB each); 2 × cores keeps
+# every core busy while half the slots wait on I/O. asyncio/uvloop: a task and a connection per
+# request in flight, cheap; 1000 stays under the usual 1024 open files with room to spare.
+MAX_IN_FLIGHT_DEFAULTS = {"threads": 100, "asyncio": 1000, "uvloop": 1000}  # processes: 2×cores
+MAX_IN_FLIGHT_FALLBACK = 100  # a backend without its own default
+
+
+def default_max_in_flight(backend: str, cores: int | None = None) -> int:
+    if backend == "processes":
+        return 2 * (cores or os.cpu_count() or 1)
+    return MAX_IN_FLIGHT_DEFAULTS.get(backend, MAX_IN_FLIGHT_FALLBACK)
+
+
+_OPEN_ONLY = ("arrivals", "start_rate", "max_in_flight", "max_sched_lag")
+
+
 class Load(_Model):
-    model: Literal["closed"] = "closed"
+    """One load block. Closed model: `concurrency` slots, each starting its next request when
+    the last one ends. Open model (`rate` or `stages`): requests start at intended times
+    whatever is in flight, up to `max_in_flight`."""
+
+    model: Literal["closed", "open"] = "closed"  # open when rate or stages are given
     requests: int | None = Field(None, ge=1, le=MAX_REQUESTS)
     duration: Span | None = Field(None, gt=0)
-    concurrency: Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...],
-                           BeforeValidator(_as_tuple), Field(max_length=MAX_ITEMS)]
+    concurrency: Annotated[Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...],
+                                     Field(max_length=MAX_ITEMS)] | None,
+                           BeforeValidator(_as_tuple_or_none)] = None
     workers: int = Field(1, ge=1, le=MAX_WORKERS)
+    rate: Annotated[Annotated[tuple[PositiveRate, ...], Field(max_length=MAX_ITEMS)] | None,
+                    BeforeValidator(_as_tuple_or_none)] = None
+    arrivals: Literal["uniform", "poisson"] = "uniform"
+    stages: tuple[Stage, ...] | None = Field(None, max_length=MAX_ITEMS)
+    start_rate: Rate = 0.0
+    max_in_flight: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)  # default: per backend
+    warmup: Annotated[Warmup, BeforeValidator(_warmup), WithJsonSchema({
+        "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_REQUESTS},
+                  {"type": "string", "pattern": r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$"}],
+        "description": "warm-up per cell, on top of requests: a request count or a duration",
+    })] = Field(Warmup(), json_schema_extra={"default": 0})
+    max_sched_lag: Step = Field(5_000_000, gt=0)  # the generator lags past this p99 lag
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_model(cls, data: object) -> object:
+        if isinstance(data, dict) and "model" not in data and ("rate" in data or "stages" in data):
+            return {**data, "model": "open"}
+        return data
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value):
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("must not be empty")
+        if sum(stage.duration for stage in value) > _DAY_NS:
+            raise ValueError("last more than 24h in all")
+        if not any(stage.rate > 0 for stage in value):
+            raise ValueError("every rate is 0: no request would start")
+        return value
 
     @model_validator(mode="after")
     def _bounded(self):
+        if self.model == "closed":
+            if self.rate is not None or self.stages is not None:
+                raise ValueError("rate and stages make the open model (leave out model: closed)")
+            for name in _OPEN_ONLY:
+                if name in self.model_fields_set:
+                    raise ValueError(f"{name} is for the open model (with rate or stages)")
+            if self.concurrency is None:
+                raise ValueError("needs concurrency (closed model), or rate or stages "
+                                 "(open model)")
+        else:
+            if self.concurrency is not None:
+                raise ValueError("concurrency is for the closed model; with rate or stages, "
+                                 "max_in_flight caps the requests in flight")
+            if self.rate is None and self.stages is None:
+                raise ValueError("the open model needs rate or stages")
+            if self.rate is not None and self.stages is not None:
+                raise ValueError("rate or stages, not both")
+            if self.stages is None and "start_rate" in self.model_fields_set:
+                raise ValueError("start_rate is where stages ramp from: it needs stages")
+            if self.stages is not None:
+                if self.duration is not None:
+                    raise ValueError("duration does not go with stages: their durations are "
+                                     "the run's (requests may still cap it)")
+                return self
         if self.requests is None and self.duration is None:
             raise ValueError("needs requests or duration (or both: whichever comes first)")
-        if len(set(self.concurrency)) != len(self.concurrency):
+        if self.concurrency is not None and len(set(self.concurrency)) != len(self.concurrency):
             raise ValueError(f"concurrency levels repeat (got {brief(list(self.concurrency))})")
+        if self.rate is not None:
+            if len(set(self.rate)) != len(self.rate):
+                raise ValueError(f"rates repeat (got {brief([format_rate(r) for r in self.rate])})")
+            slowest = min(self.rate)
+            if self.duration is None and self.requests / slowest > _DAY_NS / 1e9:
+                raise ValueError(f"{self.requests} requests at {format_rate(slowest)} take more "
+                                 "than 24h: add a duration")
         return self
+
+    @property
+    def peak_rate_per_s(self) -> float | None:
+        if self.stages is not None:
+            return max(self.start_rate, *(stage.rate for stage in self.stages))
+        return max(self.rate) if self.rate is not None else None
+
+    def rates_per_s(self) -> tuple[float, ...]:
+        """The rate of each of the block's open cells: each listed rate, or a ramp's peak."""
+        if self.stages is not None:
+            return (self.peak_rate_per_s,)
+        return self.rate or ()
+
+    def max_in_flight_for(self, backend: str, cores: int | None = None) -> int:
+        return self.max_in_flight or default_max_in_flight(backend, cores)
+
+    def cell_levels(self, backend: str, cores: int | None = None
+                    ) -> list[tuple[str, int, float | None]]:
+        """(model, concurrency, rate_per_s) of each of this block's cells for a backend: the
+        closed model's levels, or the open model's rates, whose `concurrency` is max_in_flight."""
+        if self.model == "closed":
+            return [("closed", level, None) for level in self.concurrency]
+        return [("open", self.max_in_flight_for(backend, cores), rate)
+                for rate in self.rates_per_s()]
+
+
+def _not_empty(value: tuple) -> tuple:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _load_shape(value: object) -> str:
+    return "blocks" if isinstance(value, (list, tuple)) else "block"
+
+
+# `load:` is one block, or a list of blocks (each its own cells).
+Loads = Annotated[
+    Annotated[Load, Tag("block")]
+    | Annotated[tuple[Load, ...], Field(max_length=MAX_LOADS), AfterValidator(_not_empty),
+                Tag("blocks")],
+    Discriminator(_load_shape),
+]
 
 
 class Scenario(_Model):
@@ -264,7 +469,7 @@ class Scenario(_Model):
     server: Server | None = None  # required by workloads that call an endpoint
     target: str | None = Field(None, max_length=2048)  # or the user's own service (io only)
     workload: Workload
-    load: Load
+    load: Loads
     backends: Annotated[tuple[str, ...], BeforeValidator(_as_tuple),
                         Field(max_length=MAX_BACKENDS)] = BACKEND_NAMES
     # Where the async backends run CPU steps; threads and processes always run them in the slot.
@@ -274,6 +479,8 @@ class Scenario(_Model):
     repeat: int = Field(1, ge=1, le=MAX_REPEAT)
     expect: Annotated[tuple[Annotated[str, Field(max_length=MAX_THRESHOLD)], ...],
                       BeforeValidator(_as_tuple), Field(max_length=MAX_ITEMS)] = ()  # thresholds
+    # Arrival times of open cells are drawn from it; default: server.seed, else 1.
+    seed: int | None = Field(None, ge=-_INT64, lt=_INT64)
 
     @field_validator("backends")
     @classmethod
@@ -318,12 +525,54 @@ class Scenario(_Model):
                              f"one process; it does not run on '{apart[0]}'")
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: repeated (got {brief(list(self.strategies))})")
+        self._distinct_cells()
+        has_open = any(block.model == "open" for block in self.loads)
         for i, text in enumerate(self.expect):
             try:
-                parse_threshold(text, self.backends)
+                metric = parse_threshold(text, self.backends).metric
             except ValueError as exc:
                 raise ValueError(f"expect[{i}]: {exc}") from None
+            if metric in OPEN_METRICS and not has_open:
+                raise ValueError(f"expect[{i}]: {metric} is an open-model figure and no load "
+                                 "block has rate or stages")
         return self
+
+    def _distinct_cells(self) -> None:
+        """Two load blocks must not plan the same cell: a cell's keys tell its block."""
+        seen: dict[tuple, int] = {}
+        for i, block in enumerate(self.loads):
+            for backend in self.backends:
+                for model, concurrency, rate in block.cell_levels(backend):
+                    j = seen.setdefault((backend, model, concurrency, rate), i)
+                    if j != i:
+                        what = (f"concurrency {concurrency}" if model == "closed" else
+                                f"rate {format_rate(rate)} with max_in_flight {concurrency}")
+                        raise ValueError(f"load[{i}]: plans the same cells as load[{j}] ({what} "
+                                         f"on {backend}): blocks must differ in concurrency, "
+                                         "rate or max_in_flight")
+
+    @property
+    def loads(self) -> tuple[Load, ...]:
+        """The load blocks, one or more."""
+        return self.load if isinstance(self.load, tuple) else (self.load,)
+
+    @property
+    def arrival_seed(self) -> int:
+        """The seed of open cells' arrival times (with each cell's keys)."""
+        if self.seed is not None:
+            return self.seed
+        return self.server.seed if self.server is not None else 1
+
+    def load_for(self, key: CellKey) -> Load:
+        """The load block a planned cell comes from."""
+        blocks = [b for b in self.loads if b.model == key.model and (
+            key.concurrency in b.concurrency if b.model == "closed"
+            else key.rate_per_s in b.rates_per_s())]
+        if len(blocks) > 1:  # open blocks at one rate differ in max_in_flight
+            blocks = [b for b in blocks if b.max_in_flight_for(key.backend) == key.concurrency]
+        if len(blocks) != 1:
+            raise KeyError(f"no load block of {self.name} plans the cell {key}")
+        return blocks[0]
 
     def thresholds(self) -> list:
         return [parse_threshold(text, self.backends) for text in self.expect]
@@ -375,19 +624,24 @@ class LoadedScenario:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def plan_cells(scenario: Scenario, backends=None, repeat=None) -> list[CellKey]:
+def plan_cells(scenario: Scenario, backends=None, repeat=None, cores=None) -> list[CellKey]:
     """Cells interleaved (rep 0: A1 B1 A2 B2, rep 1: ...) so that drift of a shared machine
-    spreads evenly over backends, strategies, variants and concurrency levels."""
-    return [
-        CellKey(backend=backend, concurrency=concurrency, repetition=rep, strategy=strategy,
-                variant=variant, client=client)
-        for rep in range(repeat or scenario.repeat)
-        for concurrency in scenario.load.concurrency
-        for variant in scenario.variants()
-        for client in scenario.clients()
-        for backend in (backends or scenario.backends)
-        for strategy in scenario.strategies_for(backend)
-    ]
+    spreads evenly over backends, strategies, variants, load blocks and their levels (closed:
+    concurrency levels; open: rates, with `concurrency` = the backend's max_in_flight)."""
+    cells = []
+    for rep in range(repeat or scenario.repeat):
+        for block in scenario.loads:
+            for level in range(len(block.concurrency or block.rates_per_s())):
+                for variant in scenario.variants():
+                    for client in scenario.clients():
+                        for backend in backends or scenario.backends:
+                            model, concurrency, rate = block.cell_levels(backend, cores)[level]
+                            for strategy in scenario.strategies_for(backend):
+                                cells.append(CellKey(
+                                    backend=backend, concurrency=concurrency, repetition=rep,
+                                    strategy=strategy, variant=variant, client=client,
+                                    model=model, rate_per_s=rate))
+    return cells
 
 
 # ---- loading and one-line errors -------------------------------------------------------------
@@ -537,6 +791,8 @@ def _cut(key: str) -> str:
 def _field_path(loc: tuple, data: object) -> str:
     parts = []
     for i, item in enumerate(loc):
+        if i == 1 and loc[0] == "load" and item in ("block", "blocks"):
+            continue  # the load's shape (one block or a list), not a key: data stays put
         if isinstance(item, int):
             if isinstance(data, list):  # `concurrency: 0` is reported without an index
                 parts.append(f"[{item}]")

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES
+from harness.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES, NULLABLE_KEYS
 
 SCHEMA_VERSION = 4
 META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
@@ -31,7 +31,8 @@ VERSION_KEY = b"harness.schema_version"
 _ARROW = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
 # Columns constant over a cell, derived from the one definition in harness.keys: added by the
 # runner, not carried per row by the backends.
-CELL_KEY_FIELDS = [pa.field(name, _ARROW[kind], nullable=False) for name, kind in KEY_TYPES.items()]
+CELL_KEY_FIELDS = [pa.field(name, _ARROW[kind], nullable=name in NULLABLE_KEYS)
+                   for name, kind in KEY_TYPES.items()]
 assert [f.name for f in CELL_KEY_FIELDS] == CELL_KEYS
 
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.gauge import FileLock, SlotGauge
+from harness.keys import CellKey, key_dict
 from harness.output import ROW_GROUP_ROWS, CellRows, read_run
 from harness.runner import run_scenarios
 from harness.scenario import LoadedScenario, parse_scenario
@@ -149,9 +150,7 @@ def test_a_cell_is_written_in_row_groups_of_at_most_64_ki_rows(tmp_path):
             for seq in range(chunk, min(n, chunk + 10_000)):
                 buffer.append("w", "s", seq, 0, 0, seq, seq + 1, Outcome(True, 200), 1)
             writer.write_batch(buffer.drain())
-    constants = {"run_id": "r", "scenario": "s", "backend": "threads", "concurrency": 1,
-                 "repetition": 0, "strategy": "inline", "variant": "default",
-                 "client": "standard"}
+    constants = {"run_id": "r", "scenario": "s", **key_dict(CellKey("threads", 1, 0))}
     rows = CellRows(constants)
     with pq.ParquetWriter(tmp_path / "r.parquet", read_run.__globals__["KINDS"]["requests"]) as w:
         for table in rows.read(spool, "requests"):

@@ -25,7 +25,7 @@ INVALID = [
     (with_("concurrency: 2", "concurrency: [2, 2]"), "load: concurrency levels repeat"),
     (with_("concurrency: 2", "concurrency: two"), "load.concurrency: must be an integer"),
     (with_("requests: 5, ", ""), "load: needs requests or duration"),
-    (with_("requests: 5", "requests: 5, rate: 10"), "load.rate: unknown key"),
+    (with_("requests: 5", "requests: 5, ramp: 10"), "load.ramp: unknown key"),
     (with_("requests: 5", "requests: 5, duration: soon"),
      "load.duration: must be a duration like 250ms, 30s or 1m30s (got 'soon')"),
     (with_("name: t", "name: 'bad name'"), "name: must be letters, digits"),
