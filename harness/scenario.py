@@ -91,7 +91,9 @@ class _Model(BaseModel):
 
 
 class Endpoint(_Model):
-    latency: Annotated[Latency, BeforeValidator(_latency_at_most_an_hour)] = 0
+    # validate_default: an endpoint without `latency` gets Fixed(0), not the bare 0
+    latency: Annotated[Latency, BeforeValidator(_latency_at_most_an_hour)] = Field(
+        0, validate_default=True)
     size: SizeBytes = 64
     status: int = Field(200, ge=100, le=599)
     seed: int | None = Field(None, ge=-_INT64, lt=_INT64)  # defaults to server.seed
