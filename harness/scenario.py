@@ -39,6 +39,7 @@ MAX_DESCRIPTION = 4096
 MAX_THRESHOLD = 200
 MAX_ITEMS = 100  # concurrency levels, endpoints, thresholds
 MAX_BACKENDS = 16
+MAX_PROCESSES = 64  # mock server processes
 _HOUR_NS, _DAY_NS = 3600 * 10**9, 24 * 3600 * 10**9
 _INT64 = 2**63
 
@@ -102,10 +103,38 @@ class Endpoint(_Model):
 class Server(_Model):
     seed: int = Field(1, ge=-_INT64, lt=_INT64)
     endpoints: dict[Name, Endpoint] = Field(min_length=1, max_length=MAX_ITEMS)
+    engine: Literal["aiohttp", "fast"] = "aiohttp"  # fast: harness/server_fast.py
+    processes: int = Field(1, ge=1, le=MAX_PROCESSES)  # > 1: on one port, SO_REUSEPORT
 
     def seed_of(self, endpoint: str) -> int:
         own = self.endpoints[endpoint].seed
         return self.seed if own is None else own
+
+
+# What an engine does not serve, one line each: (engine, field, used), `used` a predicate on
+# the Server, or on each Endpoint for a field under `endpoints.*.`. A scenario using one is
+# refused with the field named. When faults, stalls and crash_after land on the models, the
+# fast engine gets their lines: ("fast", "endpoints.*.faults", lambda e: bool(e.faults)).
+ENGINE_LIMITS = (
+    ("aiohttp", "processes", lambda server: server.processes > 1),
+)
+
+
+def _unserved(server: Server) -> str | None:
+    """`field: problem` for the first feature the server's engine does not serve, or None."""
+    for engine, field, used in ENGINE_LIMITS:
+        if server.engine != engine:
+            continue
+        if field.startswith("endpoints.*."):
+            key = field.removeprefix("endpoints.*.")
+            for name, endpoint in server.endpoints.items():
+                if used(endpoint):
+                    return (f"server.endpoints.{name}.{key}: not served by engine: {engine} "
+                            f"(got {brief(getattr(endpoint, key))})")
+        elif used(server):
+            return f"server.{field}: not served by engine: {engine} " \
+                   f"(got {brief(getattr(server, field))})"
+    return None
 
 
 class Timeouts(_Model):
@@ -248,6 +277,8 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _consistent(self):
         endpoint = getattr(self.workload, "endpoint", None)
+        if self.server is not None and (problem := _unserved(self.server)):
+            raise ValueError(problem)
         if endpoint is not None:
             if self.server is None:
                 raise ValueError(f"server: required by workload type '{self.workload.type}'")
