@@ -201,11 +201,11 @@ def test_head_gets_the_headers_alone(engine):
 
 
 def test_stats_count_requests_and_in_flight(engine):
-    with ServerProcess(scenario(engine, "{latency: 50ms, size: 8}")) as server:
+    with ServerProcess(scenario(engine, "{latency: 500ms, size: 8}")) as server:
         socks = [connect(server.url) for _ in range(6)]
         for i, sock in enumerate(socks):
             sock.sendall(get(f"/api?seq={i}"))
-        time.sleep(0.02)
+        time.sleep(0.1)
         during = server.stats()
         for sock in socks:
             assert read(sock, 1)[0][0][0] == 200
@@ -282,7 +282,7 @@ def test_fast_engine_delays_are_never_early_under_many_timers():
 
 
 def test_processes_share_one_port_and_their_stats_add_up():
-    api = "{latency: 300ms, size: 8}\n    quick: {latency: 0, size: 8}"
+    api = "{latency: 800ms, size: 8}\n    quick: {latency: 0, size: 8}"
     with ServerProcess(scenario("fast", api, processes=2)) as server:
         assert exchange(server.url, get("/_harness/health"))[0][0][0] == 200
         socks = []
