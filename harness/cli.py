@@ -241,7 +241,8 @@ def serve(scenario: Path, port: int) -> None:
         raise HarnessError(f"{scenario}: server: this scenario has no mock server to serve")
 
     def announce(url: str) -> None:
-        console.print(f"mock server on {url} — endpoints: "
+        processes = f", {config.processes} processes" if config.processes > 1 else ""
+        console.print(f"mock server ({config.engine} engine{processes}) on {url} — endpoints: "
                       + ", ".join(f"{url}/{name}" for name in config.endpoints)
                       + f", {url}/stats; Ctrl-C stops")
 

@@ -46,6 +46,7 @@ MAX_BACKENDS = 16
 MAX_LOADS = 16  # load blocks in one scenario
 MAX_RATE = 1_000_000.0  # arrivals per second: beyond what one Python generator can pace
 MIN_RATE = 1 / 3600  # 1/h: a slower constant rate is a typo (a stage may ramp to 0)
+MAX_PROCESSES = 64  # mock server processes
 _HOUR_NS, _DAY_NS = 3600 * 10**9, 24 * 3600 * 10**9
 _INT64 = 2**63
 
@@ -98,7 +99,9 @@ class _Model(BaseModel):
 
 
 class Endpoint(_Model):
-    latency: Annotated[Latency, BeforeValidator(_latency_at_most_an_hour)] = 0
+    # validate_default: an endpoint without `latency` gets Fixed(0), not the bare 0
+    latency: Annotated[Latency, BeforeValidator(_latency_at_most_an_hour)] = Field(
+        0, validate_default=True)
     size: SizeBytes = 64
     status: int = Field(200, ge=100, le=599)
     seed: int | None = Field(None, ge=-_INT64, lt=_INT64)  # defaults to server.seed
@@ -107,10 +110,38 @@ class Endpoint(_Model):
 class Server(_Model):
     seed: int = Field(1, ge=-_INT64, lt=_INT64)
     endpoints: dict[Name, Endpoint] = Field(min_length=1, max_length=MAX_ITEMS)
+    engine: Literal["aiohttp", "fast"] = "aiohttp"  # fast: harness/server_fast.py
+    processes: int = Field(1, ge=1, le=MAX_PROCESSES)  # > 1: on one port, SO_REUSEPORT
 
     def seed_of(self, endpoint: str) -> int:
         own = self.endpoints[endpoint].seed
         return self.seed if own is None else own
+
+
+# What an engine does not serve, one line each: (engine, field, used), `used` a predicate on
+# the Server, or on each Endpoint for a field under `endpoints.*.`. A scenario using one is
+# refused with the field named. When faults, stalls and crash_after land on the models, the
+# fast engine gets their lines: ("fast", "endpoints.*.faults", lambda e: bool(e.faults)).
+ENGINE_LIMITS = (
+    ("aiohttp", "processes", lambda server: server.processes > 1),
+)
+
+
+def _unserved(server: Server) -> str | None:
+    """`field: problem` for the first feature the server's engine does not serve, or None."""
+    for engine, field, used in ENGINE_LIMITS:
+        if server.engine != engine:
+            continue
+        if field.startswith("endpoints.*."):
+            key = field.removeprefix("endpoints.*.")
+            for name, endpoint in server.endpoints.items():
+                if used(endpoint):
+                    return (f"server.endpoints.{name}.{key}: not served by engine: {engine} "
+                            f"(got {brief(getattr(endpoint, key))})")
+        elif used(server):
+            return f"server.{field}: not served by engine: {engine} " \
+                   f"(got {brief(getattr(server, field))})"
+    return None
 
 
 class Timeouts(_Model):
@@ -512,6 +543,8 @@ class Scenario(_Model):
             raise ValueError("workload.path: only with target: (the mock's are endpoints)")
         elif self.workload.type in ("io", "http") and endpoint is None:
             raise ValueError("workload.endpoint: required (or target: with workload.path)")
+        if self.server is not None and (problem := _unserved(self.server)):
+            raise ValueError(problem)
         if endpoint is not None:
             if self.server is None:
                 raise ValueError(f"server: required by workload type '{self.workload.type}'")

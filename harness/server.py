@@ -106,6 +106,10 @@ async def _serve(config: Server, host: str, port: int, announce) -> None:
 
 def serve(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print) -> None:
     """Run in the foreground until SIGINT/SIGTERM (used by `harness serve` and the child)."""
+    if config.engine == "fast":
+        from harness.server_fast import serve_fast
+
+        return serve_fast(config, host, port, announce)
     import uvloop
 
     uvloop.run(_serve(config, host, port, announce))
