@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from harness.arrivals import late_starts
 from harness.errors import HarnessError
 from harness.figures import percentile, sweep_peak
 from harness.keys import BACKENDS, CELL_KEYS
@@ -47,6 +48,7 @@ CELLS = "cells"
 KINDS = {"requests": REQUESTS_SCHEMA, "loop_lag": LOOP_LAG_SCHEMA, "timeline": TIMELINE_SCHEMA,
          CELLS: CELLS_SCHEMA}
 ROW_GROUP_ROWS = 64 * 1024
+DEFAULT_MAX_SCHED_LAG_NS = 5_000_000  # load.max_sched_lag's default
 MANIFEST = "cell.json"  # in a cell's spool folder: its keys, so a killed cell can be read
 
 
@@ -178,6 +180,7 @@ class CellRows:
         self.max_end_ns = 0
         self._starts: list[np.ndarray] = []
         self._ends: list[np.ndarray] = []
+        self._sched_lag: list[np.ndarray] = []  # start − scheduled of measured requests
         self._lag: list[np.ndarray] = []
 
     def read(self, spool: Path, kind: str):
@@ -201,20 +204,26 @@ class CellRows:
             end = batch.column("end_ns").to_numpy()
             self.rows += batch.num_rows
             self.ok += int(pc.sum(batch.column("ok")).as_py() or 0)
-            self._starts.append(batch.column("start_ns").to_numpy())
+            start = batch.column("start_ns").to_numpy()
+            self._starts.append(start)
             self._ends.append(end)
+            measured = pc.equal(batch.column("phase"), "measure").to_numpy(zero_copy_only=False)
+            self._sched_lag.append((start - batch.column("scheduled_ns").to_numpy())[measured])
             if end.size:
                 self.max_end_ns = max(self.max_end_ns, int(end.max()))
         elif kind == "loop_lag":
             self._lag.append(batch.column("lag_ns").to_numpy())
 
-    def cell_row(self, observed: dict | None, server: dict) -> dict:
+    def cell_row(self, observed: dict | None, server: dict,
+                 max_sched_lag_ns: int = DEFAULT_MAX_SCHED_LAG_NS) -> dict:
         """The cells row. `observed`: the cell process's final report, None when it died (the
         cell is then incomplete and what only it knew is null)."""
+        lag = np.concatenate(self._sched_lag) if self._sched_lag else np.empty(0, np.int64)
+        late = late_starts(lag, np.zeros_like(lag))
         observed = observed or {}
         starts = np.concatenate(self._starts) if self._starts else np.empty(0, np.int64)
         ends = np.concatenate(self._ends) if self._ends else np.empty(0, np.int64)
-        lag = np.concatenate(self._lag) if self._lag else np.empty(0, np.int64)
+        loop_lag = np.concatenate(self._lag) if self._lag else np.empty(0, np.int64)
         counter = (observed.get("extras") or {}).get("counter")
         has_loop = BACKENDS[self.constants["backend"]].has_loop
         return {
@@ -227,7 +236,8 @@ class CellRows:
             "server_cpu_s": server.get("cpu_s"),
             "interrupted": bool(observed.get("interrupted", False)),
             "cpu_user_s": observed.get("cpu_user_s"), "cpu_sys_s": observed.get("cpu_sys_s"),
-            "loop_lag_p99_ns": int(percentile(lag, 99)) if has_loop and lag.size else None,
+            "loop_lag_p99_ns": (int(percentile(loop_lag, 99)) if has_loop and loop_lag.size
+                                else None),
             "lost_updates": self.ok - counter if counter is not None else None,
             "speedup": None,
             "released": observed.get("released"),
@@ -235,6 +245,9 @@ class CellRows:
             "complete": bool(observed.get("done", False)),
             "server_exit": server.get("exit"),
             "t0_unix_ns": observed.get("t0_unix_ns"),
+            "late_starts": late.late,
+            "late_p99_ns": None if np.isnan(late.late_p99_ns) else int(late.late_p99_ns),
+            "generator_lagging": late.lagging(max_sched_lag_ns) if lag.size else None,
         }
 
 

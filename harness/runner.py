@@ -168,7 +168,7 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
             for key in cells:
                 if interrupt.requested:
                     break
-                ui.cell_started(item.scenario.name, key, item.scenario.load.requests)
+                ui.cell_started(item.scenario.name, key, item.scenario.load_for(key).requests)
                 units = (calibration[item.scenario.name] or {}).get("units")
                 cell = _run_cell(item, key, run_id, units, writers[dirs[item.scenario.name]],
                                  interrupt, ui, base_throughput, result)
@@ -244,7 +244,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
             result.failures.append(f"cell {item.scenario.name} {key_label(key)} failed: "
                                    f"{detail}")
     rows = writer.write_cell_data(index, spool, constants)
-    cell = rows.cell_row(observed, server_stats)
+    cell = rows.cell_row(observed, server_stats, item.scenario.load_for(key).max_sched_lag)
     cell.update(started_unix_ns=started_unix_ns, finished_unix_ns=finished_unix_ns)
     cell["speedup"] = _speedup(cell, key, base_throughput)
     writer.commit(index, spool, cell)

@@ -10,7 +10,9 @@ timeline files. 3 — one Parquet file per cell and kind (`requests/cell-NNNN.pa
 `run.json`, written once; requests gain `error_detail` (and the error categories `internal` and
 `lost`); cells gain `released`, `slots_lost`, `complete` and `server_exit`. 4 — requests gain
 `server_delay_target_ns`, `fault`, `bytes_sent` and `bytes_received`; the `client` key; cells
-gain the wall-clock anchors `started_unix_ns`, `t0_unix_ns`, `finished_unix_ns`. Files
+gain the wall-clock anchors `started_unix_ns`, `t0_unix_ns`, `finished_unix_ns`; the open
+model: keys `model` and `rate_per_s`, requests' `phase`, cells' `late_starts`, `late_p99_ns`,
+`generator_lagging`. Files
 of older versions are read with the newer columns filled in (see `upgrade`)."""
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ RECORD_FIELDS = [
     pa.field("fault", pa.string()),  # effect the mock scheduled for this seq; null if none
     pa.field("bytes_sent", pa.int64()),  # request body bytes; null without HTTP
     pa.field("bytes_received", pa.int64()),  # response body bytes; null without a response
+    pa.field("phase", pa.string(), nullable=False),  # "warmup" (left out of every figure)
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
 REQUESTS_SCHEMA = pa.schema(CELL_KEY_FIELDS + RECORD_FIELDS)
@@ -110,6 +113,12 @@ CELLS_SCHEMA = pa.schema(
         pa.field("started_unix_ns", pa.int64()),
         pa.field("t0_unix_ns", pa.int64()),
         pa.field("finished_unix_ns", pa.int64()),
+        # Measured requests that started more than 1 ms after their intended time, the p99 of
+        # start − scheduled, and whether it exceeds load.max_sched_lag (the numbers then
+        # describe the generator, not the server).
+        pa.field("late_starts", pa.int64()),
+        pa.field("late_p99_ns", pa.int64()),
+        pa.field("generator_lagging", pa.bool_()),
     ]
 )
 
@@ -165,13 +174,16 @@ class RecordBuffer:
             *_NULLABLE_INTS,
         )}
         self.ok = array("b")
+        self.warmup = array("b")
 
     def __len__(self) -> int:
         return len(self.ok)
 
     def append(self, worker: str, slot: str, seq: int, enqueued_ns: int, scheduled_ns: int,
-               start_ns: int, end_ns: int, outcome: Outcome, in_flight: int) -> None:
+               start_ns: int, end_ns: int, outcome: Outcome, in_flight: int,
+               warmup: bool = False) -> None:
         with self._lock:
+            self.warmup.append(warmup)
             ints = self.ints
             self.worker.append(worker)
             self.slot.append(slot)
@@ -197,12 +209,14 @@ class RecordBuffer:
                 return None
             worker, slot, strings, ints, ok = (self.worker, self.slot, self.strings, self.ints,
                                                self.ok)
+            warm = pa.array(self.warmup, pa.int8()).cast(pa.bool_())
             self._reset()
         columns = {
             "worker": pa.array(worker, pa.string()),
             "slot": pa.array(slot, pa.string()),
             "ok": pa.array(ok, pa.int8()).cast(pa.bool_()),
             **{name: pa.array(values, pa.string()) for name, values in strings.items()},
+            "phase": pc.if_else(warm, "warmup", "measure"),
         }
         for name in _NULLABLE_INTS:
             values = pa.array(ints[name], pa.int64())
@@ -217,7 +231,8 @@ def upgrade(table: pa.Table, version: int, schema: pa.Schema) -> pa.Table:
     filled with their neutral value (keys "inline"/"default", measurements null)."""
     if version == SCHEMA_VERSION:
         return table
-    defaults = {**AXIS_DEFAULTS, "complete": True}  # older versions wrote finished cells only
+    # older versions wrote finished cells only, and had no warm-up
+    defaults = {**AXIS_DEFAULTS, "complete": True, "phase": "measure"}
     columns = []
     for field in schema:
         if field.name in table.column_names:

@@ -75,10 +75,12 @@ class AsyncioBackend:
             samples.append((woke - t0, max(0, woke - before - LAG_INTERVAL_NS)))
 
     async def _load(self, spec, stop, stopping: asyncio.Event, runner) -> int:
+        producer = Producer(spec, stop)
         t0 = now_ns()
+        producer.start(t0)
         gauge = self.gauge = InFlightGauge.for_event_loop(t0)
         buffer = self.buffer
-        workers = spec.scenario.load.workers
+        workers = spec.load.workers
         jobs: asyncio.Queue = asyncio.Queue()
         room = asyncio.Semaphore(spec.concurrency + workers)
         limit = asyncio.Semaphore(spec.concurrency)
@@ -86,9 +88,9 @@ class AsyncioBackend:
         # Released requests whose task has not started yet: a task cancelled before its first
         # step never runs its body, so the cell writes those rows itself at the end.
         unstarted: dict[int, tuple] = {}
-        producer = Producer(spec, t0, stop)
 
-        async def run_one(seq: int, worker: str, enqueued_ns: int, scheduled_ns: int) -> None:
+        async def run_one(seq: int, worker: str, enqueued_ns: int, scheduled_ns: int,
+                          warmup: bool) -> None:
             del unstarted[seq]
             start_ns, level = gauge.enter()
             outcome, slot = CANCELLED_OUTCOME, None
@@ -102,33 +104,47 @@ class AsyncioBackend:
             finally:
                 limit.release()
                 buffer.append(worker, slot or "loop", seq, enqueued_ns, scheduled_ns, start_ns,
-                              gauge.exit(), outcome, level)
+                              gauge.exit(), outcome, level, warmup)
 
         async def produce() -> None:
             while True:
                 await room.acquire()
                 if not producer.take():
                     break
-                jobs.put_nowait(now_ns() - t0)
+                jobs.put_nowait((now_ns() - t0, None, None))
+            for _ in range(workers):
+                jobs.put_nowait(None)
+
+        async def produce_open() -> None:
+            # Arrivals at their intended times on the loop's own timers; a timer that fires
+            # early (libuv's are in whole milliseconds) is re-armed, so none starts too soon.
+            while (arrival := producer.next_arrival()) is not None:
+                target = t0 + arrival.at_ns
+                while (left := target - now_ns()) > 0:
+                    await asyncio.sleep(left / 1e9)
+                jobs.put_nowait((now_ns() - t0, arrival.at_ns, arrival.warmup))
             for _ in range(workers):
                 jobs.put_nowait(None)
 
         async def dispatch(worker: str) -> None:
-            while (enqueued_ns := await jobs.get()) is not None:
-                room.release()
-                await limit.acquire()
+            while (job := await jobs.get()) is not None:
+                enqueued_ns, intended_ns, warmup = job
+                if intended_ns is None:
+                    room.release()
+                await limit.acquire()  # the open model keeps its intended time while it waits
                 scheduled = now_ns()  # one stamp both for the deadline check and the record
                 if producer.over(scheduled):  # out of time: drain, start nothing new
                     limit.release()
                     continue
-                seq = producer.release()
-                unstarted[seq] = (worker, enqueued_ns, scheduled - t0)
-                task = asyncio.create_task(run_one(seq, worker, enqueued_ns, scheduled - t0))
+                seq, warmup = producer.release(warmup)
+                scheduled = scheduled - t0 if intended_ns is None else intended_ns
+                unstarted[seq] = (worker, enqueued_ns, scheduled, warmup)
+                task = asyncio.create_task(run_one(seq, worker, enqueued_ns, scheduled, warmup))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
 
         probe = asyncio.create_task(self._probe(t0))
-        feeders = [asyncio.create_task(produce())]
+        feeders = [asyncio.create_task(produce_open() if producer.open else produce())]
         feeders += [asyncio.create_task(dispatch(worker_name(i))) for i in range(workers)]
         stop_wait = asyncio.create_task(stopping.wait())
         await asyncio.wait([asyncio.gather(*feeders), stop_wait],
@@ -143,12 +159,13 @@ class AsyncioBackend:
             for task in list(in_flight):
                 task.cancel()
             await asyncio.gather(*feeders, *in_flight, return_exceptions=True)
-        for seq, (worker, enqueued_ns, scheduled_ns) in list(unstarted.items()):
+        for seq, (worker, enqueued_ns, scheduled_ns, warmup) in list(unstarted.items()):
             ts = gauge.stamp()  # released, cancelled before it started: a zero-length row
             buffer.append(worker, "loop", seq, enqueued_ns, scheduled_ns, ts, ts,
-                          CANCELLED_OUTCOME, 0)
+                          CANCELLED_OUTCOME, 0, warmup)
         stop_wait.cancel()
         probe.cancel()
+        self.warmup_released = producer.warmup_released
         return producer.released, gauge.peak
 
 

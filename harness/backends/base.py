@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from harness.gauge import now_ns
@@ -29,6 +30,11 @@ class CellSpec:
     server_url: str = ""  # empty when the workload calls no endpoint
     units: int | None = None  # calibrated CPU work units, for cpu workloads
     work_dir: str = ""  # the cell's scratch folder (e.g. the SQLite file)
+
+    @cached_property
+    def load(self):
+        """The scenario's load block this cell comes from."""
+        return self.scenario.load_for(self.key)
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name == "key":  # not during unpickling
@@ -87,40 +93,98 @@ class Backend(Protocol):
 
 
 class Producer:
-    """The closed model's request source: tickets until `requests` are made, `duration` has
-    passed since t0, or stop is set — whichever comes first. A ticket becomes a request with a
-    `seq` only when a dispatcher releases it to a slot (`release`), so every cell's rows have
-    seq 0…n−1 without gaps: the look-ahead left in the queue at the end is never released."""
+    """Where a cell's requests come from. Closed model: tickets until `requests` (plus the
+    warm-up's) are made, `duration` (after the warm-up) has passed, or stop is set, whichever
+    comes first; a slot takes the next as soon as it is free. Open model: arrivals at intended
+    times from the cell's schedule (harness.arrivals), whatever is in flight.
 
-    def __init__(self, spec: CellSpec, t0_ns: int, stop: StopFlag) -> None:
-        load = spec.scenario.load
-        self.limit = load.requests
-        self.deadline_ns = t0_ns + load.duration if load.duration else None
-        self.stop = stop
+    A ticket becomes a request with a `seq` only when a dispatcher releases it to a slot
+    (`release`), so every cell's rows have seq 0…n−1 without gaps: the look-ahead left in the
+    queue at the end is never released."""
+
+    def __init__(self, spec: CellSpec, stop: StopFlag) -> None:
+        """Built before the clock starts (the schedule's first arrivals are computed here);
+        `start(t0)` when it does."""
+        self.load, self.stop = spec.load, stop
+        self.open = self.load.model == "open"
+        self.warmup_requests = self.load.warmup.requests
+        self.limit = (None if self.load.requests is None
+                      else self.load.requests + self.warmup_requests)
+        self._arrivals = None
+        if self.open:
+            from harness.arrivals import schedule_for
+
+            self._arrivals = _prefetched(schedule_for(self.load, spec.scenario.arrival_seed,
+                                                      spec.key))
+        self.start(now_ns())
         self.produced = 0
         self.released = 0
+        self.warmup_released = 0
         self.exhausted = False  # no slot is left to run anything (every slot process died)
         self._lock = threading.Lock()
 
+    def start(self, t0_ns: int) -> Producer:
+        load = self.load
+        self.t0_ns = t0_ns
+        self.warmup_end_ns = t0_ns + load.warmup.duration  # closed, warm-up by duration
+        self.deadline_ns = None
+        if not self.open and load.duration:
+            self.deadline_ns = t0_ns + load.warmup.duration + load.duration
+        return self
+
     def take(self) -> bool:
-        """One more ticket, or False when production is over."""
+        """Closed model: one more ticket, or False when production is over."""
         if self.over() or (self.limit is not None and self.produced >= self.limit):
             return False
         self.produced += 1
         return True
 
-    def release(self) -> int:
-        """The seq of a request handed to a slot now (dispatchers may be threads)."""
+    def next_arrival(self):
+        """Open model: the next Arrival (intended start in ns since t0, warm-up or not), or
+        None when the schedule is done or production stopped. The caller waits for it."""
+        if self.over():
+            return None
+        arrival = next(self._arrivals, None)
+        if arrival is not None:
+            self.produced += 1
+        return arrival
+
+    def wait_until(self, at_ns: int) -> bool:
+        """From a thread: sleep until t0 + at_ns, never less (a deadline wait on the monotonic
+        clock, woken early only by stop). False when stopped meanwhile."""
+        target = self.t0_ns + at_ns
+        while (left := target - now_ns()) > 0:
+            if self.stop.event.wait(left / 1e9):
+                return False
+        return not self.stop.is_set()
+
+    def release(self, warmup: bool | None = None) -> tuple[int, bool]:
+        """(seq, warm-up?) of a request handed to a slot now (dispatchers may be threads).
+        `warmup`: the open model's arrival says; the closed model's warm-up is the first
+        `warmup.requests` released, or those released before the warm-up's end."""
         with self._lock:
             seq = self.released
             self.released = seq + 1
-            return seq
+            if warmup is None:
+                warmup = seq < self.warmup_requests or now_ns() < self.warmup_end_ns
+            if warmup:
+                self.warmup_released += 1
+            return seq, warmup
 
     def over(self, at_ns: int | None = None) -> bool:
         """Stopped, out of slots or past the duration (at `at_ns`, default now): queued
         requests must not start any more."""
         return self.stop.is_set() or self.exhausted or (
             self.deadline_ns is not None and (at_ns or now_ns()) >= self.deadline_ns)
+
+
+def _prefetched(schedule):
+    """The schedule's iterator with its first chunk already computed."""
+    from itertools import chain
+
+    arrivals = iter(schedule)
+    first = next(arrivals, None)
+    return chain(() if first is None else (first,), arrivals)
 
 
 def worker_name(i: int) -> str:

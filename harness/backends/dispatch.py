@@ -17,13 +17,25 @@ def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
                    idle: queue.Queue, hand_over: Callable[[object, tuple], None]
                    ) -> list[threading.Thread]:
     """Start the producer and `workers` dispatcher threads. A dispatcher takes a ticket from the
-    queue, waits for a free slot from `idle` (the global limit), stamps scheduled_ns, releases
-    the request (its seq) and calls hand_over(slot, (seq, worker, enqueued_ns, scheduled_ns))."""
+    queue, waits for a free slot from `idle` (the global limit), releases the request (its seq)
+    and calls hand_over(slot, (seq, worker, enqueued_ns, scheduled_ns, warmup)).
+
+    scheduled_ns: closed model, when it got its slot; open model, its intended start — the
+    producer queues each arrival at that time (a deadline wait, no polling), and a request that
+    waits for a slot (max_in_flight reached) keeps it."""
     jobs: queue.SimpleQueue = queue.SimpleQueue()
-    workers = spec.scenario.load.workers
+    workers = spec.load.workers
     # The producer stays at most concurrency + workers requests ahead, and stamps enqueued_ns
     # only once there is room, so the stamp is when the request entered the queue.
     room = threading.Semaphore(spec.concurrency + workers)
+
+    def produce_open() -> None:
+        while (arrival := producer.next_arrival()) is not None:
+            if not producer.wait_until(arrival.at_ns):
+                break
+            jobs.put((now_ns() - t0, arrival.at_ns, arrival.warmup))
+        for _ in range(workers):
+            jobs.put(None)
 
     def produce() -> None:
         while True:
@@ -32,13 +44,15 @@ def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
                     break
             if not producer.take():
                 break
-            jobs.put(now_ns() - t0)
+            jobs.put((now_ns() - t0, None, None))
         for _ in range(workers):
             jobs.put(None)
 
     def dispatch(worker: str) -> None:
-        while (enqueued_ns := jobs.get()) is not None:
-            room.release()
+        while (job := jobs.get()) is not None:
+            enqueued_ns, intended_ns, warmup = job
+            if intended_ns is None:
+                room.release()
             slot = None
             while slot is None and not producer.over():
                 try:
@@ -50,9 +64,12 @@ def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
                 idle.put(slot)
                 slot = None
             if slot is not None:  # else: stopping or out of time; drain, start nothing new
-                hand_over(slot, (producer.release(), worker, enqueued_ns, scheduled - t0))
+                seq, warmup = producer.release(warmup)
+                scheduled = scheduled - t0 if intended_ns is None else intended_ns
+                hand_over(slot, (seq, worker, enqueued_ns, scheduled, warmup))
 
-    threads = [threading.Thread(target=produce, name="producer", daemon=True)]
+    threads = [threading.Thread(target=produce_open if producer.open else produce,
+                                name="producer", daemon=True)]
     threads += [threading.Thread(target=dispatch, args=(worker_name(i),), name=worker_name(i),
                                  daemon=True) for i in range(workers)]
     for thread in threads:

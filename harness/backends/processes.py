@@ -98,15 +98,16 @@ class ProcessesBackend:
             conns.append(parent_end)
             procs.append(proc)
         try:
+            producer = Producer(spec, stop)
             for conn in conns:
                 conn.recv_bytes()
             t0 = now_ns()
+            producer.start(t0)
             gauge = self.gauge = SlotGauge(t0, lock=lock, state=state)
             for conn in conns:
                 conn.send(t0)
             slots = _Slots(conns, procs, gauge, self)
             spool.add("requests", RECORD_SCHEMA, slots.buffer.drain)
-            producer = Producer(spec, t0, stop)
             released = slots.drive(spec, producer, stop, t0)
             return CellOutput(released, gauge.peak, stop.is_set(), workload.extras(),
                               slots.lost)
@@ -146,12 +147,13 @@ class _Slots:
             pass  # dead: the collector sees it and writes the row
 
     def _row_for_dead(self, i: int, job: tuple, start_ns: int | None, end_ns=None) -> None:
-        seq, worker, enqueued_ns, scheduled_ns = job
+        seq, worker, enqueued_ns, scheduled_ns, warmup = job
         end_ns = self.gauge.stamp() if end_ns is None else end_ns
         outcome = CANCELLED_OUTCOME if self.killing else LOST_OUTCOME
         # Without the slot's own stamp, the request starts at the hand-over.
         self.buffer.append(worker, f"process-{i}", seq, enqueued_ns, scheduled_ns,
-                           scheduled_ns if start_ns is None else start_ns, end_ns, outcome, 0)
+                           scheduled_ns if start_ns is None else start_ns, end_ns, outcome, 0,
+                           warmup)
 
     def _record(self, i: int, message, requeue: bool = True) -> None:
         start_ns, end_ns, outcome, in_flight = message
@@ -159,9 +161,9 @@ class _Slots:
             job, self.held[i] = self.held[i], None
         if job is None:  # nothing was handed over: not a record of ours
             return
-        seq, worker, enqueued_ns, scheduled_ns = job
+        seq, worker, enqueued_ns, scheduled_ns, warmup = job
         self.buffer.append(worker, f"process-{i}", seq, enqueued_ns, scheduled_ns, start_ns,
-                           end_ns, Outcome(*outcome), in_flight)
+                           end_ns, Outcome(*outcome), in_flight, warmup)
         self.backend.completed += 1
         if requeue and not self.closing:
             self.idle.put(i)

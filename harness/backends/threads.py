@@ -33,11 +33,11 @@ class _Slot(threading.Thread):
     def run(self) -> None:
         gauge, runner, buffer, label = self.gauge, self.runner, self.buffer, self.label
         while (job := self.inbox.get()) is not None:
-            seq, worker, enqueued_ns, scheduled_ns = job
+            seq, worker, enqueued_ns, scheduled_ns, warmup = job
             if self.cancelled:  # handed over just before shutdown, never started
                 ts = gauge.stamp()
                 buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, ts, ts,
-                              CANCELLED_OUTCOME, 0)
+                              CANCELLED_OUTCOME, 0, warmup)
                 continue
             self.current = (job, None, 0)
             start_ns, in_flight = gauge.enter()
@@ -55,7 +55,7 @@ class _Slot(threading.Thread):
                 if self.abandoned:
                     return
                 buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, start_ns, end_ns,
-                              outcome, in_flight)
+                              outcome, in_flight, warmup)
             self.backend.completed += 1  # approximate under races; only the sampler reads it
             self.idle.put(self)
         runner.close()
@@ -70,11 +70,12 @@ class _Slot(threading.Thread):
         with self._turn:
             self.abandoned = True
             if self.current is not None:
-                (seq, worker, enqueued_ns, scheduled_ns), start_ns, in_flight = self.current
+                (seq, worker, enqueued_ns, scheduled_ns, warmup), start_ns, in_flight = \
+                    self.current
                 end_ns = self.gauge.stamp()
                 self.buffer.append(worker, self.label, seq, enqueued_ns, scheduled_ns,
                                    end_ns if start_ns is None else start_ns, end_ns,
-                                   CANCELLED_OUTCOME, in_flight)
+                                   CANCELLED_OUTCOME, in_flight, warmup)
                 self.current = None
 
 
@@ -91,14 +92,18 @@ class ThreadsBackend:
         workload.prepare()
         idle: queue.Queue = queue.Queue()
         runners = [workload.sync_runner(f"thread-{i}") for i in range(spec.concurrency)]
-        t0 = now_ns()
-        gauge = self.gauge = InFlightGauge(t0)
+        producer = Producer(spec, stop)
+        # Threads started before the clock (t0 is set on the gauge before any slot has a job).
+        gauge = InFlightGauge(0)
         slots = [_Slot(i, runner, gauge, idle, self) for i, runner in enumerate(runners)]
         for slot in slots:
             spool.add("requests", RECORD_SCHEMA, slot.buffer.drain)
             slot.start()
+        t0 = gauge.t0_ns = now_ns()
+        self.gauge = gauge
+        producer.start(t0)
+        for slot in slots:
             idle.put(slot)
-        producer = Producer(spec, t0, stop)
         threads = start_dispatch(spec, producer, t0, stop, idle,
                                  lambda slot, job: slot.inbox.put(job))
         join_all(threads, stop, cancel=lambda: None)
