@@ -40,6 +40,25 @@ def timed_kernel(kind: str, units: int) -> tuple[int, str]:
     return elapsed, f"{threading.current_thread().name}@{os.getpid()}"
 
 
+KERNEL_TRIALS = 3
+
+
+def kernel_ns_per_unit(kind: str, units: int, trials: int = KERNEL_TRIALS) -> float:
+    """This process's speed on the kernel, in ns per unit: the fastest of `trials` runs of
+    `units` units (one request's worth), the least disturbed one. The same calibrated kernel
+    runs markedly faster in some processes than in others, so every process that runs kernels
+    measures its own, before the clock starts. Module-level: pools pickle it."""
+    return min(timed_kernel(kind, units)[0] for _ in range(trials)) / units
+
+
+def mean_ns_per_unit(values) -> float | None:
+    """Several processes' kernel speeds as one: their mean speed (units per ns), given back in
+    ns per unit — the harmonic mean of the ns per unit. When every process stays busy, units
+    done ÷ time × this ÷ 1e9 is exactly the number of busy processes."""
+    values = [v for v in values if v]
+    return len(values) / sum(1 / v for v in values) if values else None
+
+
 def calibrate(kind: str, target_ns: int, trials: int = 5) -> dict:
     """Units that take `target_ns` on this machine now: grow a probe until it runs >= 20 ms,
     then take the median rate of several trials (the machine's speed drifts; run per run)."""
