@@ -118,11 +118,17 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 def print_thresholds(results: pd.DataFrame, console: Console) -> None:
     if results.empty:
         return
-    failed = results[~results["passed"]]
-    console.print(f"thresholds: {int(results['passed'].sum())} passed, {len(failed)} failed")
-    for row in failed.itertuples(index=False):
+    count = results["status"].value_counts()
+    line = f"thresholds: {count.get('passed', 0)} passed, {count.get('failed', 0)} failed"
+    if count.get("not applicable", 0):
+        line += f", {count['not applicable']} cells not applicable"
+    console.print(line)
+    for row in results[results["status"] == "failed"].itertuples(index=False):
         console.print(f"  [red]FAIL[/] {row.scenario} {row.backend} c={row.concurrency} "
-                      f"r={row.repetition}: {row.threshold} (actual {_num(row.actual)})")
+                      f"r={row.repetition}: {escape(row.threshold)} (actual {_num(row.actual)})")
+    for row in results[results["status"] == "skipped"].itertuples(index=False):
+        console.print(f"  skipped {row.scenario}: {escape(row.threshold)} (none of its cells "
+                      "ran)")
 
 
 def _ci(mean: float, lo: float, hi: float) -> str:
@@ -133,7 +139,7 @@ def _ci(mean: float, lo: float, hi: float) -> str:
 
 def speedup_table(speedups: pd.DataFrame) -> Table:
     table = Table(title="across repetitions: mean \\[bootstrap 95 % interval]; speedup = median "
-                        "throughput ÷ median at the lowest concurrency", title_justify="left")
+                        "over repetitions of the cells' speedup", title_justify="left")
     for header in ("scenario", "backend", "strategy", "variant", "conc", "reps", "req/s",
                    "p99 ms", "speedup"):
         table.add_column(header, justify="left" if header in ("scenario", "backend") else "right")
@@ -141,7 +147,7 @@ def speedup_table(speedups: pd.DataFrame) -> Table:
         table.add_row(row.scenario, row.backend, row.strategy, row.variant,
                       str(row.concurrency), str(row.repetitions),
                       _ci(row.mean_rps, row.rps_lo, row.rps_hi),
-                      _ci(row.mean_p99_ms, row.p99_lo, row.p99_hi), f"{row.speedup:.2f}")
+                      _ci(row.mean_p99_ms, row.p99_lo, row.p99_hi), _num(row.speedup))
     return table
 
 

@@ -24,7 +24,7 @@ from pydantic import (
 from harness.errors import ECHO_LIMIT, ScenarioError, brief
 from harness.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.latency import DurationNs, Latency
-from harness.thresholds import parse_threshold
+from harness.thresholds import check_matrix, parse_threshold
 from harness.units import parse_duration_ns, parse_size_bytes
 
 # Upper bounds: what a small machine can hold and a benchmark can mean. A scenario beyond them
@@ -261,7 +261,8 @@ class Scenario(_Model):
             raise ValueError(f"strategies: repeated (got {brief(list(self.strategies))})")
         for i, text in enumerate(self.expect):
             try:
-                parse_threshold(text, self.backends)
+                check_matrix(parse_threshold(text, self.backends), self.backends,
+                             self.workload.type)
             except ValueError as exc:
                 raise ValueError(f"expect[{i}]: {exc}") from None
         return self

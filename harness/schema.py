@@ -8,8 +8,10 @@ Version history: 1 — first release; 2 — cells gain `strategy` and `variant` 
 per-step durations, cells gain CPU time, loop lag, lost updates and speedup; loop_lag and
 timeline files. 3 — one Parquet file per cell and kind (`requests/cell-NNNN.parquet`, …) and
 `run.json`, written once; requests gain `error_detail` (and the error categories `internal` and
-`lost`); cells gain `released`, `slots_lost` and `complete`. Files of older versions are read
-with the newer columns filled in (see `upgrade`)."""
+`lost`); cells gain `released`, `slots_lost` and `complete`. 4 — cells gain
+`kernel_ns_per_unit` (the cell's own speed on its CPU kernel) and lose `speedup` (computed by
+the analysis, from the cells of a run, and nowhere else). Files of older versions are read with
+the newer columns filled in and the dropped ones left out (see `upgrade`)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import pyarrow.compute as pc
 
 from harness.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
 VERSION_KEY = b"harness.schema_version"
 
@@ -86,12 +88,12 @@ CELLS_SCHEMA = pa.schema(
         pa.field("cpu_sys_s", pa.float64()),
         pa.field("loop_lag_p99_ns", pa.int64()),  # from the raw samples; null without a loop
         pa.field("lost_updates", pa.int64()),  # race workload only
-        pa.field("speedup", pa.float64()),  # throughput ÷ same cell at concurrency 1
         pa.field("server_cpu_s", pa.float64()),  # the mock server process's CPU time
         pa.field("released", pa.int64()),  # requests handed to a slot; null if unknown
         pa.field("slots_lost", pa.int64()),  # slot processes that died during the cell
         pa.field("complete", pa.bool_(), nullable=False),  # the cell process ended normally
         pa.field("server_exit", pa.int64()),  # the mock server died: exit code or -signal
+        pa.field("kernel_ns_per_unit", pa.float64()),  # CPU workloads: measured before t0
     ]
 )
 
@@ -198,7 +200,8 @@ class RecordBuffer:
 
 def upgrade(table: pa.Table, version: int, schema: pa.Schema) -> pa.Table:
     """Bring a table read from an older file to the current schema: columns added since are
-    filled with their neutral value (keys "inline"/"default", measurements null)."""
+    filled with their neutral value (keys "inline"/"default", measurements null); columns
+    dropped since (the cells' `speedup` of versions 2 and 3) are left out."""
     if version == SCHEMA_VERSION:
         return table
     defaults = {**AXIS_DEFAULTS, "complete": True}  # older versions wrote finished cells only

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import statistics
 import threading
 import time
+
+from harness.figures import median
 
 _BLOCK = bytes(range(256)) * 1024  # 256 KiB: one `digest` unit
 
@@ -76,6 +77,6 @@ def calibrate(kind: str, target_ns: int, trials: int = 5) -> dict:
         start = time.perf_counter_ns()
         kernel(units)
         rates.append(units / (time.perf_counter_ns() - start))
-    rate = statistics.median(rates)  # units per ns
+    rate = median(rates)  # units per ns
     return {"kind": kind, "target_ns": target_ns, "units": max(1, round(rate * target_ns)),
             "units_per_s": rate * 1e9, "trials": trials}
