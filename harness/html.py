@@ -161,7 +161,7 @@ def render(runs: Runs, summary: pd.DataFrame, checks: pd.DataFrame) -> str:
         parts += [f"<figure>{svg}<figcaption>{html.escape(title)}</figcaption></figure>"
                   for title, svg in plots]
         parts.append("</div>")
-        for title, headers, body in summary_grid(rows):
+        for title, headers, body in summary_grid(rows, wide=True):
             parts.append(f"<h3>{html.escape(title)}</h3>{_table(headers, body)}")
         mine = checks[checks["scenario"] == scenario] if len(checks) else checks
         if len(mine):
