@@ -7,3 +7,12 @@ import sys
 
 def loaded(module: str) -> tuple[int, bool]:
     return os.getpid(), module in sys.modules
+
+
+def interval(seconds: float = 0.05) -> tuple[int, int]:
+    """Busy for `seconds`; returns when it started and ended (monotonic ns)."""
+    import time
+
+    start = time.monotonic_ns()
+    time.sleep(seconds)
+    return start, time.monotonic_ns()

@@ -103,6 +103,20 @@ def test_process_pools_are_warmed_with_the_real_kernel_in_every_worker():
     assert len({pid for pid, _ in seen}) <= 3
 
 
+def test_pool_workers_measure_their_speed_one_at_a_time():
+    """Measured together, 50 workers on 2 cores would each read 25 × slower: the warm-up runs
+    in one worker at a time."""
+    async def go():
+        offload = Offload("process_pool", 3)
+        found = await offload.start(pool_probe.interval)
+        offload.close()
+        return sorted(found)
+
+    spans = asyncio.run(go())
+    assert len(spans) == 3
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
+
+
 def test_processes_speed_is_their_mean_speed():
     # two processes at 10 and 30 ns/unit do 1/10 + 1/30 units per ns together: 15 ns/unit each
     assert mean_ns_per_unit([10.0, 30.0]) == pytest.approx(15.0)

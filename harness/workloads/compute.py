@@ -7,6 +7,9 @@ The cell reports it (`extras`); the analysis normalises CPU rates by it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from harness.gauge import FileLock
 from harness.schema import Outcome
 from harness.workloads.cpu import kernel_ns_per_unit, mean_ns_per_unit, timed_kernel
 from harness.workloads.offload import Offload
@@ -52,7 +55,10 @@ class CpuWorkload:
 
     def sync_runner(self, slot: str) -> _SyncCpu:
         if self.ns_per_unit is None:  # once per process: the slots of `threads` share it
-            self.ns_per_unit = kernel_ns_per_unit(self.kind, self.spec.units)
+            # the slot processes of one cell measure one at a time
+            alone = FileLock(str(Path(self.spec.work_dir) / "kernel.lock")) \
+                if self.spec.work_dir else None
+            self.ns_per_unit = kernel_ns_per_unit(self.kind, self.spec.units, alone=alone)
         return _SyncCpu(self.kind, self.spec.units)
 
     async def async_runner(self) -> _AsyncCpu:

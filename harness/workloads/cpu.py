@@ -5,6 +5,7 @@ hashlib, which releases the GIL while it hashes (buffers over 2 KiB), so threads
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -44,12 +45,15 @@ def timed_kernel(kind: str, units: int) -> tuple[int, str]:
 KERNEL_TRIALS = 3
 
 
-def kernel_ns_per_unit(kind: str, units: int, trials: int = KERNEL_TRIALS) -> float:
+def kernel_ns_per_unit(kind: str, units: int, trials: int = KERNEL_TRIALS, alone=None) -> float:
     """This process's speed on the kernel, in ns per unit: the fastest of `trials` runs of
     `units` units (one request's worth), the least disturbed one. The same calibrated kernel
     runs markedly faster in some processes than in others, so every process that runs kernels
-    measures its own, before the clock starts. Module-level: pools pickle it."""
-    return min(timed_kernel(kind, units)[0] for _ in range(trials)) / units
+    measures its own, before the clock starts. `alone`: a lock the processes of one cell take
+    in turn, so that each measures its own speed, not its share of the cores (50 slots on 2
+    cores would each read 25 × slower). Module-level: pools pickle it."""
+    with alone if alone is not None else contextlib.nullcontext():
+        return min(timed_kernel(kind, units)[0] for _ in range(trials)) / units
 
 
 def mean_ns_per_unit(values) -> float | None:

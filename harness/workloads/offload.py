@@ -13,12 +13,15 @@ from harness.gauge import now_ns
 WARM_TIMEOUT_S = 120.0  # a process pool whose workers cannot all start by then is broken
 
 
-def _warm(ready, everyone, fn, args) -> None:
+def _warm(ready, alone, everyone, fn, args) -> None:
     """In each pool worker as it starts, before the clock: run the real step once (unpickling
-    `fn` imports its modules: NumPy, pyarrow, …), hand its result back, then wait until every
+    `fn` imports its modules: NumPy, pyarrow, …), one worker at a time (a kernel measures this
+    process's speed, not its share of the cores), hand its result back, then wait until every
     worker has got this far. While they wait no worker is idle, so each submission that
     starts the pool starts a worker of its own, and every worker is warmed."""
-    ready.put(fn(*args))
+    with alone:
+        result = fn(*args)
+    ready.put(result)
     everyone.wait(WARM_TIMEOUT_S)
 
 
@@ -43,9 +46,9 @@ class Offload:
             ctx = mp.get_context("forkserver")
             if warm is None:
                 warm, args = os.getpid, ()
-            ready, everyone = ctx.SimpleQueue(), ctx.Barrier(self.size)
+            ready, alone, everyone = ctx.SimpleQueue(), ctx.Lock(), ctx.Barrier(self.size)
             self.pool = ProcessPoolExecutor(self.size, mp_context=ctx, initializer=_warm,
-                                            initargs=(ready, everyone, warm, args))
+                                            initargs=(ready, alone, everyone, warm, args))
             # Workers start on demand, one per submission while none is idle: `size`
             # submissions start them all, and return once every worker has been warmed.
             await asyncio.gather(*(loop.run_in_executor(self.pool, os.getpid)
