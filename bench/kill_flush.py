@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.figures import median
 from harness.output import read_run
 
 SCENARIO = """name: kill{seq}
@@ -34,7 +35,7 @@ def lost_ms(seq: int, folder: Path) -> tuple[float, int]:
     rows = read_run(out)["requests"].to_pandas().sort_values("seq")
     if rows.empty:
         return float("nan"), 0
-    period_ns = float(np.median(np.diff(rows["end_ns"].to_numpy())))
+    period_ns = median(np.diff(rows["end_ns"].to_numpy()))
     last = int(rows["seq"].max())
     return (seq - last) * period_ns / 1e6, len(rows)
 

@@ -4,18 +4,27 @@ percentile method — `run` and `report` call the same code."""
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness.figures import PERCENTILE_METHOD, percentile, sweep_peak, throughput_rps
+from harness.figures import (
+    PERCENTILE_METHOD,
+    in_flight_at,
+    median,
+    normalised_rate,
+    percentile,
+    speedup,
+    sweep_peak,
+    throughput_rps,
+)
 from harness.keys import CELL_KEYS
 from harness.output import find_run_dirs, read_metadata, read_run
 
-__all__ = ["PERCENTILE_METHOD", "percentile", "sweep_peak", "load_runs", "summarize"]
+__all__ = ["PERCENTILE_METHOD", "percentile", "sweep_peak", "load_runs", "summarize",
+           "cell_speedups", "speedups"]
 
 
 @dataclass
@@ -29,14 +38,16 @@ class Runs:
     loop_lag: pd.DataFrame
     metadata: list[dict]
 
-    def thresholds(self) -> dict[str, list]:
-        """Each scenario's `expect:` thresholds, parsed from the scenario text in the metadata."""
+    def scenarios(self) -> dict:
+        """Each scenario as the runs recorded it (its text in the metadata), parsed: name →
+        Scenario, whose `expect:` thresholds and workload the threshold checks use."""
         from harness.scenario import parse_scenario
 
         found = {}
-        for meta in self.metadata:
+        for meta, path in zip(self.metadata, self.dirs, strict=False):
             for scenario in meta.get("scenarios", []):
-                found[scenario["name"]] = parse_scenario(scenario["text"]).thresholds()
+                found[scenario["name"]] = parse_scenario(scenario["text"],
+                                                         f"{path}: {scenario.get('path')}")
         return found
 
 
@@ -70,24 +81,63 @@ def _p50_ms(series) -> float:
     return percentile(series.dropna(), 50) / 1e6
 
 
+def _run_facts(metadata: list[dict]) -> tuple[dict, dict]:
+    """From each run's metadata: its machine's CPU count (by run id) and each scenario's
+    calibrated CPU units per request (by run id and scenario name)."""
+    cores, units = {}, {}
+    for meta in metadata:
+        run_id = meta.get("run_id")
+        cores[run_id] = meta.get("cpu_count")
+        for scenario in meta.get("scenarios", []):
+            units[run_id, scenario.get("name")] = (scenario.get("calibration") or {}).get("units")
+    return cores, units
+
+
 LITTLE_TOLERANCE = 0.05
+LITTLE_PHASES = 20  # shifts of the sampling instants tried, over one sampling interval
 SATURATED = 90.0  # percent of a core
+OK, OFF, NOT_ENOUGH = "ok", "off", "not enough data"
 
 
-def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: float
-                 ) -> tuple[float, list[str]]:
+def little_check(reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_ns: int
+                 ) -> tuple[float, str]:
+    """Little's law: the mean in flight as sampled live every 100 ms (the timeline) against
+    the rate requests finish × their mean latency, over every row (ok, failed, cancelled or
+    lost: all were in flight) — Σ(end − start) ÷ makespan.
+
+    Returns the relative residual and "ok", "off" (beyond LITTLE_TOLERANCE: flag `little`) or
+    "not enough data". A handful of samples can miss the time average by more than the
+    tolerance with every count right, so the evidence is weighed first: the rows say how many
+    were in flight at any instant, and the same sampling shifted over every phase of one
+    interval shows how far a sampled mean *can* fall from the time average on these very rows.
+    When that exceeds the tolerance the cell is too short to tell: "not enough data", never a
+    flag. Otherwise a residual beyond the tolerance means the live count and the rows disagree."""
+    samples = timeline.loc[timeline["t_ns"] <= makespan_ns, "t_ns"].to_numpy(np.int64)
+    if len(reqs) == 0 or makespan_ns <= 0 or len(samples) < 2:
+        return float("nan"), NOT_ENOUGH
+    start, end = reqs["start_ns"].to_numpy(np.int64), reqs["end_ns"].to_numpy(np.int64)
+    expected = float((end - start).sum()) / makespan_ns  # λ × W
+    if expected <= 0:
+        return float("nan"), NOT_ENOUGH
+    sampled = timeline.loc[timeline["t_ns"] <= makespan_ns, "in_flight"].mean()
+    residual = abs(sampled - expected) / expected
+    interval = median(np.diff(samples))
+    shifts = (np.arange(LITTLE_PHASES) / LITTLE_PHASES - 0.5) * interval  # includes 0
+    instants = np.clip(samples[None, :] + shifts[:, None].astype(np.int64), 0, makespan_ns)
+    means = in_flight_at(start, end, instants.ravel()).reshape(instants.shape).mean(axis=1)
+    spread = float(np.abs(means - expected).max()) / expected
+    if spread > LITTLE_TOLERANCE:
+        return residual, NOT_ENOUGH
+    return residual, OFF if residual > LITTLE_TOLERANCE else OK
+
+
+def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: float,
+                 cores: int | None) -> tuple[float, str, list[str]]:
     """Flags that say when the numbers may not mean what they seem to (see README)."""
     flags = []
-    # Little's law: the sampled mean in flight against the rate requests leave the system
-    # (ok or failed, not cancelled — everything that was in flight) × their mean latency.
-    done = reqs[reqs["error"] != "cancelled"]
-    residual = float("nan")
-    if len(timeline) >= 10 and len(done) and makespan_s > 0:
-        expected = len(done) / makespan_s * ((done["end_ns"] - done["start_ns"]).mean() / 1e9)
-        sampled = timeline.loc[timeline["t_ns"] <= cell.makespan_ns, "in_flight"].mean()
-        residual = abs(sampled - expected) / expected if expected else float("nan")
-        if residual > LITTLE_TOLERANCE:
-            flags.append("little")
+    residual, little = little_check(reqs, timeline, cell.makespan_ns)
+    if little == OFF:
+        flags.append("little")
     server, live = cell.peak_in_flight_server, cell.peak_in_flight_live
     if (not pd.isna(live) and cell.peak_in_flight != live) or (
             not pd.isna(server) and server > cell.peak_in_flight):
@@ -98,15 +148,16 @@ def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: f
         flags.append("rows_missing")
     if not pd.isna(cell.server_exit):
         flags.append("server_died")  # the mock server exited during the cell
-    if reqs["server_delay_ns"].notna().any() and len(timeline):
-        cores = (os.cpu_count() or 1) if cell.backend == "processes" else 1
-        if timeline["cpu_percent"].mean() > SATURATED * cores:
+    # Of the machine that ran the cell (its metadata), not the one reading it.
+    limit = SATURATED * (cores if cell.backend == "processes" else 1) if cores else None
+    if limit and reqs["server_delay_ns"].notna().any() and len(timeline):
+        if timeline["cpu_percent"].mean() > limit:
             flags.append("gen-cpu")  # the numbers may describe the load generator
-    server_cpu = getattr(cell, "server_cpu_s", None)
+    server_cpu = getattr(cell, "server_cpu_s", None)  # since the server was ready
     if server_cpu is not None and not pd.isna(server_cpu) and makespan_s > 0:
         if 100 * server_cpu / makespan_s > SATURATED:
             flags.append("srv-cpu")  # the numbers may describe the mock server
-    return residual, flags
+    return residual, little, flags
 
 
 def summarize(runs: Runs) -> pd.DataFrame:
@@ -114,6 +165,7 @@ def summarize(runs: Runs) -> pd.DataFrame:
     of the makespan is the sum of the server's applied delays divided by the concurrency limit
     (NaN unless the request is the server call alone)."""
     requests, cells, timeline = runs.requests, runs.cells, runs.timeline
+    cores, units = _run_facts(runs.metadata)
     rows = []
     groups = by_cell(requests)
     samples = by_cell(timeline) if len(timeline) else {}
@@ -132,14 +184,17 @@ def summarize(runs: Runs) -> pd.DataFrame:
         # Σ delay ÷ concurrency bounds the makespan only when the server's delay is all there is.
         only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
         bound_s = delays.sum() / cell.concurrency / 1e9 if only_io else float("nan")
-        residual, flags = _self_checks(cell, reqs, samples.get(key, timeline.iloc[0:0]),
-                                       makespan_s)
+        residual, little, flags = _self_checks(
+            cell, reqs, samples.get(key, timeline.iloc[0:0]), makespan_s,
+            cores.get(cell.run_id))
+        throughput = throughput_rps(len(ok), cell.makespan_ns)
+        kernel = _nan(getattr(cell, "kernel_ns_per_unit", None))
         rows.append({
             **dict(zip(CELL_KEYS, key, strict=True)),
             "requests": cell.requests,
             "errors": cell.errors,
             "error_rate": cell.errors / cell.requests if cell.requests else float("nan"),
-            "throughput_rps": throughput_rps(len(ok), cell.makespan_ns),
+            "throughput_rps": throughput,
             "p50_ms": percentile(latency_ms, 50),
             "p90_ms": percentile(latency_ms, 90),
             "p99_ms": percentile(latency_ms, 99),
@@ -153,9 +208,13 @@ def summarize(runs: Runs) -> pd.DataFrame:
             "db_p50_ms": _p50_ms(ok["db_ns"]),
             "loop_lag_p99_ms": _nan(cell.loop_lag_p99_ns) / 1e6,
             "lost_updates": _nan(cell.lost_updates),
-            "speedup": _nan(cell.speedup),
+            "kernel_ns_per_unit": kernel,
+            "normalised_rate": normalised_rate(
+                throughput, units.get((cell.run_id, cell.scenario)),
+                None if np.isnan(kernel) else kernel),
             "cpu_user_s": _nan(cell.cpu_user_s),
             "cpu_sys_s": _nan(cell.cpu_sys_s),
+            "server_cpu_s": _nan(getattr(cell, "server_cpu_s", None)),
             "peak_in_flight": cell.peak_in_flight,
             "peak_in_flight_live": cell.peak_in_flight_live,
             "peak_in_flight_server": cell.peak_in_flight_server,
@@ -169,13 +228,42 @@ def summarize(runs: Runs) -> pd.DataFrame:
             "slots_lost": cell.slots_lost,
             "server_exit": cell.server_exit,
             "little_residual": residual,
+            "little_check": little,
             "flags": " ".join(flags),
         })
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    if len(summary):
+        summary.insert(summary.columns.get_loc("normalised_rate") + 1, "speedup",
+                       cell_speedups(summary).to_numpy())
+    return summary
 
 
 def _nan(value) -> float:
     return float("nan") if value is None or pd.isna(value) else float(value)
+
+
+SPEEDUP_KEYS = ["run_id", "scenario", "backend", "strategy", "variant"]
+
+
+def cell_speedups(summary: pd.DataFrame) -> pd.Series:
+    """The one speedup. Per cell: its rate ÷ the rate of the same run, scenario, backend,
+    strategy, variant and repetition at the lowest concurrency of the scenario's cells in that
+    run (a configuration missing its own cell there has no speedup). The rate is the
+    normalised rate (busy cores) where the cell measured its kernel speed — CPU workloads, so
+    that one process running the kernel faster than another cancels out — and the throughput
+    otherwise; a pair where only one side is normalised has no speedup (NaN), as has a cell
+    whose base is missing."""
+    normalised = summary["normalised_rate"].notna()
+    frame = summary[SPEEDUP_KEYS + ["repetition"]].assign(
+        rate=summary["normalised_rate"].where(normalised, summary["throughput_rps"]),
+        normalised=normalised)
+    lowest = summary.groupby(["run_id", "scenario"], sort=False)["concurrency"].transform("min")
+    base = frame[summary["concurrency"] == lowest].drop_duplicates(SPEEDUP_KEYS + ["repetition"])
+    paired = frame.merge(base, on=SPEEDUP_KEYS + ["repetition"], how="left",
+                         suffixes=("", "_base"))
+    values = [speedup(r.rate, r.rate_base) if r.normalised == r.normalised_base
+              else float("nan") for r in paired.itertuples(index=False)]
+    return pd.Series(values, index=summary.index, name="speedup", dtype=np.float64)
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -194,25 +282,26 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+SPEEDUP_TABLE_KEYS = ["scenario", "backend", "strategy", "variant", "concurrency"]
+
+
 def speedups(summary: pd.DataFrame) -> pd.DataFrame:
-    """Across repetitions, per (scenario, backend, strategy, variant, concurrency): median
-    throughput and its ratio to the same group's median at the lowest concurrency level, and
-    means of throughput and p99 latency with bootstrap 95 % intervals."""
-    group = ["scenario", "backend", "strategy", "variant"]
+    """Across repetitions, per (scenario, backend, strategy, variant, concurrency): the median
+    of the cells' speedups (cell_speedups: per repetition, against the lowest concurrency), the
+    median throughput, and means of throughput and p99 latency with bootstrap 95 % intervals."""
     rows = []
-    for key, cells in summary.groupby([*group, "concurrency"], sort=False):
+    for key, cells in (summary.groupby(SPEEDUP_TABLE_KEYS, sort=False) if len(summary) else ()):
         thr, thr_lo, thr_hi = mean_ci(cells["throughput_rps"])
         p99, p99_lo, p99_hi = mean_ci(cells["p99_ms"])
-        rows.append({**dict(zip([*group, "concurrency"], key, strict=True)),
-                     "repetitions": len(cells), "median_rps": cells["throughput_rps"].median(),
+        rows.append({**dict(zip(SPEEDUP_TABLE_KEYS, key, strict=True)),
+                     "repetitions": len(cells),
+                     "median_rps": median(cells["throughput_rps"].dropna()),
                      "mean_rps": thr, "rps_lo": thr_lo, "rps_hi": thr_hi,
-                     "mean_p99_ms": p99, "p99_lo": p99_lo, "p99_hi": p99_hi})
-    medians = pd.DataFrame(rows)
-    lowest = medians.sort_values("concurrency").groupby(group, sort=False).first()
-    base = medians.merge(lowest[["concurrency", "median_rps"]].reset_index(), on=group,
-                         suffixes=("", "_base"), how="left")
-    base["speedup"] = base["median_rps"] / base["median_rps_base"]
-    return base.drop(columns=["median_rps_base"])
+                     "mean_p99_ms": p99, "p99_lo": p99_lo, "p99_hi": p99_hi,
+                     "speedup": median(cells["speedup"].dropna())})
+    return pd.DataFrame(rows, columns=[*SPEEDUP_TABLE_KEYS, "repetitions", "median_rps",
+                                       "mean_rps", "rps_lo", "rps_hi", "mean_p99_ms", "p99_lo",
+                                       "p99_hi", "speedup"])
 
 
 FAILED_FLAGS = ("incomplete", "rows_missing", "server_died")

@@ -57,24 +57,29 @@ def cli() -> None:
 
 EXIT_THRESHOLDS = 1
 EXIT_CELL_FAILED = 3
+_WIDE_HELP = ("Show every column of the summary table (the default fits 100 columns; "
+              "markdown, json and csv always have every column).")
 
 
-def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None) -> int:
+def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None,
+                         wide: bool = False) -> int:
     """Print the summary of run directories in `fmt`; returns the exit status it implies."""
-    from harness.analysis import cells_failed, load_runs, summarize
+    from harness.analysis import cells_failed, load_runs, speedups, summarize
     from harness.report import print_summary, print_thresholds, summary_markdown
-    from harness.thresholds import evaluate
+    from harness.thresholds import evaluate, failed
 
     runs = load_runs(dirs)
     summary = summarize(runs)
-    checks = evaluate(summary, runs.thresholds())
+    checks = evaluate(summary, runs.scenarios())
     if fmt == "table":
-        print_summary(summary, console)
+        print_summary(summary, console, wide)
         print_thresholds(checks, console)
     elif fmt == "markdown":
         click.echo(summary_markdown(summary))
     elif fmt == "json":
         click.echo(json.dumps({"cells": json.loads(summary.to_json(orient="records")),
+                               "speedups": json.loads(speedups(summary).to_json(
+                                   orient="records")),
                                "thresholds": json.loads(checks.to_json(orient="records"))},
                               indent=2))
     else:
@@ -86,7 +91,7 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
         err_console.print(f"report: {html}")
     if cells_failed(summary):
         return EXIT_CELL_FAILED
-    return EXIT_THRESHOLDS if len(checks) and not checks["passed"].all() else 0
+    return EXIT_THRESHOLDS if failed(checks) else 0
 
 
 @cli.command()
@@ -100,7 +105,8 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address.")
-def run(scenarios, backends, out, repeat, force, allow_remote) -> None:
+@click.option("--wide", is_flag=True, help=_WIDE_HELP)
+def run(scenarios, backends, out, repeat, force, allow_remote, wide) -> None:
     """Run SCENARIO files and print a summary per cell. Exit 3 when a cell failed or lost
     rows, 1 when a threshold fails, 130 when interrupted."""
     from harness.runner import run_scenarios
@@ -113,7 +119,7 @@ def run(scenarios, backends, out, repeat, force, allow_remote) -> None:
                                ui=_ProgressUI(progress), allow_remote=allow_remote)
     for failure in result.failures:
         err_console.print(f"error: {failure}", highlight=False, markup=False, soft_wrap=True)
-    status = _summarize_and_check(result.out_dirs)
+    status = _summarize_and_check(result.out_dirs, wide=wide)
     for path in result.out_dirs:
         console.print(f"results: {path}")
     if result.interrupted:
@@ -131,10 +137,11 @@ def run(scenarios, backends, out, repeat, force, allow_remote) -> None:
               default="table", show_default=True)
 @click.option("--html", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write a self-contained HTML report with plots to FILE.")
-def report(dirs, fmt, html) -> None:
+@click.option("--wide", is_flag=True, help=_WIDE_HELP)
+def report(dirs, fmt, html, wide) -> None:
     """Summarize run directories from their Parquet files alone. Exit 3 when a cell failed or
     lost rows, 1 when a threshold fails."""
-    sys.exit(_summarize_and_check(list(dirs), fmt, html))
+    sys.exit(_summarize_and_check(list(dirs), fmt, html, wide))
 
 
 @cli.command("compare")

@@ -1,5 +1,6 @@
-"""One definition per figure derived from rows, used by the runner (for cells.parquet) and by
-the analysis layer alike. NumPy only: no reporting stack."""
+"""One definition per figure derived from rows: the cells row (harness.output) and the analysis
+layer (harness.analysis, which computes every figure shown) use these and no other. NumPy only:
+no reporting stack."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ import numpy as np
 PERCENTILE_METHOD = "linear"  # numpy's default (type 7); documented in the README
 
 
-def percentile(values, q: float) -> float:
+def percentile(values, q):
+    """The one percentile: `q` in 0…100, a number (→ float) or a sequence (→ array); NaN for
+    no values. Every percentile and median the harness shows goes through here."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
-        return float("nan")
-    return float(np.percentile(values, q, method=PERCENTILE_METHOD))
+        return float("nan") if np.ndim(q) == 0 else np.full(np.shape(q), np.nan)
+    result = np.percentile(values, q, method=PERCENTILE_METHOD)
+    return float(result) if np.ndim(q) == 0 else result
+
+
+def median(values) -> float:
+    return percentile(values, 50)
 
 
 def sweep_peak(start_ns, end_ns) -> int:
@@ -28,6 +36,15 @@ def sweep_peak(start_ns, end_ns) -> int:
     return int(np.cumsum(deltas[order]).max())
 
 
+def in_flight_at(start_ns, end_ns, t_ns) -> np.ndarray:
+    """How many intervals [start, end) hold each instant of `t_ns` (same convention as
+    sweep_peak)."""
+    start = np.sort(np.asarray(start_ns, dtype=np.int64))
+    end = np.sort(np.asarray(end_ns, dtype=np.int64))
+    t = np.asarray(t_ns, dtype=np.int64)
+    return np.searchsorted(start, t, "right") - np.searchsorted(end, t, "right")
+
+
 def throughput_rps(ok_requests: int, makespan_ns: int) -> float:
     """The one definition of throughput: ok requests ÷ makespan (a request that failed is not
     work done, so a build that fails fast does not gain throughput by it); NaN for an empty
@@ -35,7 +52,19 @@ def throughput_rps(ok_requests: int, makespan_ns: int) -> float:
     return ok_requests / (makespan_ns / 1e9) if makespan_ns and makespan_ns > 0 else float("nan")
 
 
-def speedup(throughput: float, base_throughput: float | None) -> float | None:
-    if base_throughput is None or not base_throughput or np.isnan(throughput):
-        return None
-    return throughput / base_throughput
+def normalised_rate(throughput: float, units_per_request, kernel_ns_per_unit) -> float:
+    """A CPU cell's rate in busy cores: units done per second × the cell's own kernel time
+    per unit (measured before its clock started) ÷ 1e9. A process that does nothing but the
+    kernel counts 1, however fast it happens to run it; NaN without a kernel measurement."""
+    if units_per_request is None or kernel_ns_per_unit is None:
+        return float("nan")
+    return float(throughput) * float(units_per_request) * float(kernel_ns_per_unit) / 1e9
+
+
+def speedup(rate: float, base_rate: float) -> float:
+    """A cell's rate ÷ its base's (see analysis.cell_speedups for which rate and which base);
+    NaN when either is missing or the base is 0."""
+    if rate is None or base_rate is None or np.isnan(rate) or np.isnan(base_rate) \
+            or base_rate == 0:
+        return float("nan")
+    return float(rate) / float(base_rate)

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.analysis import Runs, speedups  # noqa: E402
+from harness.figures import percentile  # noqa: E402
 from harness.report import plain, summary_grid  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "path", "figure.figsize": (7.5, 3.6), "font.size": 9,
@@ -66,7 +67,7 @@ def _latency_plots(requests: pd.DataFrame) -> list[tuple[str, str]]:
     x = 1 / (1 - np.minimum(PERCENTILES, 99.99) / 100)
     for key, rows in _groups(ok):
         latency = ((rows["end_ns"] - rows["start_ns"]) / 1e6).to_numpy()
-        axs.plot(x, np.percentile(latency, PERCENTILES), marker=".", label=_label(key))
+        axs.plot(x, percentile(latency, PERCENTILES), marker=".", label=_label(key))
         values = np.sort(latency)
         axc.plot(values, np.arange(1, len(values) + 1) / len(values), label=_label(key))
     axs.set_xscale("log")
@@ -132,7 +133,7 @@ def _speedup_plot(summary: pd.DataFrame) -> list[tuple[str, str]]:
     ax.set_yscale("log")
     ax.set_xticks(levels, [str(c) for c in levels])
     ax.set_xlabel("concurrency")
-    ax.set_ylabel("speedup (median throughput)")
+    ax.set_ylabel("speedup (median over repetitions)")
     ax.set_title("speedup vs concurrency")
     ax.legend(fontsize=7)
     return [("speedup vs concurrency", _svg(fig))]
@@ -160,16 +161,21 @@ def render(runs: Runs, summary: pd.DataFrame, checks: pd.DataFrame) -> str:
         parts += [f"<figure>{svg}<figcaption>{html.escape(title)}</figcaption></figure>"
                   for title, svg in plots]
         parts.append("</div>")
-        for title, headers, body in summary_grid(rows):
+        for title, headers, body in summary_grid(rows, wide=True):
             parts.append(f"<h3>{html.escape(title)}</h3>{_table(headers, body)}")
         mine = checks[checks["scenario"] == scenario] if len(checks) else checks
         if len(mine):
-            failed = mine[~mine["passed"]]
+            failed = mine[mine["status"] == "failed"]
+            skipped = mine[mine["status"] == "skipped"]
             parts.append(f"<p>thresholds: {int(mine['passed'].sum())} passed, "
-                         f"<span class='fail'>{len(failed)} failed</span></p>")
+                         f"<span class='fail'>{len(failed)} failed</span>, "
+                         f"{int((mine['status'] == 'not applicable').sum())} cells not "
+                         "applicable</p>")
             parts += [f"<p class='fail'>FAIL {html.escape(r.backend)} c={r.concurrency} "
                       f"r={r.repetition}: {html.escape(r.threshold)} (actual {r.actual:.4g})</p>"
                       for r in failed.itertuples(index=False)]
+            parts += [f"<p>skipped: {html.escape(r.threshold)} (none of its cells ran)</p>"
+                      for r in skipped.itertuples(index=False)]
     parts.append("<h2>run metadata</h2>")
     parts += [f"<pre>{html.escape(json.dumps(meta, indent=2))}</pre>" for meta in runs.metadata]
     parts.append("</body></html>")

@@ -224,7 +224,8 @@ class CellRows:
         starts = np.concatenate(self._starts) if self._starts else np.empty(0, np.int64)
         ends = np.concatenate(self._ends) if self._ends else np.empty(0, np.int64)
         loop_lag = np.concatenate(self._lag) if self._lag else np.empty(0, np.int64)
-        counter = (observed.get("extras") or {}).get("counter")
+        extras = observed.get("extras") or {}
+        counter = extras.get("counter")
         has_loop = BACKENDS[self.constants["backend"]].has_loop
         return {
             **self.constants,
@@ -233,13 +234,12 @@ class CellRows:
             "peak_in_flight": sweep_peak(starts, ends),
             "peak_in_flight_live": observed.get("peak_live"),
             "peak_in_flight_server": server.get("peak_in_flight"),
-            "server_cpu_s": server.get("cpu_s"),
+            "server_cpu_s": server.get("cpu_since_ready_s"),
             "interrupted": bool(observed.get("interrupted", False)),
             "cpu_user_s": observed.get("cpu_user_s"), "cpu_sys_s": observed.get("cpu_sys_s"),
             "loop_lag_p99_ns": (int(percentile(loop_lag, 99)) if has_loop and loop_lag.size
                                 else None),
             "lost_updates": self.ok - counter if counter is not None else None,
-            "speedup": None,
             "released": observed.get("released"),
             "slots_lost": observed.get("slots_lost"),
             "complete": bool(observed.get("done", False)),
@@ -248,6 +248,7 @@ class CellRows:
             "late_starts": late.late,
             "late_p99_ns": None if np.isnan(late.late_p99_ns) else int(late.late_p99_ns),
             "generator_lagging": late.lagging(max_sched_lag_ns) if lag.size else None,
+            "kernel_ns_per_unit": extras.get("kernel_ns_per_unit"),
         }
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from harness.backends.base import GRACE_S, SERVER_DIED
 from harness.cell import CellJob
 from harness.errors import HarnessError
-from harness.figures import speedup, throughput_rps
 from harness.keys import CellKey, key_dict, key_label
 from harness.meta import new_run_id, run_metadata
 from harness.output import RunWriter, prepare_out_dir
@@ -164,14 +163,13 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     previous = interrupt.install()
     try:
         for item, cells in plans:
-            base_throughput: dict[tuple, float] = {}
             for key in cells:
                 if interrupt.requested:
                     break
                 ui.cell_started(item.scenario.name, key, item.scenario.load_for(key).requests)
                 units = (calibration[item.scenario.name] or {}).get("units")
                 cell = _run_cell(item, key, run_id, units, writers[dirs[item.scenario.name]],
-                                 interrupt, ui, base_throughput, result)
+                                 interrupt, ui, result)
                 if cell is not None:
                     ui.cell_finished(cell)
     finally:
@@ -183,18 +181,9 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     return result
 
 
-def _speedup(cell: dict, key: CellKey, base_throughput: dict) -> float | None:
-    """Throughput against the same backend/strategy/variant/repetition at concurrency 1."""
-    same = (key.backend, key.strategy, key.variant, key.repetition)
-    throughput = throughput_rps(cell["requests"] - cell["errors"], cell["makespan_ns"])
-    if key.concurrency == 1:
-        base_throughput[same] = throughput
-    return speedup(throughput, base_throughput.get(same))
-
-
 def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None,
-              writer: RunWriter, interrupt: _Interrupt, ui: RunUI, base_throughput: dict,
-              result: RunResult) -> dict | None:
+              writer: RunWriter, interrupt: _Interrupt, ui: RunUI, result: RunResult
+              ) -> dict | None:
     """Runs one cell and writes its files; returns its cells row (None when aborted: then its
     spool stays, to be read as an incomplete cell)."""
     constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
@@ -244,9 +233,9 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
             result.failures.append(f"cell {item.scenario.name} {key_label(key)} failed: "
                                    f"{detail}")
     rows = writer.write_cell_data(index, spool, constants)
+    # speedups: the analysis, from all cells
     cell = rows.cell_row(observed, server_stats, item.scenario.load_for(key).max_sched_lag)
     cell.update(started_unix_ns=started_unix_ns, finished_unix_ns=finished_unix_ns)
-    cell["speedup"] = _speedup(cell, key, base_throughput)
     writer.commit(index, spool, cell)
     if observed and observed.get("spool_error"):
         raise HarnessError(f"{observed['spool_error']} (rows flushed before are kept)")

@@ -1,5 +1,7 @@
 """The cell's timeline: every 100 ms, in-flight and completed requests, the worst event-loop lag
-of the interval, and the CPU use and context switches of the cell's whole process tree."""
+of the interval (the probe's samples, or the lag in progress when the loop has been blocked
+past the probe's due time), and the CPU use and context switches of the cell's whole process
+tree."""
 
 from __future__ import annotations
 
@@ -80,7 +82,11 @@ class Sampler(threading.Thread):
         else:
             fresh = lag[self._lag_index:]
             self._lag_index += len(fresh)
-            cols["loop_lag_max_ns"].append(max((s[1] for s in fresh), default=0))
+            # A loop blocked past the probe's due time has a lag in progress, though no sample
+            # came in this interval: the probe cannot wake to record it.
+            due, now = getattr(backend, "lag_due_ns", None), now_ns()
+            overdue = [now - due] if due is not None and now > due else []
+            cols["loop_lag_max_ns"].append(max([s[1] for s in fresh] + overdue, default=0))
         busy_s = (totals[0] - previous[0]) + (totals[1] - previous[1])
         cols["cpu_percent"].append(100.0 * busy_s / (elapsed_ns / 1e9) if elapsed_ns else 0.0)
         cols["ctx_switches_voluntary"].append(totals[2] - previous[2])

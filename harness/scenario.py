@@ -28,7 +28,7 @@ from harness.errors import ECHO_LIMIT, ScenarioError, brief
 from harness.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.latency import DurationNs, Latency
 from harness.target import split_target
-from harness.thresholds import OPEN_METRICS, parse_threshold
+from harness.thresholds import OPEN_METRICS, check_matrix, parse_threshold
 from harness.units import format_rate, parse_duration_ns, parse_rate_per_s, parse_size_bytes
 
 # Upper bounds: what a small machine can hold and a benchmark can mean. A scenario beyond them
@@ -562,7 +562,9 @@ class Scenario(_Model):
         has_open = any(block.model == "open" for block in self.loads)
         for i, text in enumerate(self.expect):
             try:
-                metric = parse_threshold(text, self.backends).metric
+                threshold = parse_threshold(text, self.backends)
+                check_matrix(threshold, self.backends, self.workload.type)
+                metric = threshold.metric
             except ValueError as exc:
                 raise ValueError(f"expect[{i}]: {exc}") from None
             if metric in OPEN_METRICS and not has_open:

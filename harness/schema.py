@@ -12,8 +12,10 @@ timeline files. 3 — one Parquet file per cell and kind (`requests/cell-NNNN.pa
 `server_delay_target_ns`, `fault`, `bytes_sent` and `bytes_received`; the `client` key; cells
 gain the wall-clock anchors `started_unix_ns`, `t0_unix_ns`, `finished_unix_ns`; the open
 model: keys `model` and `rate_per_s`, requests' `phase`, cells' `late_starts`, `late_p99_ns`,
-`generator_lagging`. Files
-of older versions are read with the newer columns filled in (see `upgrade`)."""
+`generator_lagging`; cells gain `kernel_ns_per_unit` (the cell's own speed on its CPU kernel)
+and lose `speedup` (computed by the analysis, from the cells of a run, and nowhere else). Files
+of older versions are read with the newer columns filled in and the dropped ones left out (see
+`upgrade`)."""
 
 from __future__ import annotations
 
@@ -102,7 +104,6 @@ CELLS_SCHEMA = pa.schema(
         pa.field("cpu_sys_s", pa.float64()),
         pa.field("loop_lag_p99_ns", pa.int64()),  # from the raw samples; null without a loop
         pa.field("lost_updates", pa.int64()),  # race workload only
-        pa.field("speedup", pa.float64()),  # throughput ÷ same cell at concurrency 1
         pa.field("server_cpu_s", pa.float64()),  # the mock server process's CPU time
         pa.field("released", pa.int64()),  # requests handed to a slot; null if unknown
         pa.field("slots_lost", pa.int64()),  # slot processes that died during the cell
@@ -119,6 +120,7 @@ CELLS_SCHEMA = pa.schema(
         pa.field("late_starts", pa.int64()),
         pa.field("late_p99_ns", pa.int64()),
         pa.field("generator_lagging", pa.bool_()),
+        pa.field("kernel_ns_per_unit", pa.float64()),  # CPU workloads: measured before t0
     ]
 )
 
@@ -228,7 +230,8 @@ class RecordBuffer:
 
 def upgrade(table: pa.Table, version: int, schema: pa.Schema) -> pa.Table:
     """Bring a table read from an older file to the current schema: columns added since are
-    filled with their neutral value (keys "inline"/"default", measurements null)."""
+    filled with their neutral value (keys "inline"/"default", measurements null); columns
+    dropped since (the cells' `speedup` of versions 2 and 3) are left out."""
     if version == SCHEMA_VERSION:
         return table
     # older versions wrote finished cells only, and had no warm-up

@@ -127,6 +127,7 @@ class ServerProcess:
         self._timeout = startup_timeout_s
         self.proc: subprocess.Popen | None = None
         self.url = ""
+        self.ready_cpu_s = 0.0  # the server's CPU time when it was ready: its start-up
 
     def __enter__(self) -> ServerProcess:
         self.proc = subprocess.Popen(
@@ -143,6 +144,7 @@ class ServerProcess:
             if not self.url.startswith("http://"):
                 raise HarnessError(f"mock server failed to start (exit {self.proc.wait(5)})")
             self._wait_ready()
+            self.ready_cpu_s = self.stats().get("cpu_s", 0.0)
         except BaseException:
             self.stop()
             raise
@@ -161,12 +163,15 @@ class ServerProcess:
                 time.sleep(0.02)
 
     def stats(self) -> dict:
-        """The server's own counts; empty when it no longer answers."""
+        """The server's own counts; empty when it no longer answers. `cpu_since_ready_s`: its
+        CPU time since it was ready, without its start-up (imports, binding)."""
         try:
             with _LOCAL.open(self.url + "/stats", timeout=5) as resp:
-                return json.loads(resp.read())
+                found = json.loads(resp.read())
         except (OSError, ValueError):
             return {}
+        found["cpu_since_ready_s"] = found["cpu_s"] - self.ready_cpu_s
+        return found
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

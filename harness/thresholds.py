@@ -1,6 +1,11 @@
 """Thresholds (`expect:` in a scenario, like k6's): `p99_ms < 50`, `error_rate <= 0.01`, or for
 one backend `asyncio: throughput_rps >= 500`. Every cell the threshold applies to must pass.
-Evaluated after a run and by `harness report`, from the summary of the Parquet records."""
+Evaluated after a run and by `harness report`, from the summary of the Parquet records.
+
+Some metrics mean something only for some cells (loop lag needs an event loop, lost updates
+the race): on the others a threshold is "not applicable", never a pass. A threshold that can
+apply to no cell of its scenario's full matrix is refused when the scenario is validated; one
+whose cells did not run (left out with `-b`, or an interrupted run) is "skipped"."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from harness.errors import brief
+from harness.keys import ASYNC_BACKENDS, BACKENDS
 
 METRICS = {
     "requests": "requests made", "errors": "requests not ok",
@@ -32,6 +38,32 @@ METRICS = {
 }
 # Figures only open cells have: a threshold on one of them does not apply to closed cells.
 OPEN_METRICS = frozenset({"sched_lag_p99_ms", "late_starts", "achieved_rps", "target_rps"})
+# metric → (the workload types it is measured for, or None for any; on event loops only?)
+_HTTP, _CPU = ("io", "http", "pipeline"), ("cpu", "cpu_release", "pipeline")
+_ONLY: dict[str, tuple[tuple[str, ...] | None, bool]] = {
+    "overhead_p50_ms": (_HTTP, False), "overhead_p99_ms": (_HTTP, False),
+    "cpu_p50_ms": (_CPU, False), "loop_lag_p99_ms": (None, True),
+    "lost_updates": (("race",), False), "efficiency": (("io", "http"), False),
+}
+_WHY = {  # what a cell needs for the metric to apply
+    "overhead_p50_ms": "a mock-server call (workload io or pipeline)",
+    "overhead_p99_ms": "a mock-server call (workload io or pipeline)",
+    "cpu_p50_ms": "a CPU step (workload cpu, cpu_release or pipeline)",
+    "loop_lag_p99_ms": f"an event loop (backends {', '.join(ASYNC_BACKENDS)})",
+    "lost_updates": "the race workload",
+    "efficiency": "a request that is the server call alone (workload io)",
+}
+PASSED, FAILED, NOT_APPLICABLE, SKIPPED = "passed", "failed", "not applicable", "skipped"
+
+
+def metric_applies(metric: str, backend: str, workload_type: str) -> bool:
+    """Whether `metric` is measured at all for a cell of this backend and workload type."""
+    types, loop_only = _ONLY.get(metric, (None, False))
+    if loop_only and not BACKENDS[backend].has_loop:
+        return False
+    return types is None or workload_type in types
+
+
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
 _EXPR = re.compile(r"\s*(?:(?P<backend>[a-z0-9_]+)\s*:\s*)?(?P<metric>[a-z0-9_]+)\s*"
@@ -51,6 +83,9 @@ class Threshold:
         if self.metric in OPEN_METRICS and model != "open":
             return False
         return self.backend is None or self.backend == backend
+
+    def measured(self, backend: str, workload_type: str) -> bool:
+        return metric_applies(self.metric, backend, workload_type)
 
     def passes(self, actual: float) -> bool:
         try:
@@ -76,21 +111,57 @@ def parse_threshold(text: str, backends: tuple[str, ...]) -> Threshold:
                      float(match["value"]))
 
 
-def evaluate(summary, expectations: dict[str, list[Threshold]]):
-    """One row per (cell, threshold) that applies: the actual value and whether it passed."""
+def check_matrix(threshold: Threshold, backends: tuple[str, ...], workload_type: str) -> None:
+    """Raises ValueError when the threshold applies to no cell of a scenario with these
+    backends and this workload (its full matrix: strategies, variants and levels change
+    nothing here)."""
+    mine = [b for b in backends if threshold.applies_to(b)]
+    if not any(threshold.measured(b, workload_type) for b in mine):
+        raise ValueError(f"{brief(threshold.text)} applies to no cell of this scenario: "
+                         f"{threshold.metric} needs {_WHY[threshold.metric]}")
+
+
+COLUMNS = ["scenario", "backend", "strategy", "variant", "concurrency", "repetition",
+           "threshold", "actual", "status", "passed"]
+
+
+def evaluate(summary, scenarios: dict):
+    """One row per (cell, threshold) whose backend it names (or any): the actual value and
+    its status — passed, failed, or not applicable (the metric is not measured for that
+    cell) — and one "skipped" row per threshold that applied to no cell of the summary (its
+    cells did not run). `scenarios`: name → the parsed Scenario (its thresholds and
+    workload). `passed` is True for passed rows only."""
     import pandas as pd  # the reporting stack stays out of the cell and server processes
 
     rows = []
-    for cell in summary.itertuples(index=False):
-        for threshold in expectations.get(cell.scenario, []):
-            if threshold.applies_to(cell.backend, getattr(cell, "model", "closed")):
-                # A figure the summary does not have yet fails the threshold (NaN), loudly.
-                actual = getattr(cell, threshold.metric, float("nan"))
-                rows.append({"scenario": cell.scenario, "backend": cell.backend,
-                             "strategy": cell.strategy, "variant": cell.variant,
-                             "concurrency": cell.concurrency, "repetition": cell.repetition,
-                             "threshold": threshold.text, "actual": actual,
-                             "passed": threshold.passes(actual)})
-    return pd.DataFrame(rows, columns=["scenario", "backend", "strategy", "variant",
-                                       "concurrency", "repetition", "threshold", "actual",
-                                       "passed"])
+    for name, scenario in scenarios.items():
+        cells = summary[summary["scenario"] == name] if len(summary) else summary
+        kind = scenario.workload.type
+        for threshold in scenario.thresholds():
+            evaluated = False
+            for cell in cells.itertuples(index=False):
+                if not threshold.applies_to(cell.backend):
+                    continue
+                model = getattr(cell, "model", "closed")
+                row = {"scenario": name, "backend": cell.backend, "strategy": cell.strategy,
+                       "variant": cell.variant, "concurrency": cell.concurrency,
+                       "repetition": cell.repetition, "threshold": threshold.text}
+                if not threshold.measured(cell.backend, kind) or (
+                        threshold.metric in OPEN_METRICS and model != "open"):
+                    rows.append({**row, "actual": None, "status": NOT_APPLICABLE})
+                    continue
+                evaluated = True
+                actual = getattr(cell, threshold.metric)
+                rows.append({**row, "actual": actual,
+                             "status": PASSED if threshold.passes(actual) else FAILED})
+            if not evaluated:
+                rows.append({"scenario": name, "backend": threshold.backend,
+                             "threshold": threshold.text, "status": SKIPPED})
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["passed"] = table["status"] == PASSED
+    return table
+
+
+def failed(checks) -> bool:
+    """Some threshold failed on some cell (exit status 1)."""
+    return bool(len(checks)) and bool((checks["status"] == FAILED).any())

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tests.conftest import harness, small_scenario
+from tests.conftest import BACKENDS, harness, small_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,19 +47,27 @@ def test_run_then_report_from_parquet_alone(write_scenario, tmp_path):
     assert result.returncode == 0, result.stderr
     assert list((out / "requests").glob("cell-*.parquet")) and (out / "run.json").exists()
     assert not list(out.glob(".*.tmp"))
-    lines = [line for line in result.stdout.splitlines() if "│" in line]
-    assert any("asyncio" in line for line in lines) and any("threads" in line for line in lines)
-    assert any("3/3/" in line for line in lines)  # peak sweep/live/server
+    lines = table_rows(result.stdout)
+    assert sorted(line.split()[0] for line in lines) == ["asyncio", "threads"]
     report = harness("report", out)
     assert report.returncode == 0
-    table = lambda text: [line for line in text.splitlines() if "│" in line]  # noqa: E731
-    assert table(report.stdout) == table(result.stdout)  # same numbers, same code
+    assert table_rows(report.stdout) == lines  # same numbers, same code
+    assert max(len(line) for line in report.stdout.splitlines()) <= 100  # legend wrapped too
+    wide = harness("report", out, "--wide")
+    assert all("3/3/" in line for line in table_rows(wide.stdout))  # peak sweep/live/server
+    assert "p90 ms" in wide.stdout and "p90 ms" not in report.stdout
 
     # a run never overwrites another
     again = harness("run", path, "--backend", "asyncio", "--out", out)
     assert again.returncode == 2 and "not empty" in again.stderr and "--force" in again.stderr
-    forced = harness("run", path, "--backend", "asyncio", "--out", out, "--force")
+    forced = harness("run", path, "--backend", "asyncio", "--out", out, "--force", "--wide")
     assert forced.returncode == 0, forced.stderr
+    assert "p90 ms" in forced.stdout and len(table_rows(forced.stdout)) == 1
+
+
+def table_rows(text: str) -> list[str]:
+    """The summary table's rows: the lines that start with a backend's name."""
+    return [line for line in text.splitlines() if line.split(" ", 1)[0] in BACKENDS]
 
 
 def test_default_output_dir_is_results_scenario_run_id(write_scenario, tmp_path):

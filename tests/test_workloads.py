@@ -1,16 +1,21 @@
 """The workloads of the seed's claims, each on each backend (small sizes), checked from the
 Parquet files; telemetry (timeline, loop lag, CPU time) and the race's lost updates."""
 
+import asyncio
 import time
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 
+from harness.analysis import load_runs, summarize
 from harness.output import read_metadata, read_run, read_table
 from harness.runner import run_scenarios
 from harness.scenario import LoadedScenario, parse_scenario
 from harness.schema import REQUESTS_SCHEMA, VERSION_KEY
-from harness.workloads.cpu import KERNELS, calibrate
+from harness.workloads.cpu import KERNELS, calibrate, kernel_ns_per_unit, mean_ns_per_unit
+from harness.workloads.offload import Offload
+from tests import pool_probe
 from tests.conftest import BACKENDS
 
 
@@ -60,11 +65,62 @@ def test_cpu_workloads_on_every_backend(cpu_runs, kind, backend):
     assert cells["cpu_user_s"].notna().all() and cells["cpu_sys_s"].notna().all()
     assert (frames["cells"]["cpu_user_s"] + frames["cells"]["cpu_sys_s"]).sum() > 0.1
     assert cells["peak_in_flight_server"].isna().all()  # no server for CPU work
-    assert (cells.loc[cells["concurrency"] == 1, "speedup"] == 1.0).all()
-    assert cells.loc[cells["concurrency"] == 2, "speedup"].notna().all()
     meta = read_metadata(out)
     assert meta["scenarios"][0]["calibration"]["kind"] == kind
-    assert meta["scenarios"][0]["calibration"]["units"] >= 1
+    units = meta["scenarios"][0]["calibration"]["units"]
+    assert units >= 1
+    # Each cell measured its own kernel speed before its clock: ns per *unit*, so one
+    # request's worth (units × it) is of the order of the request's own CPU step at 1.
+    assert (cells["kernel_ns_per_unit"] > 0).all()
+    one = cells[cells["concurrency"] == 1].iloc[0]
+    step = rows.loc[rows["concurrency"] == 1, "cpu_ns"].median()
+    assert 0.3 < step / (one["kernel_ns_per_unit"] * units) < 3
+    # Speedups come from the analysis only, from normalised rates.
+    summary = summarize(load_runs([out]))
+    mine = summary[summary["backend"] == backend].set_index("concurrency")
+    assert mine.loc[1, "speedup"] == 1.0
+    assert mine.loc[2, "speedup"] == pytest.approx(
+        mine.loc[2, "normalised_rate"] / mine.loc[1, "normalised_rate"])
+    assert "speedup" not in cells.columns
+
+
+def test_process_pools_are_warmed_with_the_real_kernel_in_every_worker():
+    """Each worker of a process pool imports and runs the real kernel before the clock (its
+    speed comes back, one per worker), so no first task pays for imports with the clock
+    running."""
+    async def go():
+        offload = Offload("process_pool", 3)
+        speeds = await offload.start(kernel_ns_per_unit, "cpu", 2000)
+        loop = asyncio.get_running_loop()
+        seen = await asyncio.gather(*(loop.run_in_executor(
+            offload.pool, pool_probe.loaded, "harness.workloads.cpu") for _ in range(12)))
+        offload.close()
+        return speeds, seen
+
+    speeds, seen = asyncio.run(go())
+    assert len(speeds) == 3 and all(s > 0 for s in speeds)
+    assert all(loaded for _, loaded in seen)  # already imported when the first task came
+    assert len({pid for pid, _ in seen}) <= 3
+
+
+def test_pool_workers_measure_their_speed_one_at_a_time():
+    """Measured together, 50 workers on 2 cores would each read 25 × slower: the warm-up runs
+    in one worker at a time."""
+    async def go():
+        offload = Offload("process_pool", 3)
+        found = await offload.start(pool_probe.interval)
+        offload.close()
+        return sorted(found)
+
+    spans = asyncio.run(go())
+    assert len(spans) == 3
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
+
+
+def test_processes_speed_is_their_mean_speed():
+    # two processes at 10 and 30 ns/unit do 1/10 + 1/30 units per ns together: 15 ns/unit each
+    assert mean_ns_per_unit([10.0, 30.0]) == pytest.approx(15.0)
+    assert mean_ns_per_unit([None, 20.0]) == 20.0 and mean_ns_per_unit([None]) is None
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +161,58 @@ def test_inline_cpu_blocks_the_loop_and_the_probe_sees_it(lag_run, cpu_runs):
             assert cells.loc[(backend, pool), "peak_in_flight"] == 2
     # How much lower the pools' lag is, is a timing target: bench/targets.py measures it.
     lag = lag_run[2]["loop_lag"]
-    assert (lag["lag_ns"] >= 0).all() and len(lag) > 20
+    assert len(lag) > 20
+    # every cell, process pools included (their workers' mean speed), measured its kernel
+    assert lag_run[2]["cells"]["kernel_ns_per_unit"].notna().all()
     others = cpu_runs["cpu"][2]["cells"]
     threads_like = others[~others["backend"].isin(["asyncio", "uvloop"])]
     assert threads_like["loop_lag_p99_ns"].isna().all()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_loop_lag_is_measured_alike_on_both_loops_and_never_clipped(monkeypatch, backend):
+    """lag = wake − (sleep start + 10 ms), signed: a timer that fires early shows as a
+    negative lag on either loop, not as 0 on one of them."""
+    import itertools
+
+    from harness.backends import aio, get_backend
+
+    probe = get_backend(backend)
+    clock = itertools.chain([0, 9_500_000, 20_000_000, 35_000_000], itertools.repeat(10**12))
+    monkeypatch.setattr(aio, "now_ns", lambda: next(clock))
+
+    async def go():
+        task = asyncio.create_task(probe._probe(0))
+        while len(probe.lag_samples) < 2:
+            await asyncio.sleep(0.001)
+        due = probe.lag_due_ns
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return due
+
+    with asyncio.Runner(loop_factory=probe.loop_factory) as runner:
+        due = runner.run(go())
+    assert probe.lag_samples[:2] == [(9_500_000, -500_000), (35_000_000, 5_000_000)]
+    assert due is not None and probe.lag_due_ns is None  # stopped: no lag in progress
+
+
+def test_timeline_shows_the_lag_in_progress_of_a_blocked_loop(monkeypatch):
+    """A loop blocked for longer than a sample interval cannot wake its probe: the timeline
+    takes the lag in progress (now − the probe's due time), not 0."""
+    from harness import sampler as sampler_module
+    from harness.sampler import Sampler
+
+    backend = SimpleNamespace(gauge=SimpleNamespace(in_flight=1, t0_ns=0), completed=0,
+                              lag_samples=[(50_000_000, 2_000_000)], lag_due_ns=None)
+    sampler = Sampler(backend)
+    monkeypatch.setattr(sampler_module, "now_ns", lambda: 1_000_000_000)
+    totals = (0.0, 0.0, 0, 0)
+    sampler._append(100_000_000, 100_000_000, totals, totals)  # a sample came: 2 ms
+    backend.lag_due_ns = 700_000_000  # due 300 ms ago: the loop is blocked
+    sampler._append(200_000_000, 100_000_000, totals, totals)
+    backend.lag_due_ns = 1_005_000_000  # asleep, not due yet
+    sampler._append(300_000_000, 100_000_000, totals, totals)
+    assert sampler.columns["loop_lag_max_ns"] == [2_000_000, 300_000_000, 0]
 
 
 def test_timeline_samples_every_cell(cpu_runs):
@@ -132,7 +236,7 @@ def race_run(tmp_path_factory):
     text = """
 name: race
 workload: {type: race, variants: [no-lock, lock]}
-load: {requests: 300, concurrency: 5, workers: 2}
+load: {requests: 300, concurrency: [1, 5], workers: 2}
 backends: [threads, asyncio, uvloop]
 """
     return run(tmp_path_factory.mktemp("race"), text)
@@ -141,11 +245,12 @@ backends: [threads, asyncio, uvloop]
 @pytest.mark.parametrize("backend", ["threads", "asyncio", "uvloop"])
 def test_race_loses_updates_without_a_lock_and_none_with_one(race_run, backend):
     cells = race_run[2]["cells"]
-    mine = cells[cells["backend"] == backend].set_index("variant")
-    assert mine.loc["lock", "lost_updates"] == 0
-    assert mine.loc["no-lock", "lost_updates"] >= 0
+    mine = cells[cells["backend"] == backend].set_index(["concurrency", "variant"])
+    assert mine.loc[(5, "lock"), "lost_updates"] == 0
+    # one request at a time has nobody to race: nothing is lost even without a lock
+    assert mine.loc[(1, "no-lock"), "lost_updates"] == 0
     if backend != "threads":  # tasks interleave at every await: the loss is deterministic
-        assert mine.loc["no-lock", "lost_updates"] > 0
+        assert mine.loc[(5, "no-lock"), "lost_updates"] > 0
     assert (mine["requests"] == 300).all()
 
 
@@ -217,3 +322,22 @@ def test_a_dsn_password_never_reaches_the_results(tmp_path):
         kept = json.loads(meta)["scenarios"][0]
         assert parse_scenario(kept["text"]).workload.dsn.count("***") == 1  # still readable
         assert kept["sha256"] == loaded.sha256
+
+
+def test_version_3_cells_lose_their_speedup_and_gain_a_null_kernel_speed(tmp_path):
+    import pyarrow as pa
+
+    from harness.schema import CELLS_SCHEMA
+
+    v3_fields = [f for f in CELLS_SCHEMA if f.name != "kernel_ns_per_unit"]
+    v3_fields.insert(v3_fields.index(CELLS_SCHEMA.field("server_cpu_s")),
+                     pa.field("speedup", pa.float64()))
+    schema = pa.schema(v3_fields).with_metadata({VERSION_KEY: b"3"})
+    row = {f.name: [0] for f in v3_fields}
+    row.update(run_id=["r"], scenario=["s"], backend=["threads"], strategy=["inline"],
+               variant=["default"], speedup=[1.6], interrupted=[False], complete=[True],
+               cpu_user_s=[0.0], cpu_sys_s=[0.0], server_cpu_s=[None])
+    pq.write_table(pa.table(row, schema=schema), tmp_path / "cells.parquet")
+    table = read_table(tmp_path / "cells.parquet", "cells")
+    assert table.schema.names == CELLS_SCHEMA.names and "speedup" not in table.schema.names
+    assert table.column("kernel_ns_per_unit").null_count == 1

@@ -1,8 +1,12 @@
 """`asyncio` and `uvloop`: one event loop, tasks bounded by a semaphore; for HTTP an aiohttp
 ClientSession. The two backends differ only by the loop factory.
 
-While a cell runs, a probe task wakes every 10 ms and records how late it woke: the event-loop
-lag, which is what CPU work inside a coroutine costs every other task."""
+While a cell runs, a probe task sleeps 10 ms at a time and records how late it woke: the
+event-loop lag, which is what CPU work inside a coroutine costs every other task. The same
+code on both loops: wake time − (sleep start + 10 ms) on the monotonic clock, not clipped (a
+timer that fires early by the loop's resolution shows as a small negative lag on either loop).
+While it sleeps, `lag_due_ns` says when it should wake, so a sampler can see a lag in progress
+when the loop is blocked for longer than a sample interval."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class AsyncioBackend:
         self.buffer = RecordBuffer()
         self.gauge: InFlightGauge | None = None
         self.lag_samples: list[tuple[int, int]] = []
+        self.lag_due_ns: int | None = None  # when the sleeping probe is due (monotonic ns)
 
     @property
     def completed(self) -> int:
@@ -68,11 +73,14 @@ class AsyncioBackend:
 
     async def _probe(self, t0: int) -> None:
         samples, interval_s = self.lag_samples, LAG_INTERVAL_NS / 1e9
-        while True:
-            before = now_ns()
-            await asyncio.sleep(interval_s)
-            woke = now_ns()
-            samples.append((woke - t0, max(0, woke - before - LAG_INTERVAL_NS)))
+        try:
+            while True:
+                due = self.lag_due_ns = now_ns() + LAG_INTERVAL_NS
+                await asyncio.sleep(interval_s)
+                woke = now_ns()
+                samples.append((woke - t0, woke - due))
+        finally:
+            self.lag_due_ns = None  # stopped: no lag in progress
 
     async def _load(self, spec, stop, stopping: asyncio.Event, runner) -> int:
         producer = Producer(spec, stop)

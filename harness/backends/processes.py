@@ -31,9 +31,7 @@ from harness.schema import (
     RecordBuffer,
     internal_outcome,
 )
-from harness.workloads import make_workload
-
-_READY = b"."
+from harness.workloads import make_workload, merge_slot_extras
 
 
 class _Cancelled(BaseException):
@@ -50,8 +48,11 @@ def _slot_main(index: int, conn: Connection, spec: CellSpec, lock, state) -> Non
             raise _Cancelled
 
     signal.signal(signal.SIGUSR1, on_cancel)
-    runner = make_workload(spec).sync_runner(f"process-{index}")
-    conn.send_bytes(_READY)  # ready: process start-up stays outside the measured cell
+    workload = make_workload(spec)
+    runner = workload.sync_runner(f"process-{index}")
+    # Ready (process start-up stays outside the measured cell), with what the slot measured
+    # before the clock: its own kernel speed.
+    conn.send(workload.extras())
     gauge = SlotGauge(conn.recv(), lock=lock, state=state)  # t0 arrives when all are ready
     send = conn.send
     while (job := conn.recv()) is not None:
@@ -99,8 +100,7 @@ class ProcessesBackend:
             procs.append(proc)
         try:
             producer = Producer(spec, stop)
-            for conn in conns:
-                conn.recv_bytes()
+            measured = merge_slot_extras([conn.recv() for conn in conns])
             t0 = now_ns()
             producer.start(t0)
             gauge = self.gauge = SlotGauge(t0, lock=lock, state=state)
@@ -109,8 +109,8 @@ class ProcessesBackend:
             slots = _Slots(conns, procs, gauge, self)
             spool.add("requests", RECORD_SCHEMA, slots.buffer.drain)
             released = slots.drive(spec, producer, stop, t0)
-            return CellOutput(released, gauge.peak, stop.is_set(), workload.extras(),
-                              slots.lost)
+            return CellOutput(released, gauge.peak, stop.is_set(),
+                              {**workload.extras(), **measured}, slots.lost)
         finally:
             for proc in procs:
                 proc.join(1)

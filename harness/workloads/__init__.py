@@ -38,6 +38,15 @@ class Workload(Protocol):
     def extras(self) -> dict: ...  # cell-level results, e.g. the race's final counter
 
 
+def merge_slot_extras(found: list[dict]) -> dict:
+    """What the slot processes of a `processes` cell measured before the clock (each its own
+    workload's `extras()`), as cell-level figures: the kernel speed is their mean speed."""
+    from harness.workloads.cpu import mean_ns_per_unit
+
+    speed = mean_ns_per_unit([extras.get("kernel_ns_per_unit") for extras in found])
+    return {} if speed is None else {"kernel_ns_per_unit": speed}
+
+
 def make_workload(spec) -> Workload:
     """`spec`: the CellSpec (picklable, so slot processes can build their own)."""
     module_name, _, attr = _REGISTRY[spec.scenario.workload.type].partition(":")

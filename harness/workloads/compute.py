@@ -1,9 +1,17 @@
-"""`cpu` and `cpu_release`: a calibrated CPU kernel per request."""
+"""`cpu` and `cpu_release`: a calibrated CPU kernel per request.
+
+Before the clock starts, every process that will run the kernel measures its own speed on it
+(`kernel_ns_per_unit`): the cell process (threads, the loops inline and with a thread pool),
+each slot process (`processes`, which hand theirs to the cell) or each process-pool worker.
+The cell reports it (`extras`); the analysis normalises CPU rates by it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from harness.gauge import FileLock
 from harness.schema import Outcome
-from harness.workloads.cpu import timed_kernel
+from harness.workloads.cpu import kernel_ns_per_unit, mean_ns_per_unit, timed_kernel
 from harness.workloads.offload import Offload
 
 
@@ -40,17 +48,26 @@ class CpuWorkload:
         self.kind = spec.scenario.workload.type
         if not spec.units:
             raise ValueError("cpu workloads need calibrated units")
+        self.ns_per_unit: float | None = None  # this process's kernel speed, once measured
 
     def prepare(self) -> None:
         pass
 
     def sync_runner(self, slot: str) -> _SyncCpu:
+        if self.ns_per_unit is None:  # once per process: the slots of `threads` share it
+            # the slot processes of one cell measure one at a time
+            alone = FileLock(str(Path(self.spec.work_dir) / "kernel.lock")) \
+                if self.spec.work_dir else None
+            self.ns_per_unit = kernel_ns_per_unit(self.kind, self.spec.units, alone=alone)
         return _SyncCpu(self.kind, self.spec.units)
 
     async def async_runner(self) -> _AsyncCpu:
         offload = Offload(self.spec.strategy, self.spec.scenario.pool_size)
-        await offload.start()
+        # A process pool's workers each import and measure the kernel as they start.
+        pooled = await offload.start(kernel_ns_per_unit, self.kind, self.spec.units)
+        self.ns_per_unit = (mean_ns_per_unit(pooled) if pooled
+                            else kernel_ns_per_unit(self.kind, self.spec.units))
         return _AsyncCpu(self.kind, self.spec.units, offload)
 
     def extras(self) -> dict:
-        return {}
+        return {"kernel_ns_per_unit": self.ns_per_unit}

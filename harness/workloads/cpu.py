@@ -5,11 +5,13 @@ hashlib, which releases the GIL while it hashes (buffers over 2 KiB), so threads
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import statistics
 import threading
 import time
+
+from harness.figures import median
 
 _BLOCK = bytes(range(256)) * 1024  # 256 KiB: one `digest` unit
 
@@ -40,6 +42,28 @@ def timed_kernel(kind: str, units: int) -> tuple[int, str]:
     return elapsed, f"{threading.current_thread().name}@{os.getpid()}"
 
 
+KERNEL_TRIALS = 3
+
+
+def kernel_ns_per_unit(kind: str, units: int, trials: int = KERNEL_TRIALS, alone=None) -> float:
+    """This process's speed on the kernel, in ns per unit: the fastest of `trials` runs of
+    `units` units (one request's worth), the least disturbed one. The same calibrated kernel
+    runs markedly faster in some processes than in others, so every process that runs kernels
+    measures its own, before the clock starts. `alone`: a lock the processes of one cell take
+    in turn, so that each measures its own speed, not its share of the cores (50 slots on 2
+    cores would each read 25 × slower). Module-level: pools pickle it."""
+    with alone if alone is not None else contextlib.nullcontext():
+        return min(timed_kernel(kind, units)[0] for _ in range(trials)) / units
+
+
+def mean_ns_per_unit(values) -> float | None:
+    """Several processes' kernel speeds as one: their mean speed (units per ns), given back in
+    ns per unit — the harmonic mean of the ns per unit. When every process stays busy, units
+    done ÷ time × this ÷ 1e9 is exactly the number of busy processes."""
+    values = [v for v in values if v]
+    return len(values) / sum(1 / v for v in values) if values else None
+
+
 def calibrate(kind: str, target_ns: int, trials: int = 5) -> dict:
     """Units that take `target_ns` on this machine now: grow a probe until it runs >= 20 ms,
     then take the median rate of several trials (the machine's speed drifts; run per run)."""
@@ -57,6 +81,6 @@ def calibrate(kind: str, target_ns: int, trials: int = 5) -> dict:
         start = time.perf_counter_ns()
         kernel(units)
         rates.append(units / (time.perf_counter_ns() - start))
-    rate = statistics.median(rates)  # units per ns
+    rate = median(rates)  # units per ns
     return {"kind": kind, "target_ns": target_ns, "units": max(1, round(rate * target_ns)),
             "units_per_s": rate * 1e9, "trials": trials}

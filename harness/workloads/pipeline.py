@@ -162,7 +162,7 @@ class PipelineWorkload:
 
     async def async_runner(self) -> _AsyncPipeline:
         offload = Offload(self.spec.strategy, self.spec.scenario.pool_size)
-        await offload.start()
+        await offload.start(preprocess, 0, self.spec.scenario.workload.image)  # warm: NumPy
         if self.postgres:
             import asyncpg
 

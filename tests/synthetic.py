@@ -1,0 +1,70 @@
+"""Runs built by hand, with exactly known figures: cells of back-to-back requests on every slot,
+their timeline sampled from the rows (as a live counter that agrees with them would read), and
+the run metadata the analysis reads (CPU count, calibration)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis import Runs
+from harness.figures import in_flight_at
+from harness.keys import CELL_KEYS
+
+UNITS = 1_000_000  # calibrated kernel units per request in CPU cells
+
+
+def cell(backend="asyncio", concurrency=2, repetition=0, latency_ms=100.0, duration_s=5.0,
+         gap_ms=0.0, server=True, kernel=None, strategy="inline", variant="default",
+         scenario="synth", run_id="run", sample_ms=100.0, **overrides):
+    """One cell: `concurrency` slots each running requests of `latency_ms` back to back (with
+    `gap_ms` between them) for `duration_s`. `server`: the request is a mock-server call (its
+    delay is the whole latency); else a CPU step. `kernel`: the cell's kernel ns per unit.
+    `overrides` replace fields of the cells row."""
+    key = dict(zip(CELL_KEYS, (run_id, scenario, backend, concurrency, repetition, strategy,
+                               variant), strict=True))
+    period = int((latency_ms + gap_ms) * 1e6)
+    per_slot = int(duration_s * 1e9 // period)
+    start = np.concatenate([np.arange(per_slot, dtype=np.int64) * period
+                            for _ in range(concurrency)])
+    end = start + int(latency_ms * 1e6)
+    n = len(start)
+    latency = end - start
+    requests = pd.DataFrame({
+        **key, "worker": "worker-0",
+        "slot": np.repeat([f"slot-{i}" for i in range(concurrency)], per_slot),
+        "seq": np.arange(n), "enqueued_ns": start, "scheduled_ns": start, "start_ns": start,
+        "end_ns": end, "server_delay_ns": latency if server else np.nan, "ok": True,
+        "status": 200 if server else 0, "error": None, "error_detail": None,
+        "in_flight": in_flight_at(start, end, start), "cpu_ns": np.nan if server else latency,
+        "cpu_wait_ns": np.nan if server else 0, "io_ns": np.nan, "db_ns": np.nan})
+    makespan = int(end.max())
+    t = np.arange(1, int(makespan // (sample_ms * 1e6)) + 2) * int(sample_ms * 1e6)
+    timeline = pd.DataFrame({**key, "t_ns": t, "in_flight": in_flight_at(start, end, t),
+                             "completed": np.searchsorted(np.sort(end), t, "right"),
+                             "loop_lag_max_ns": 0, "cpu_percent": 20.0,
+                             "ctx_switches_voluntary": 0, "ctx_switches_involuntary": 0})
+    row = {**key, "requests": n, "errors": 0, "makespan_ns": makespan,
+           "peak_in_flight": concurrency, "peak_in_flight_live": concurrency,
+           "peak_in_flight_server": concurrency if server else None, "interrupted": False,
+           "cpu_user_s": 0.1, "cpu_sys_s": 0.01, "loop_lag_p99_ns": None,
+           "lost_updates": None, "server_cpu_s": 0.05 * duration_s if server else None,
+           "released": n, "slots_lost": 0, "complete": True, "server_exit": None,
+           "kernel_ns_per_unit": kernel}
+    row.update(overrides)
+    return row, requests, timeline
+
+
+def runs(*cells, cpu_count=2, units=UNITS, scenario_text=None) -> Runs:
+    """Runs of these cells, with metadata: each run's CPU count and each scenario's units."""
+    rows, requests, timelines = zip(*cells, strict=True)
+    cells_frame = pd.DataFrame(list(rows))
+    metadata = []
+    for run_id, mine in cells_frame.groupby("run_id", sort=False):
+        metadata.append({"run_id": run_id, "cpu_count": cpu_count, "scenarios": [
+            {"name": name, "text": scenario_text or "", "path": f"{name}.yaml",
+             "calibration": {"units": units} if units else None}
+            for name in mine["scenario"].unique()]})
+    return Runs([], pd.concat(requests, ignore_index=True), cells_frame,
+                pd.concat(timelines, ignore_index=True), pd.DataFrame(columns=CELL_KEYS),
+                metadata)
