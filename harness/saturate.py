@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -21,6 +20,7 @@ from typing import Literal
 import yaml
 
 from harness.errors import brief
+from harness.figures import median
 from harness.keys import BACKEND_NAMES
 from harness.thresholds import Threshold, parse_threshold
 from harness.units import format_rate, parse_duration_ns
@@ -153,7 +153,7 @@ def failure(result: ProbeResult, slos: Iterable[Threshold], backend: str,
     if not result.error_rate <= max_error_rate:  # NaN fails
         return f"error rate {result.error_rate:.2%} > {max_error_rate:.2%}"
     for slo in slos:
-        if slo.applies_to(backend, "open"):
+        if slo.applies_to(backend):
             actual = result.value(slo.metric)
             if not slo.passes(actual):
                 return f"{slo.text} failed ({slo.metric} = {actual:.4g})"
@@ -215,7 +215,7 @@ def _result(backend: str, client: str | None, answer: float, status: Status,
         answer = low  # the bisection's answer failed most of its repeats
     p99 = [s.result.p99_ms for s in steps if s.rate_per_s == answer and s.passed]
     return KneeResult(backend, client, status, answer,
-                      statistics.median(p99) if p99 else math.nan, (low, high), None,
+                      median(p99) if p99 else math.nan, (low, high), None,
                       tuple(steps))
 
 

@@ -9,7 +9,8 @@ import pandas as pd
 
 from harness.analysis import Runs
 from harness.figures import in_flight_at
-from harness.keys import CELL_KEYS
+from harness.keys import CELL_KEYS, CellKey, key_dict
+from harness.schema import CELLS_SCHEMA
 
 UNITS = 1_000_000  # calibrated kernel units per request in CPU cells
 
@@ -21,8 +22,9 @@ def cell(backend="asyncio", concurrency=2, repetition=0, latency_ms=100.0, durat
     `gap_ms` between them) for `duration_s`. `server`: the request is a mock-server call (its
     delay is the whole latency); else a CPU step. `kernel`: the cell's kernel ns per unit.
     `overrides` replace fields of the cells row."""
-    key = dict(zip(CELL_KEYS, (run_id, scenario, backend, concurrency, repetition, strategy,
-                               variant), strict=True))
+    key = {"run_id": run_id, "scenario": scenario,
+           **key_dict(CellKey(backend, concurrency, repetition, strategy, variant))}
+    assert list(key) == CELL_KEYS
     period = int((latency_ms + gap_ms) * 1e6)
     per_slot = int(duration_s * 1e9 // period)
     start = np.concatenate([np.arange(per_slot, dtype=np.int64) * period
@@ -37,14 +39,16 @@ def cell(backend="asyncio", concurrency=2, repetition=0, latency_ms=100.0, durat
         "end_ns": end, "server_delay_ns": latency if server else np.nan, "ok": True,
         "status": 200 if server else 0, "error": None, "error_detail": None,
         "in_flight": in_flight_at(start, end, start), "cpu_ns": np.nan if server else latency,
-        "cpu_wait_ns": np.nan if server else 0, "io_ns": np.nan, "db_ns": np.nan})
+        "cpu_wait_ns": np.nan if server else 0, "io_ns": np.nan, "db_ns": np.nan,
+        "fault": None, "bytes_sent": np.nan, "bytes_received": np.nan,
+        "server_delay_target_ns": latency if server else np.nan, "phase": "measure"})
     makespan = int(end.max())
     t = np.arange(1, int(makespan // (sample_ms * 1e6)) + 2) * int(sample_ms * 1e6)
     timeline = pd.DataFrame({**key, "t_ns": t, "in_flight": in_flight_at(start, end, t),
                              "completed": np.searchsorted(np.sort(end), t, "right"),
                              "loop_lag_max_ns": 0, "cpu_percent": 20.0,
                              "ctx_switches_voluntary": 0, "ctx_switches_involuntary": 0})
-    row = {**key, "requests": n, "errors": 0, "makespan_ns": makespan,
+    row = {**{f.name: None for f in CELLS_SCHEMA}, **key, "requests": n, "errors": 0, "makespan_ns": makespan,
            "peak_in_flight": concurrency, "peak_in_flight_live": concurrency,
            "peak_in_flight_server": concurrency if server else None, "interrupted": False,
            "cpu_user_s": 0.1, "cpu_sys_s": 0.01, "loop_lag_p99_ns": None,

@@ -171,14 +171,14 @@ def synthetic_runs(plan, seed=0, requests=200, run_id="run") -> Runs:
                 "end_ns": start_ns + latency_ns, "server_delay_ns": np.nan, "ok": flags,
                 "status": np.where(flags, 200, 500), "error": np.where(flags, None, "http_status"),
                 "in_flight": 1, "cpu_ns": np.nan, "cpu_wait_ns": np.nan, "io_ns": np.nan,
-                "db_ns": np.nan, "error_detail": None}))
+                "db_ns": np.nan, "error_detail": None, "phase": "measure"}))
             cells.append({**key, "requests": requests, "errors": err, "makespan_ns": makespan_ns,
                           "peak_in_flight": concurrency, "peak_in_flight_live": concurrency,
                           "peak_in_flight_server": np.nan, "interrupted": False,
                           "cpu_user_s": np.nan, "cpu_sys_s": np.nan, "loop_lag_p99_ns": np.nan,
                           "lost_updates": np.nan, "speedup": np.nan, "server_cpu_s": np.nan,
                           "released": requests, "slots_lost": 0, "complete": True,
-                          "server_exit": None})
+                          "server_exit": None, "late_starts": 0, "generator_lagging": None})
     return Runs([], pd.concat(rows, ignore_index=True), pd.DataFrame(cells),
                 pd.DataFrame(columns=[*CELL_KEYS, "t_ns"]), pd.DataFrame(), [])
 
