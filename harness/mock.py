@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import struct
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from harness.deadline import Deadlines
 from harness.faults import fault_for
@@ -86,6 +88,12 @@ class _State:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), left_s)
         return self.stopping.is_set()
+
+
+def _not_bad_input(record: logging.LogRecord) -> bool:
+    """Malformed requests are the client's doing: aiohttp answers them 400 and would log each
+    with a traceback (a flood under abuse); everything else is still logged."""
+    return not (record.exc_info and isinstance(record.exc_info[1], HttpProcessingError))
 
 
 def _crash() -> None:
@@ -213,7 +221,10 @@ def make_app(config: Server) -> web.Application:
         state.set_t0(t0_ns)
         return web.json_response({"t0_ns": t0_ns, "now_ns": time.monotonic_ns()})
 
+    server_log = logging.getLogger("aiohttp.server")
+
     async def startup(app: web.Application) -> None:
+        server_log.addFilter(_not_bad_input)
         state.deadlines = Deadlines(asyncio.get_running_loop())
         state.set_t0(state.t0_ns)  # arms a crash_after duration counted from the start
 
@@ -221,6 +232,7 @@ def make_app(config: Server) -> web.Application:
         state.stopping.set()  # hung and trickling responses drop their connections
 
     async def cleanup(app: web.Application) -> None:
+        server_log.removeFilter(_not_bad_input)
         state.deadlines.close()
 
     app.on_startup.append(startup)
