@@ -5,8 +5,10 @@ The loop's own timers cannot do this: libuv counts in whole milliseconds and its
 is subject to the kernel's timer slack, so a sleep ends up to a millisecond early or late. On
 Linux every pending deadline goes on a heap and one timerfd, armed at the earliest with an
 absolute CLOCK_MONOTONIC time (a kernel hrtimer, no slack), wakes the loop through its
-reader; each woken waiter checks the clock again and waits anew if it is early. Elsewhere the
-wait sleeps until SPIN_NS before the deadline, then yields (`sleep(0)`) until it has passed."""
+reader EARLY_NS before each deadline; the waiter then yields (`sleep(0)`, the other tasks run
+in between) until the clock has passed its deadline, so the time it spends queued behind other
+callbacks after the wake-up is absorbed instead of added. Elsewhere the wait sleeps until
+SPIN_NS before the deadline, then yields until it has passed."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import sys
 import time
 
 SPIN_NS = 1_000_000  # the fallback's yielding stretch before each deadline
+EARLY_NS = 200_000  # the timerfd wakes a waiter this much early; it yields until the deadline
 _CLOCK_MONOTONIC, _TFD_TIMER_ABSTIME = 1, 1
 _TFD_NONBLOCK, _TFD_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 
@@ -69,10 +72,13 @@ class Deadlines:
             if self._libc is None:
                 await asyncio.sleep((left - SPIN_NS) / 1e9 if left > SPIN_NS else 0)
                 continue
-            future = self._loop.create_future()
-            heapq.heappush(self._heap, (deadline_ns, next(self._order), future))
-            if self._armed is None or deadline_ns < self._armed:
-                self._arm(deadline_ns)
+            if left <= EARLY_NS:  # woken early on purpose: yield to the others until it is time
+                await asyncio.sleep(0)
+                continue
+            wake_ns, future = deadline_ns - EARLY_NS, self._loop.create_future()
+            heapq.heappush(self._heap, (wake_ns, next(self._order), future))
+            if self._armed is None or wake_ns < self._armed:
+                self._arm(wake_ns)
             await future
 
     def _arm(self, deadline_ns: int) -> None:

@@ -1,6 +1,7 @@
 """harness.deadline: waits that are never early, on both loops, precise (timerfd) or not."""
 
 import asyncio
+import itertools
 import random
 import sys
 import time
@@ -8,7 +9,7 @@ import time
 import pytest
 import uvloop
 
-from harness.deadline import Deadlines
+from harness.deadline import EARLY_NS, Deadlines
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -40,8 +41,9 @@ def test_many_waits_end_after_their_deadlines_in_order(loop, precise):
     woke = run(loop, main)
     assert len(woke) == 200
     assert all(at >= deadline for at, deadline in woke)  # never early
-    if precise:  # the earliest wakes first (the fallback's yielding ones wake in any order)
-        assert [d for _, d in woke] == sorted(d for _, d in woke)
+    if precise:  # the earliest first, but for those yielding together in the last stretch
+        order = [d for _, d in woke]
+        assert all(b > a - EARLY_NS for a, b in itertools.pairwise(order))
     late = sorted(at - deadline for at, deadline in woke)
     assert late[len(late) // 2] < 2_000_000  # the loop's own timers: up to a ms late or early
 
