@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.backends.base import SERVER_DIED, CellSpec, StopFlag
 from harness.gauge import now_ns
+from harness.http import OWN_ROUTES
 from harness.keys import BACKENDS as BACKEND_TRAITS
 from harness.keys import CellKey
 from harness.sampler import LagDrain, Sampler
@@ -41,6 +42,23 @@ class CellJob:
         return json.dumps(asdict(self))
 
 
+def tell_server_t0(url: str, t0_ns: int) -> None:
+    """The mock server counts its stalls and crash_after from the cell's t0. The value is
+    absolute (CLOCK_MONOTONIC is one clock for every process), so the post may come a little
+    after the clock started without shifting anything. Loopback only, no proxy."""
+    import urllib.request
+
+    request = urllib.request.Request(url + OWN_ROUTES + "/clock", method="POST",
+                                     data=json.dumps({"t0_ns": t0_ns}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=5) as response:
+            response.read()
+    except OSError:
+        pass  # an engine without stalls or crashes has no clock; a dead server is seen anyway
+
+
 def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
     spec = CellSpec(parse_scenario(job.scenario_text), CellKey(**job.key), job.server_url,
                     job.units, job.work_dir)
@@ -54,7 +72,8 @@ def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
 
     spool = Spooler(Path(job.spool_dir))
     spool.on_error = lambda message: stop.set("disk")  # a full disk ends the cell; rows stay
-    sampler = Sampler(backend, on_sample=progress)
+    clock = (lambda t0: tell_server_t0(job.server_url, t0)) if spec.scenario.server else None
+    sampler = Sampler(backend, on_sample=progress, on_clock=clock)
     spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
     spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))
     spool.start()

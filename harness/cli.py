@@ -241,20 +241,25 @@ def list_(folder: Path) -> None:
               help="Port on 127.0.0.1 (0: any free port).")
 def serve(scenario: Path, port: int) -> None:
     """Run SCENARIO's mock server in the foreground (e.g. to point wrk at it)."""
+    from harness.http import OWN_ROUTES
+    from harness.server import fds_wanted
     from harness.server import serve as serve_forever
 
-    config = load_scenario(scenario).scenario.server
+    loaded = load_scenario(scenario).scenario
+    config = loaded.server
     if config is None:
         raise HarnessError(f"{scenario}: server: this scenario has no mock server to serve")
 
     def announce(url: str) -> None:
         processes = f", {config.processes} processes" if config.processes > 1 else ""
-        console.print(f"mock server ({config.engine} engine{processes}) on {url} — endpoints: "
+        console.print(f"mock server ({config.engine} engine{processes}) on {url} — endpoints "
+                      "(any method): "
                       + ", ".join(f"{url}/{name}" for name in config.endpoints)
-                      + f", {url}/stats; Ctrl-C stops")
+                      + f"; its own: {url}{OWN_ROUTES}/stats, {OWN_ROUTES}/health, "
+                      f"POST {OWN_ROUTES}/clock; Ctrl-C stops", soft_wrap=True)
 
     try:
-        serve_forever(config, port=port, announce=announce)
+        serve_forever(config, port=port, announce=announce, fds=fds_wanted(loaded))
     except OSError as exc:
         raise HarnessError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
 

@@ -19,9 +19,11 @@ _COLUMNS = ("t_ns", "in_flight", "completed", "loop_lag_max_ns", "cpu_percent",
 
 
 class Sampler(threading.Thread):
-    def __init__(self, backend, on_sample=None, interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, backend, on_sample=None, interval_s: float = INTERVAL_S,
+                 on_clock=None) -> None:
         super().__init__(name="sampler", daemon=True)
         self.backend, self.on_sample, self.interval_s = backend, on_sample, interval_s
+        self.on_clock = on_clock  # called once with t0 (monotonic ns) when the clock starts
         self.finished = threading.Event()
         self._lock = threading.Lock()  # the spooler drains the columns from its own thread
         self.columns = {name: [] for name in _COLUMNS}
@@ -53,6 +55,8 @@ class Sampler(threading.Thread):
             if self.finished.wait(0.005):
                 return
         t0 = self.backend.gauge.t0_ns
+        if self.on_clock is not None:
+            self.on_clock(t0)
         self._base = previous = self._tree_totals()
         last_t = now_ns()
         while True:

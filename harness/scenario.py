@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -68,6 +69,10 @@ def _at_most(limit_ns: int, shown: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def _as_tuple(value: object) -> object:
+    return value if isinstance(value, (list, tuple)) else [value]
+
+
 SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes), BeforeValidator(_size_at_most),
                       WithJsonSchema({
     "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmMgG]i?[bB]|[bB])?$"},
@@ -98,6 +103,83 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# ---- faults, stalls and crashes of the mock server (issue 8) --------------------------------
+
+EFFECTS = ("status", "reset", "hang", "trickle", "truncate", "delay")
+RESERVED_PREFIX = "_harness"  # the server's own routes live under /_harness/
+
+
+def _share(value: object) -> object:
+    """A fraction in [0, 1], or a percentage such as `2%`."""
+    shown = f"must be a fraction in [0, 1] or a percentage like 2% (got {brief(value)})"
+    if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)):
+        value, shown = float(match[1]) / 100, f"must be at most 100% (got {brief(value)})"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(shown)
+    return float(value)
+
+
+def _flag(value: object) -> object:
+    if value is not True:
+        raise ValueError(f"must be true: an effect is chosen by naming it (got {brief(value)})")
+    return value
+
+
+def _error_status(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int) or not 400 <= value <= 599:
+        raise ValueError(f"must be a 4xx or 5xx status (got {brief(value)})")
+    return value
+
+
+def _rate(value: object) -> object:
+    """`2KiB/s` → 2048 bytes a second; a bare number means bytes a second."""
+    text = value[:-2] if isinstance(value, str) and value.rstrip().endswith("/s") else value
+    try:
+        rate = parse_size_bytes(text.rstrip() if isinstance(text, str) else text)
+    except ValueError:
+        raise ValueError(f"must be a rate like 2KiB/s (got {brief(value)})") from None
+    if not 0 < rate <= MAX_SIZE:
+        raise ValueError(f"must be a rate above 0 and at most 1GiB/s (got {brief(value)})")
+    return rate
+
+
+Flag = Annotated[bool | None, BeforeValidator(lambda v: v if v is None else _flag(v))]
+
+
+class Fault(_Model):
+    """A share of an endpoint's requests that fail in one way (exactly one effect)."""
+
+    share: Annotated[float, BeforeValidator(_share), WithJsonSchema({"anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 1},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}],
+        "description": "a fraction in [0, 1] or a percentage: 0.02, 2%"})]
+    status: Annotated[int | None, BeforeValidator(
+        lambda v: v if v is None else _error_status(v))] = None
+    size: SizeBytes | None = None  # the status's body; default: the endpoint's size
+    reset: Flag = None
+    hang: Flag = None
+    trickle: Annotated[int | None, BeforeValidator(lambda v: v if v is None else _rate(v)),
+                       WithJsonSchema({"anyOf": [
+        {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([kKmMgG]i?[bB]|[bB])?(/s)?$"},
+        {"type": "integer", "minimum": 1}], "description": "bytes a second: 2KiB/s"})] = None
+    truncate: Flag = None
+    delay: Step | None = Field(None, gt=0)  # on top of the endpoint's latency
+
+    @model_validator(mode="after")
+    def _one_effect(self):
+        named = [name for name in EFFECTS if getattr(self, name) is not None]
+        if len(named) != 1:
+            got = ", ".join(named) or "none"
+            raise ValueError(f"needs exactly one effect of {', '.join(EFFECTS)} (got {got})")
+        if self.size is not None and self.status is None:
+            raise ValueError("size goes only with status (it is the size of the error body)")
+        return self
+
+    @property
+    def effect(self) -> str:
+        return next(name for name in EFFECTS if getattr(self, name) is not None)
+
+
 class Endpoint(_Model):
     # validate_default: an endpoint without `latency` gets Fixed(0), not the bare 0
     latency: Annotated[Latency, BeforeValidator(_latency_at_most_an_hour)] = Field(
@@ -105,6 +187,68 @@ class Endpoint(_Model):
     size: SizeBytes = 64
     status: int = Field(200, ge=100, le=599)
     seed: int | None = Field(None, ge=-_INT64, lt=_INT64)  # defaults to server.seed
+    faults: Annotated[tuple[Fault, ...], Field(max_length=MAX_ITEMS)] = ()
+
+    @field_validator("faults")
+    @classmethod
+    def _shares(cls, value: tuple[Fault, ...], info) -> tuple[Fault, ...]:
+        total = math.fsum(fault.share for fault in value)
+        if total > 1 + 1e-9:
+            raise ValueError(f"the shares add up to {total:.4g}, more than 1")
+        if info.data.get("size") == 0 and any(f.truncate for f in value):
+            raise ValueError("truncate needs a body to cut, and size is 0")
+        return value
+
+
+class Stall(_Model):
+    """The whole server holds its responses: once `at`, or `every` period (first at `at`, by
+    default one period in), for `for`; counted from the cell's t0."""
+
+    at: Span | None = None
+    every: Span | None = Field(None, gt=0)
+    length: Span = Field(alias="for", gt=0)
+
+    @model_validator(mode="after")
+    def _when(self):
+        if self.at is None and self.every is None:
+            raise ValueError("needs at (once) or every (periodic)")
+        if self.every is not None and self.length >= self.every:
+            raise ValueError("for must be shorter than every (else the server never answers)")
+        return self
+
+    def end_ns(self, since_t0_ns: int) -> int | None:
+        """Where the stall that covers `since_t0_ns` ends (since t0), None outside a stall."""
+        first = self.at if self.at is not None else self.every
+        rel = since_t0_ns - first
+        if rel < 0:
+            return None
+        start = first + (rel // self.every) * self.every if self.every else first
+        return start + self.length if since_t0_ns < start + self.length else None
+
+
+def _crash_after(value: object) -> object:
+    """`30s` (since t0) or `5000 requests` (when the 5000th arrives)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+)\s*requests?\s*", value)):
+        return {"requests": int(match[1])}
+    try:
+        parse_duration_ns(value)
+    except ValueError:
+        raise ValueError("must be a duration (30s) or a count of requests (5000 requests) "
+                         f"(got {brief(value)})") from None
+    return {"duration": value}
+
+
+class CrashAfter(_Model):
+    requests: int | None = Field(None, ge=1, le=MAX_REQUESTS)
+    duration: Span | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.requests is None) == (self.duration is None):
+            raise ValueError("needs either a duration or a count of requests")
+        return self
 
 
 class Server(_Model):
@@ -112,6 +256,25 @@ class Server(_Model):
     endpoints: dict[Name, Endpoint] = Field(min_length=1, max_length=MAX_ITEMS)
     engine: Literal["aiohttp", "fast"] = "aiohttp"  # fast: harness/server_fast.py
     processes: int = Field(1, ge=1, le=MAX_PROCESSES)  # > 1: on one port, SO_REUSEPORT
+    stalls: Annotated[tuple[Stall, ...], BeforeValidator(_as_tuple),
+                      Field(max_length=MAX_ITEMS)] = ()
+    crash_after: Annotated[CrashAfter | None, BeforeValidator(
+        lambda v: v if v is None else _crash_after(v)), WithJsonSchema({"anyOf": [
+            {"type": "string", "pattern": r"^\s*\d+\s*requests?\s*$"},
+            {"type": "string"}, {"type": "number", "exclusiveMinimum": 0},
+            {"type": "object", "additionalProperties": False, "properties": {
+                "requests": {"type": "integer", "minimum": 1, "maximum": MAX_REQUESTS},
+                "duration": {"type": ["string", "number"]}}}],
+            "description": "30s (since the cell's t0) or 5000 requests"})] = None
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _not_reserved(cls, value: object) -> object:
+        for name in value if isinstance(value, dict) else ():
+            if isinstance(name, str) and name.startswith(RESERVED_PREFIX):
+                raise ValueError(f"endpoint {brief(name)}: names starting with "
+                                 f"{RESERVED_PREFIX} are the harness's own routes")
+        return value
 
     def seed_of(self, endpoint: str) -> int:
         own = self.endpoints[endpoint].seed
@@ -124,6 +287,9 @@ class Server(_Model):
 # fast engine gets their lines: ("fast", "endpoints.*.faults", lambda e: bool(e.faults)).
 ENGINE_LIMITS = (
     ("aiohttp", "processes", lambda server: server.processes > 1),
+    ("fast", "endpoints.*.faults", lambda endpoint: bool(endpoint.faults)),
+    ("fast", "stalls", lambda server: bool(server.stalls)),
+    ("fast", "crash_after", lambda server: server.crash_after is not None),
 )
 
 

@@ -1,15 +1,15 @@
-"""The mock server: an aiohttp app in its own process, fresh for each cell.
+"""The mock server in its own process, fresh for each cell (the app itself: harness.mock).
 
-Each request's delay is drawn from its endpoint's seeded distribution keyed by the `seq` query
-parameter (or an arrival counter when absent, e.g. under wrk), slept on the event loop, and
-returned in a header. The server counts its own in-flight requests and peak (`/stats`)."""
+The process raises its open-file limit to the hard limit and listens with a deep backlog, so
+thousands of idle or slow connections do not lock well-formed requests out; it says so on
+stderr when the system caps either below what the scenario needs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
+import resource
 import signal
 import subprocess
 import sys
@@ -19,77 +19,52 @@ import urllib.request
 from aiohttp import web
 
 from harness.errors import HarnessError
-from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, IN_FLIGHT_HEADER
-from harness.scenario import Server, parse_scenario
+from harness.http import OWN_ROUTES
+from harness.mock import make_app
+from harness.scenario import Scenario, Server, parse_scenario
 
 STOP_WAIT_S = 0.3
+BACKLOG = 4096
+MIN_FDS = 4096  # idle and slow-loris connections beyond the scenario's own concurrency
+_SOMAXCONN = "/proc/sys/net/core/somaxconn"
 
 
-class _Stats:
-    __slots__ = ("in_flight", "peak", "requests", "arrivals")
-
-    def __init__(self) -> None:
-        self.in_flight = self.peak = self.requests = self.arrivals = 0
+def fds_wanted(scenario: Scenario) -> int:
+    return MIN_FDS + max(scenario.load.concurrency)
 
 
-def make_app(config: Server) -> web.Application:
-    stats = _Stats()
-    app = web.Application()
+def raise_fd_limit(wanted: int) -> str | None:
+    """Soft open-file limit up to the hard limit; a note when it stays below `wanted`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for target in (hard, wanted):  # macOS refuses an unlimited soft limit: then ask for less
+        if soft < target and (hard == resource.RLIM_INFINITY or target <= hard):
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+                break
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        return (f"note: mock server: open-file limit {soft} (hard {hard}), below the {wanted} "
+                "connections it may need; raise it with `ulimit -n`")
+    return None
 
-    def endpoint_handler(name: str):
-        endpoint = config.endpoints[name]
-        seed, dist, status = config.seed_of(name), endpoint.latency, endpoint.status
-        body = b"x" * endpoint.size
 
-        async def handle(request: web.Request) -> web.Response:
-            arrival_ns = time.monotonic_ns()
-            stats.in_flight += 1
-            at_arrival = stats.in_flight
-            if at_arrival > stats.peak:
-                stats.peak = at_arrival
-            stats.arrivals += 1
-            try:
-                if request.can_read_body:
-                    await request.read()  # a real service reads what it is sent
-                raw = request.query.get("seq")
-                seq = int(raw) if raw is not None else stats.arrivals - 1
-                delay_ns = dist.sample_ns(seed, seq)
-                # libuv timers have millisecond resolution and can fire early: sleep until the
-                # full delay has passed, so the applied delay is never less than the header says.
-                due_ns = arrival_ns + delay_ns
-                while (left_ns := due_ns - time.monotonic_ns()) > 0:
-                    await asyncio.sleep(left_ns / 1e9)
-                return web.Response(body=body, status=status, headers={
-                    DELAY_HEADER: str(delay_ns), DELAY_TARGET_HEADER: str(delay_ns),
-                    IN_FLIGHT_HEADER: str(at_arrival),
-                })
-            except ValueError:
-                return web.Response(status=400, text="seq must be an integer")
-            finally:
-                stats.in_flight -= 1
-                stats.requests += 1
-
-        return handle
-
-    async def stats_handler(request: web.Request) -> web.Response:
-        return web.json_response({"in_flight": stats.in_flight, "peak_in_flight": stats.peak,
-                                  "requests": stats.requests, "pid": os.getpid(),
-                                  "cpu_s": time.process_time()})
-
-    async def health(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app.router.add_get("/stats", stats_handler)
-    app.router.add_get("/health", health)
-    for name in config.endpoints:
-        app.router.add_route("*", f"/{name}", endpoint_handler(name))  # every method
-    return app
+def backlog_note(backlog: int = BACKLOG) -> str | None:
+    try:
+        with open(_SOMAXCONN) as file:
+            cap = int(file.read())
+    except (OSError, ValueError):
+        return None
+    if cap < backlog:
+        return (f"note: mock server: listen backlog {backlog} capped at {cap} by "
+                "net.core.somaxconn")
+    return None
 
 
 async def _serve(config: Server, host: str, port: int, announce) -> None:
-    runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False,
+                           handler_cancellation=True)  # a client that goes away ends its handler
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=BACKLOG)
     await site.start()
     bound = site._server.sockets[0].getsockname()
     announce(f"http://{host}:{bound[1]}")
@@ -100,11 +75,13 @@ async def _serve(config: Server, host: str, port: int, announce) -> None:
     await stop.wait()
     # Requests may be hanging in handlers: stopping must not wait for them (a Ctrl-C keeps its
     # word even when the server is stuck), so the clean-up gets a short while, then we go.
+    # Hanging and trickling responses see the app shut down and drop their connections.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(runner.cleanup(), STOP_WAIT_S)
 
 
-def serve(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print) -> None:
+def serve(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print,
+          fds: int = MIN_FDS) -> None:
     """Run in the foreground until SIGINT/SIGTERM (used by `harness serve` and the child)."""
     if config.engine == "fast":
         from harness.server_fast import serve_fast
@@ -112,6 +89,9 @@ def serve(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print
         return serve_fast(config, host, port, announce)
     import uvloop
 
+    for note in (raise_fd_limit(fds), backlog_note()):
+        if note:
+            print(note, file=sys.stderr, flush=True)
     uvloop.run(_serve(config, host, port, announce))
 
 
@@ -154,7 +134,7 @@ class ServerProcess:
         deadline = time.monotonic() + self._timeout
         while True:
             try:
-                with _LOCAL.open(self.url + "/health", timeout=1) as resp:
+                with _LOCAL.open(self.url + OWN_ROUTES + "/health", timeout=1) as resp:
                     if resp.status == 200:
                         return
             except OSError:
@@ -166,12 +146,21 @@ class ServerProcess:
         """The server's own counts; empty when it no longer answers. `cpu_since_ready_s`: its
         CPU time since it was ready, without its start-up (imports, binding)."""
         try:
-            with _LOCAL.open(self.url + "/stats", timeout=5) as resp:
+            with _LOCAL.open(self.url + OWN_ROUTES + "/stats", timeout=5) as resp:
                 found = json.loads(resp.read())
         except (OSError, ValueError):
             return {}
         found["cpu_since_ready_s"] = found["cpu_s"] - self.ready_cpu_s
         return found
+
+    def set_t0(self, t0_ns: int) -> None:
+        """Tell the server when the cell's clock started (time.monotonic_ns() of any process):
+        its stalls and a crash_after duration count from there."""
+        request = urllib.request.Request(
+            self.url + OWN_ROUTES + "/clock", data=json.dumps({"t0_ns": t0_ns}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with _LOCAL.open(request, timeout=5) as resp:
+            resp.read()
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -192,8 +181,9 @@ class ServerProcess:
 
 
 def _child_main() -> None:
-    config = parse_scenario(sys.stdin.read()).server
-    serve(config, announce=lambda url: (print(url, flush=True)))
+    scenario = parse_scenario(sys.stdin.read())
+    serve(scenario.server, announce=lambda url: (print(url, flush=True)),
+          fds=fds_wanted(scenario))
 
 
 if __name__ == "__main__":

@@ -48,15 +48,11 @@ from urllib.parse import unquote_to_bytes
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from harness.http import DELAY_HEADER, IN_FLIGHT_HEADER
+from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, IN_FLIGHT_HEADER, OWN_ROUTES
 from harness.latency import Fixed
 from harness.scenario import Endpoint, Server
 
-DELAY_TARGET_HEADER = "X-Harness-Delay-Target-Ns"  # the drawn target; DELAY_HEADER: applied
-CONTROL = "/_harness/"
-# /health and /stats, where no endpoint takes the name: the aiohttp engine's paths until its
-# routes move under /_harness/ too (ServerProcess asks there); then these go.
-LEGACY_CONTROL = ("health", "stats")
+CONTROL = OWN_ROUTES + "/"
 MAX_LINE = 8190  # bytes of the URL, and of one header's name and value: aiohttp's limit
 MAX_HEADERS = 128
 MAX_HEAD = 64 * 1024  # bytes of one request's head (request line and headers)
@@ -259,9 +255,6 @@ class _App:
                        for name, endpoint in config.endpoints.items()}
         self.control = {f"{CONTROL}health".encode(): self.health,
                         f"{CONTROL}stats".encode(): self.stats}
-        for name in LEGACY_CONTROL:
-            if name not in config.endpoints:
-                self.control[f"/{name}".encode()] = self.control[f"{CONTROL}{name}".encode()]
 
     def health(self) -> bytes:
         return HEALTH

@@ -48,7 +48,8 @@ def cell(backend="asyncio", concurrency=2, repetition=0, latency_ms=100.0, durat
                              "completed": np.searchsorted(np.sort(end), t, "right"),
                              "loop_lag_max_ns": 0, "cpu_percent": 20.0,
                              "ctx_switches_voluntary": 0, "ctx_switches_involuntary": 0})
-    row = {**{f.name: None for f in CELLS_SCHEMA}, **key, "requests": n, "errors": 0, "makespan_ns": makespan,
+    row = {**{f.name: None for f in CELLS_SCHEMA}, **key, "requests": n, "errors": 0,
+           "makespan_ns": makespan,
            "peak_in_flight": concurrency, "peak_in_flight_live": concurrency,
            "peak_in_flight_server": concurrency if server else None, "interrupted": False,
            "cpu_user_s": 0.1, "cpu_sys_s": 0.01, "loop_lag_p99_ns": None,
