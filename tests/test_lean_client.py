@@ -265,7 +265,7 @@ def test_ok_carries_the_server_delay_and_the_byte_counts(mock, kind):
 
         x = run_on(kind, go)
     assert x.outcome.ok and x.outcome.status == 200 and x.outcome.error is None
-    assert x.outcome.server_delay_ns == 5_000_000
+    assert x.outcome.server_delay_target_ns == 5_000_000 <= x.outcome.server_delay_ns
     assert x.bytes_sent == len(template.render(3))
     assert x.bytes_received > 128  # the body and the headers
     assert re.fullmatch(r"conn-\d+", x.slot)
@@ -289,7 +289,7 @@ def test_the_request_bytes():
 def test_status_outside_ok_status(mock, kind):
     outcome = one(kind, mock, endpoint="down")
     assert not outcome.ok and outcome.status == 503 and outcome.error == "http_status"
-    assert outcome.server_delay_ns == 5_000_000
+    assert outcome.server_delay_target_ns == 5_000_000 <= outcome.server_delay_ns
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -408,7 +408,8 @@ def test_keep_alive_pool_never_exceeds_the_concurrency(mock, loop):
             await client.close()
 
     results, still_open = run_on(loop, go)
-    assert all(o.ok and o.server_delay_ns == 5_000_000 for o, _ in results)
+    assert all(o.ok and o.server_delay_target_ns == 5_000_000 <= o.server_delay_ns
+               for o, _ in results)
     slots = {slot for _, slot in results}
     assert 1 <= len(slots) <= 4 and all(re.fullmatch(r"conn-\d+", s) for s in slots)
     assert still_open == len(slots)

@@ -333,7 +333,8 @@ def test_version_3_cells_lose_their_speedup_and_gain_a_null_kernel_speed(tmp_pat
     v3_fields.insert(v3_fields.index(CELLS_SCHEMA.field("server_cpu_s")),
                      pa.field("speedup", pa.float64()))
     schema = pa.schema(v3_fields).with_metadata({VERSION_KEY: b"3"})
-    row = {f.name: [0] for f in v3_fields}
+    zero = {pa.string(): "x", pa.bool_(): False, pa.float64(): 0.0}
+    row = {f.name: [zero.get(f.type, 0)] for f in v3_fields}
     row.update(run_id=["r"], scenario=["s"], backend=["threads"], strategy=["inline"],
                variant=["default"], speedup=[1.6], interrupted=[False], complete=[True],
                cpu_user_s=[0.0], cpu_sys_s=[0.0], server_cpu_s=[None])
