@@ -9,6 +9,8 @@ import time
 from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request, header_int
 from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 
+CHUNK = 256 * 1024
+
 
 class BlockingHttpClient:
     def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
@@ -35,8 +37,9 @@ class BlockingHttpClient:
             return self._fail(TIMEOUT if self._total < self._connect_timeout else CONNECT)
         except OSError:
             return self._fail(CONNECT)
+        sock = conn.sock  # kept: http.client lets go of it after `Connection: close`
         try:
-            conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
             conn.request(spec.method, spec.target(seq), body=body or None, headers=self._headers)
             response = conn.getresponse()
         except TimeoutError:
@@ -46,10 +49,20 @@ class BlockingHttpClient:
         except (http.client.HTTPException, OSError, AttributeError):
             # AttributeError: the socket was shut down and released by abort() mid-request.
             return self._fail(PROTOCOL)
-        try:
-            if conn.sock is not None:  # None after `Connection: close`: the last timeout holds
-                conn.sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            content = response.read()
+        try:  # the body against the same deadline: a trickle must not outlast the total timeout
+            received = 0
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                if sock.fileno() != -1:  # -1 once http.client closed it (`Connection: close`);
+                    sock.settimeout(left)  # the response's file still reads, at the last timeout
+                chunk = response.read(CHUNK)
+                if not chunk:
+                    if response.length:  # closed before the declared Content-Length
+                        raise http.client.IncompleteRead(b"", response.length)
+                    break
+                received += len(chunk)
         except TimeoutError:
             return self._fail(TIMEOUT)
         except (http.client.HTTPException, OSError, AttributeError):  # cut short mid-body
@@ -59,7 +72,7 @@ class BlockingHttpClient:
         header = response.getheader if self._delays else (lambda name: None)
         return Outcome(ok, status, None if ok else HTTP_STATUS, header_int(header(DELAY_HEADER)),
                        server_delay_target_ns=header_int(header(DELAY_TARGET_HEADER)),
-                       bytes_sent=len(body), bytes_received=len(content))
+                       bytes_sent=len(body), bytes_received=received)
 
     def _fail(self, error: str) -> Outcome:
         self._conn.close()  # the next request reconnects

@@ -50,18 +50,37 @@ def loop_client(spec, request: RequestSpec):
     return Client(spec.server_url, request, spec.concurrency, **http_settings(spec))
 
 
+def fault_labeller(spec):
+    """`seq → the fault the mock scheduled` when the endpoint has faults, else None: the same
+    seeded function the server uses, so each row says which injected fault it met."""
+    server, name = spec.scenario.server, getattr(spec.scenario.workload, "endpoint", None)
+    if server is None or name is None or not server.endpoints[name].faults:
+        return None
+    from harness.faults import scheduled_fault
+
+    return lambda seq: scheduled_fault(server, name, seq)
+
+
 class _SyncIo:
-    def __init__(self, client) -> None:
+    def __init__(self, client, fault_of) -> None:
         self.client = client
         self.run = client.request
+        if fault_of is not None:
+            self.run = lambda seq: client.request(seq)._replace(fault=fault_of(seq))
         self.abort = client.abort
         self.close = client.close
 
 
 class _AsyncIo:
-    def __init__(self, client) -> None:
+    def __init__(self, client, fault_of) -> None:
         self.client = client
         self.run = client.request  # (outcome, connection label)
+        if fault_of is not None:
+            async def run(seq: int):
+                outcome, slot = await client.request(seq)
+                return outcome._replace(fault=fault_of(seq)), slot
+
+            self.run = run
 
     async def close(self) -> None:
         await self.client.close()
@@ -71,15 +90,16 @@ class IoWorkload:
     def __init__(self, spec) -> None:
         self.spec = spec
         self.request = request_spec(spec)
+        self.fault_of = fault_labeller(spec)
 
     def prepare(self) -> None:
         pass
 
     def sync_runner(self, slot: str) -> _SyncIo:
-        return _SyncIo(blocking_client(self.spec, self.request))
+        return _SyncIo(blocking_client(self.spec, self.request), self.fault_of)
 
     async def async_runner(self) -> _AsyncIo:
-        return _AsyncIo(loop_client(self.spec, self.request))
+        return _AsyncIo(loop_client(self.spec, self.request), self.fault_of)
 
     def extras(self) -> dict:
         return {}

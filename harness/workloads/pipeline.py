@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.gauge import now_ns
 from harness.schema import DB, Outcome
-from harness.workloads.io import blocking_client, loop_client, request_spec
+from harness.workloads.io import blocking_client, fault_labeller, loop_client, request_spec
 from harness.workloads.offload import Offload
 
 TABLE = "harness_pipeline"
@@ -88,12 +88,15 @@ class _PostgresSink:
 class _SyncPipeline:
     def __init__(self, spec, sink) -> None:
         self.http = blocking_client(spec, request_spec(spec, "POST"))
+        self.fault_of = fault_labeller(spec)
         self.sink, self.side, self.cell = sink, spec.scenario.workload.image, _cell_name(spec)
 
     def run(self, seq: int) -> Outcome:
         cpu_ns, _, checksum, tensor = preprocess(seq, self.side)
         start = now_ns()
         out = self.http.request(seq, tensor)  # the AI API call: POST the tensor
+        if self.fault_of is not None:
+            out = out._replace(fault=self.fault_of(seq))
         io_ns = now_ns() - start
         if not out.ok:
             return out._replace(cpu_ns=cpu_ns, cpu_wait_ns=0, io_ns=io_ns)
@@ -116,6 +119,7 @@ class _SyncPipeline:
 class _AsyncPipeline:
     def __init__(self, spec, offload: Offload, write, close_db) -> None:
         self.http = loop_client(spec, request_spec(spec, "POST"))
+        self.fault_of = fault_labeller(spec)
         self.offload, self.write, self.close_db = offload, write, close_db
         self.side, self.cell = spec.scenario.workload.image, _cell_name(spec)
 
@@ -124,6 +128,8 @@ class _AsyncPipeline:
                                                                           self.side)
         start = now_ns()
         out, slot = await self.http.request(seq, tensor)  # the AI API call: POST the tensor
+        if self.fault_of is not None:
+            out = out._replace(fault=self.fault_of(seq))
         io_ns = now_ns() - start
         if not out.ok:
             return out._replace(cpu_ns=cpu_ns, cpu_wait_ns=wait_ns, io_ns=io_ns), slot
