@@ -64,10 +64,9 @@ def test_the_same_seq_meets_the_same_fault_everywhere(sick):
     assert (per_seq.map(len) == 1).all()
 
 
-def test_a_hung_request_never_outlasts_the_total_timeout(sick):
-    rows, _ = sick
-    hung = rows[rows.fault == "hang"]
-    assert ((hung.end_ns - hung.start_ns) < 1.5e9).all()
+def test_no_request_outlasts_the_total_timeout(sick):
+    rows, _ = sick  # hangs and trickles included, on every client (0.6 s, plus slack)
+    assert ((rows.end_ns - rows.start_ns) < 1.2e9).all()
 
 
 CRASH = """name: crash

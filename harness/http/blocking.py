@@ -57,12 +57,13 @@ class BlockingHttpClient:
                     raise TimeoutError
                 if sock.fileno() != -1:  # -1 once http.client closed it (`Connection: close`);
                     sock.settimeout(left)  # the response's file still reads, at the last timeout
-                chunk = response.read(CHUNK)
-                if not chunk:
+                chunk = response.read1(CHUNK)  # what has arrived: the deadline is checked
+                if not chunk:                   # between reads, however slow the body
                     if response.length:  # closed before the declared Content-Length
                         raise http.client.IncompleteRead(b"", response.length)
                     break
                 received += len(chunk)
+            response.close()  # read1 leaves a finished response open; the connection is reused
         except TimeoutError:
             return self._fail(TIMEOUT)
         except (http.client.HTTPException, OSError, AttributeError):  # cut short mid-body
