@@ -6,8 +6,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCENARIOS ?= scenarios/lab.yaml scenarios/gil_cpu.yaml scenarios/gil_release.yaml \
              scenarios/gil_io.yaml scenarios/inference.yaml scenarios/race.yaml
+# bench-full: every shipped scenario, each at least 5 repetitions
+FULL_SCENARIOS ?= $(SCENARIOS) scenarios/gil_io_sweep.yaml scenarios/faults.yaml
 
-.PHONY: install test bench lint clean
+.PHONY: install test bench bench-full bench-self lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +30,13 @@ bench: $(STAMP)
 	$(BIN)/harness run $(SCENARIOS) --out $$out && \
 	$(BIN)/python bench/targets.py $$out && \
 	$(BIN)/harness report $$out --html results/report.html > /dev/null
+
+# The longer matrix: every scenario, 5 repetitions each (gil_io over 1, 10 and 50 included).
+bench-full: $(STAMP)
+	@out=results/bench-full/$$(date -u +%Y%m%dT%H%M%SZ) && \
+	$(BIN)/harness run $(FULL_SCENARIOS) --repeat 5 --out $$out; \
+	$(BIN)/python bench/targets.py $$out && \
+	$(BIN)/harness report $$out --html results/report-full.html > /dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests
