@@ -114,7 +114,21 @@ def preload(backend: str, workload: str, client: str) -> None:
         importlib.import_module(module)
 
 
+def raise_fd_limit() -> None:
+    """Thousands of connections in flight need as many open files: the soft limit goes up to
+    the hard one (where allowed; a failure shows up as connect errors, in the rows)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def main() -> None:
+    raise_fd_limit()
     if len(sys.argv) == 4:
         preload(*sys.argv[1:])
     stop = StopFlag()

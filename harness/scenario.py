@@ -556,6 +556,9 @@ class Load(_Model):
         "description": "warm-up per cell, on top of requests: a request count or a duration",
     })] = Field(Warmup(), json_schema_extra={"default": 0})
     max_sched_lag: Step = Field(5_000_000, gt=0)  # the generator lags past this p99 lag
+    # The slots' connections are opened before the clock, at most this many a second (0: not
+    # ahead of time), so 10 000 connections do not overflow the listen backlog mid-measurement.
+    connect_rate: Rate = 5000.0
 
     @model_validator(mode="before")
     @classmethod
@@ -780,6 +783,12 @@ class Scenario(_Model):
 
     def variants(self) -> tuple[str, ...]:
         return getattr(self.workload, "variants", ("default",))
+
+    def peak_in_flight(self) -> int:
+        """The most requests any cell of the scenario may have in flight: what the mock
+        server's listen backlog and open-file limit are sized to."""
+        return max(concurrency for block in self.loads for backend in self.backends
+                   for _, concurrency, _ in block.cell_levels(backend))
 
     def clients(self) -> tuple[str, ...]:
         """An axis for workloads that make HTTP calls; `standard` otherwise."""

@@ -30,7 +30,12 @@ _SOMAXCONN = "/proc/sys/net/core/somaxconn"
 
 
 def fds_wanted(scenario: Scenario) -> int:
-    return MIN_FDS + max(scenario.load.concurrency)
+    return MIN_FDS + scenario.peak_in_flight()
+
+
+def backlog_for(scenario: Scenario) -> int:
+    """Room in the listen queue for every connection a cell may open at once."""
+    return max(BACKLOG, scenario.peak_in_flight())
 
 
 def raise_fd_limit(wanted: int) -> str | None:
@@ -60,11 +65,11 @@ def backlog_note(backlog: int = BACKLOG) -> str | None:
     return None
 
 
-async def _serve(config: Server, host: str, port: int, announce) -> None:
+async def _serve(config: Server, host: str, port: int, announce, backlog: int) -> None:
     runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False,
                            handler_cancellation=True)  # a client that goes away ends its handler
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=BACKLOG)
+    site = web.TCPSite(runner, host, port, backlog=backlog)
     await site.start()
     bound = site._server.sockets[0].getsockname()
     announce(f"http://{host}:{bound[1]}")
@@ -81,18 +86,18 @@ async def _serve(config: Server, host: str, port: int, announce) -> None:
 
 
 def serve(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print,
-          fds: int = MIN_FDS) -> None:
+          fds: int = MIN_FDS, backlog: int = BACKLOG) -> None:
     """Run in the foreground until SIGINT/SIGTERM (used by `harness serve` and the child)."""
+    for note in (raise_fd_limit(fds), backlog_note(backlog)):
+        if note:
+            print(note, file=sys.stderr, flush=True)
     if config.engine == "fast":
         from harness.server_fast import serve_fast
 
-        return serve_fast(config, host, port, announce)
+        return serve_fast(config, host, port, announce, backlog)
     import uvloop
 
-    for note in (raise_fd_limit(fds), backlog_note()):
-        if note:
-            print(note, file=sys.stderr, flush=True)
-    uvloop.run(_serve(config, host, port, announce))
+    uvloop.run(_serve(config, host, port, announce, backlog))
 
 
 # Loopback only: never route the harness's own control requests through an environment proxy.
@@ -183,7 +188,7 @@ class ServerProcess:
 def _child_main() -> None:
     scenario = parse_scenario(sys.stdin.read())
     serve(scenario.server, announce=lambda url: (print(url, flush=True)),
-          fds=fds_wanted(scenario))
+          fds=fds_wanted(scenario), backlog=backlog_for(scenario))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ MAX_HEAD = 64 * 1024  # bytes of one request's head (request line and headers)
 MAX_PIPELINE = 256  # responses pending on one connection before it stops reading
 SMALL_BODY = 16 * 1024  # up to this, head and body are joined into one bytes for the write
 BACKLOG = 1024
+_backlog = BACKLOG  # set by serve_fast: sized to the scenario's peak in flight
 START_TIMEOUT_S = 30.0
 STOP_WAIT_S = 1.0  # the supervisor's wait for its copies to stop before it kills them
 
@@ -502,14 +503,17 @@ def _seq(query: bytes) -> int | None:
 # Serving: one process, or N on one port
 
 
-def serve_fast(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print) -> None:
+def serve_fast(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print,
+               backlog: int = BACKLOG) -> None:
     """Run in the foreground until SIGINT/SIGTERM; `announce` gets the URL once it listens."""
+    global _backlog
+    _backlog = backlog  # the workers of processes: N are forked: they inherit it
     if config.processes > 1:
         _supervise(config, host, port, announce)
         return
     import uvloop
 
-    sock = socket.create_server((host, port), backlog=BACKLOG)
+    sock = socket.create_server((host, port), backlog=backlog)
     url = f"http://{host}:{sock.getsockname()[1]}"
     uvloop.run(_run(config, sock, _Counts(), lambda: announce(url)))
 
@@ -517,7 +521,7 @@ def serve_fast(config: Server, host: str = "127.0.0.1", port: int = 0, announce=
 async def _run(config: Server, sock: socket.socket, counts, ready, life_fd=None) -> None:
     loop = asyncio.get_running_loop()
     app = _App(config, counts, loop)
-    server = await loop.create_server(lambda: _Connection(app), sock=sock, backlog=BACKLOG)
+    server = await loop.create_server(lambda: _Connection(app), sock=sock, backlog=_backlog)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -538,7 +542,7 @@ def _worker(config: Server, host: str, port: int, array, index: int, supervisor:
         signal.signal(sig, signal.SIG_DFL)
     for fd in close_fds:
         os.close(fd)
-    sock = socket.create_server((host, port), backlog=BACKLOG, reuse_port=True)
+    sock = socket.create_server((host, port), backlog=_backlog, reuse_port=True)
     counts = _SharedCounts(array, index, config.processes, supervisor)
 
     def ready() -> None:

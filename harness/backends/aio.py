@@ -65,6 +65,8 @@ class AsyncioBackend:
         workload = make_workload(spec)
         workload.prepare()
         runner = await workload.async_runner()  # sessions and pools exist before the clock
+        if hasattr(runner, "warm") and spec.load.connect_rate:  # connections too
+            await runner.warm(spec.concurrency, spec.load.connect_rate)
         try:
             released, peak = await self._load(spec, stop, stopping, runner)
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
@@ -185,6 +186,20 @@ def _prefetched(schedule):
     arrivals = iter(schedule)
     first = next(arrivals, None)
     return chain(() if first is None else (first,), arrivals)
+
+
+def warm_ahead(runner, spec: CellSpec, index: int | None = None) -> None:
+    """A blocking slot's connection, opened before the clock: at most load.connect_rate a
+    second over the cell (slot processes start together, so slot i waits i ÷ rate)."""
+    rate = spec.load.connect_rate
+    if not rate or not hasattr(runner, "warm"):
+        return
+    if index is not None:
+        time.sleep(index / rate)
+        runner.warm()
+        return
+    runner.warm()
+    time.sleep(1 / rate)
 
 
 def worker_name(i: int) -> str:

@@ -20,7 +20,7 @@ import threading
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag
+from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag, warm_ahead
 from harness.backends.dispatch import POLL_S, join_all, start_dispatch
 from harness.gauge import FileLock, SlotGauge, now_ns
 from harness.schema import (
@@ -50,6 +50,7 @@ def _slot_main(index: int, conn: Connection, spec: CellSpec, lock, state) -> Non
     signal.signal(signal.SIGUSR1, on_cancel)
     workload = make_workload(spec)
     runner = workload.sync_runner(f"process-{index}")
+    warm_ahead(runner, spec, index)
     # Ready (process start-up stays outside the measured cell), with what the slot measured
     # before the clock: its own kernel speed.
     conn.send(workload.extras())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag
+from harness.backends.base import CellOutput, CellSpec, Producer, StopFlag, warm_ahead
 from harness.backends.dispatch import join_all, start_dispatch
 from harness.gauge import InFlightGauge, now_ns
 from harness.schema import CANCELLED_OUTCOME, RECORD_SCHEMA, RecordBuffer, internal_outcome
@@ -92,6 +92,8 @@ class ThreadsBackend:
         workload.prepare()
         idle: queue.Queue = queue.Queue()
         runners = [workload.sync_runner(f"thread-{i}") for i in range(spec.concurrency)]
+        for runner in runners:
+            warm_ahead(runner, spec)
         producer = Producer(spec, stop)
         # Threads started before the clock (t0 is set on the gauge before any slot has a job).
         gauge = InFlightGauge(0)

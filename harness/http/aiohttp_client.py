@@ -3,9 +3,18 @@ concurrency limit, keep-alive connections."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
-from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request, header_int
+from harness.http import (
+    DELAY_HEADER,
+    DELAY_TARGET_HEADER,
+    OWN_ROUTES,
+    RequestSpec,
+    as_request,
+    header_int,
+)
 from harness.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 
 
@@ -54,6 +63,27 @@ class AiohttpClient:
                        header_int(headers.get(DELAY_HEADER)),
                        server_delay_target_ns=header_int(headers.get(DELAY_TARGET_HEADER)),
                        bytes_sent=len(body), bytes_received=len(content)), slot
+
+    async def warm(self, n: int, rate_per_s: float | None = None) -> None:
+        """Open up to n keep-alive connections before the clock (at most rate_per_s new ones a
+        second): aiohttp opens a connection only for a request, so each is opened by a request
+        to the mock server's own health route, which the measurement never sees. Not for an
+        external target (its routes are the user's)."""
+        if not self._delays:
+            return
+        loop = asyncio.get_running_loop()
+        url, start = self._base + OWN_ROUTES + "/health", loop.time()
+
+        async def one(i: int) -> None:
+            if rate_per_s:
+                await asyncio.sleep(max(0.0, start + i / rate_per_s - loop.time()))
+            try:
+                async with self._session.get(url) as resp:
+                    await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # the requests will say what is wrong
+
+        await asyncio.gather(*(one(i) for i in range(n)))
 
     async def close(self) -> None:
         await self._session.close()

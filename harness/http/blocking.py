@@ -75,6 +75,16 @@ class BlockingHttpClient:
                        server_delay_target_ns=header_int(header(DELAY_TARGET_HEADER)),
                        bytes_sent=len(body), bytes_received=received)
 
+    def warm(self) -> None:
+        """Connect before the clock starts (a failure is left to the first request)."""
+        try:
+            if self._conn.sock is None:
+                self._conn.timeout = self._connect_timeout
+                self._conn.connect()
+                self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            self._conn.close()
+
     def _fail(self, error: str) -> Outcome:
         self._conn.close()  # the next request reconnects
         return Outcome(False, 0, error, None)

@@ -582,6 +582,14 @@ class LeanBlockingClient(_Response):
         if not self._parser.should_keep_alive():
             self.reusable = False
 
+    def warm(self) -> None:
+        """Connect before the clock starts (a failure is left to the first request)."""
+        if self._sock is None:
+            try:
+                self._connect(self._connect_timeout)
+            except OSError:
+                pass
+
     def abort(self) -> None:
         """From another thread: unblock a request in progress (used to cancel at shutdown)."""
         sock = self._sock

@@ -64,6 +64,7 @@ def fault_labeller(spec):
 class _SyncIo:
     def __init__(self, client, fault_of) -> None:
         self.client = client
+        self.warm = client.warm
         self.run = client.request
         if fault_of is not None:
             self.run = lambda seq: client.request(seq)._replace(fault=fault_of(seq))
@@ -81,6 +82,10 @@ class _AsyncIo:
                 return outcome._replace(fault=fault_of(seq)), slot
 
             self.run = run
+
+    async def warm(self, n: int, rate_per_s: float) -> None:
+        """Open up to n connections before the clock, at most rate_per_s a second."""
+        await self.client.warm(n, rate_per_s)
 
     async def close(self) -> None:
         await self.client.close()
