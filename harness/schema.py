@@ -19,7 +19,6 @@ of older versions are read with the newer columns filled in and the dropped ones
 
 from __future__ import annotations
 
-import threading
 from array import array
 from typing import NamedTuple
 
@@ -157,75 +156,95 @@ def internal_outcome(exc: BaseException) -> Outcome:
 _NULL = -1  # sentinel for "no value" in the int arrays; no valid value is negative
 
 
+_INT_COLUMNS = ("seq", "enqueued_ns", "scheduled_ns", "start_ns", "end_ns", "in_flight", "status",
+                *_NULLABLE_INTS)
+
+
 class RecordBuffer:
-    """Columnar buffer of requests: one typed array per column, no dict per row. Appended by
-    one thread (a slot, or the loop) and drained by the spooler thread, under a lock so a
-    drain never tears a row."""
+    """Columnar buffer of a cell's requests: one typed array per column, filled on the hot path
+    with no lock and no per-row object; the spooler thread drains what has arrived into an
+    Arrow batch (ints zero-copy from the arrays). `ok` is appended last and marks a whole row:
+    a drain takes the first n = len(ok) rows of every column and deletes them, each step
+    atomic (under the GIL, and under free-threading's per-object locks), so a row appended
+    meanwhile waits for the next drain and none is torn."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._reset()
-        self.appended = 0  # rows appended since creation (drained or not)
-
-    def _reset(self) -> None:
-        self.worker: list[str] = []
-        self.slot: list[str] = []
-        self.strings: dict[str, list[str | None]] = {name: [] for name in _NULLABLE_STRINGS}
-        self.ints = {name: array("q") for name in (
-            "seq", "enqueued_ns", "scheduled_ns", "start_ns", "end_ns", "status", "in_flight",
-            *_NULLABLE_INTS,
-        )}
-        self.ok = array("b")
-        self.warmup = array("b")
-
-    def __len__(self) -> int:
-        return len(self.ok)
+        self._ints = {name: array("q") for name in _INT_COLUMNS}
+        self._strings = {name: [] for name in ("worker", "slot", *_NULLABLE_STRINGS)}
+        self._ok, self._warmup = array("b"), array("b")
+        self._drained = 0
+        i, t = self._ints, self._strings
+        self._put = (t["worker"].append, t["slot"].append, i["seq"].append,
+                     i["enqueued_ns"].append, i["scheduled_ns"].append, i["start_ns"].append,
+                     i["end_ns"].append, i["in_flight"].append, self._warmup.append,
+                     i["status"].append, t["error"].append, i["server_delay_ns"].append,
+                     i["cpu_ns"].append, i["cpu_wait_ns"].append, i["io_ns"].append,
+                     i["db_ns"].append, t["error_detail"].append,
+                     i["server_delay_target_ns"].append, i["bytes_sent"].append,
+                     i["bytes_received"].append, t["fault"].append, self._ok.append)
 
     def append(self, worker: str, slot: str, seq: int, enqueued_ns: int, scheduled_ns: int,
                start_ns: int, end_ns: int, outcome: Outcome, in_flight: int,
                warmup: bool = False) -> None:
-        with self._lock:
-            self.warmup.append(warmup)
-            ints = self.ints
-            self.worker.append(worker)
-            self.slot.append(slot)
-            ints["seq"].append(seq)
-            ints["enqueued_ns"].append(enqueued_ns)
-            ints["scheduled_ns"].append(scheduled_ns)
-            ints["start_ns"].append(start_ns)
-            ints["end_ns"].append(end_ns)
-            ints["status"].append(outcome.status)
-            ints["in_flight"].append(in_flight)
-            for name in _NULLABLE_INTS:
-                value = getattr(outcome, name)
-                ints[name].append(_NULL if value is None else value)
-            self.ok.append(outcome.ok)
-            for name, values in self.strings.items():
-                values.append(getattr(outcome, name))
-            self.appended += 1
+        (p_worker, p_slot, p_seq, p_enq, p_sched, p_start, p_end, p_flight, p_warm, p_status,
+         p_error, p_delay, p_cpu, p_wait, p_io, p_db, p_detail, p_target, p_sent, p_recv,
+         p_fault, p_ok) = self._put
+        (ok, status, error, delay, cpu, wait, io, db, detail, target, sent, recv,
+         fault) = outcome
+        p_worker(worker)
+        p_slot(slot)
+        p_seq(seq)
+        p_enq(enqueued_ns)
+        p_sched(scheduled_ns)
+        p_start(start_ns)
+        p_end(end_ns)
+        p_flight(in_flight)
+        p_warm(warmup)
+        p_status(status)
+        p_error(error)
+        p_delay(_NULL if delay is None else delay)
+        p_cpu(_NULL if cpu is None else cpu)
+        p_wait(_NULL if wait is None else wait)
+        p_io(_NULL if io is None else io)
+        p_db(_NULL if db is None else db)
+        p_detail(detail)
+        p_target(_NULL if target is None else target)
+        p_sent(_NULL if sent is None else sent)
+        p_recv(_NULL if recv is None else recv)
+        p_fault(fault)
+        p_ok(ok)  # last: the row is whole
+
+    def __len__(self) -> int:
+        return len(self._ok)
+
+    @property
+    def appended(self) -> int:
+        """Rows appended since creation, drained or not (the sampler's progress count)."""
+        return self._drained + len(self._ok)
 
     def drain(self) -> pa.RecordBatch | None:
         """The rows appended since the last drain, as one batch (None when there are none)."""
-        with self._lock:
-            if not len(self.ok):
-                return None
-            worker, slot, strings, ints, ok = (self.worker, self.slot, self.strings, self.ints,
-                                               self.ok)
-            warm = pa.array(self.warmup, pa.int8()).cast(pa.bool_())
-            self._reset()
-        columns = {
-            "worker": pa.array(worker, pa.string()),
-            "slot": pa.array(slot, pa.string()),
-            "ok": pa.array(ok, pa.int8()).cast(pa.bool_()),
-            **{name: pa.array(values, pa.string()) for name, values in strings.items()},
-            "phase": pc.if_else(warm, "warmup", "measure"),
-        }
-        for name in _NULLABLE_INTS:
-            values = pa.array(ints[name], pa.int64())
-            columns[name] = pc.if_else(pc.equal(values, _NULL), None, values)
-        arrays = [columns[f.name] if f.name in columns else pa.array(ints[f.name], pa.int64())
-                  for f in RECORD_FIELDS]
-        return pa.RecordBatch.from_arrays(arrays, schema=RECORD_SCHEMA)
+        n = len(self._ok)
+        if not n:
+            return None
+        columns = {}
+        for name, values in self._ints.items():
+            taken = values[:n]
+            del values[:n]
+            column = pa.array(taken, pa.int64())
+            if name in _NULLABLE_INTS:
+                column = pc.if_else(pc.equal(column, _NULL), None, column)
+            columns[name] = column
+        for name, values in self._strings.items():
+            columns[name] = pa.array(values[:n], pa.string())
+            del values[:n]
+        for name, values, cast in (("ok", self._ok, None), ("phase", self._warmup, "phase")):
+            flags = pa.array(values[:n], pa.int8()).cast(pa.bool_())
+            del values[:n]
+            columns[name] = flags if cast is None else pc.if_else(flags, "warmup", "measure")
+        self._drained += n
+        return pa.RecordBatch.from_arrays([columns[f.name] for f in RECORD_FIELDS],
+                                          schema=RECORD_SCHEMA)
 
 
 def upgrade(table: pa.Table, version: int, schema: pa.Schema) -> pa.Table:
