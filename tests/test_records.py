@@ -292,3 +292,20 @@ def test_a_dead_mock_server_is_recorded_and_the_run_exits_3(tmp_path, backend):
     report = harness("report", out, "--format", "json")
     assert report.returncode == 3
     assert "server_died" in json.loads(report.stdout)["cells"][0]["flags"]
+
+
+def test_a_run_written_by_schema_version_2_still_reads(tmp_path):
+    """tests/data/v2_run: a run written by the release before this layout (one file per kind
+    per run, schema version 2), read and summarised by today's code."""
+    from pathlib import Path
+
+    old = Path(__file__).parent / "data" / "v2_run"
+    tables = read_run(old)
+    cells = tables["cells"].to_pandas()
+    assert list(cells.backend) == ["threads", "asyncio"] and cells.complete.all()
+    assert set(tables["requests"].column("client").to_pylist()) == {"standard"}
+    assert tables["requests"].num_rows == 40
+    report = harness("report", old, "--format", "json")
+    assert report.returncode == 0, report.stderr
+    summary = json.loads(report.stdout)
+    assert [c["requests"] for c in summary["cells"]] == [20, 20]
