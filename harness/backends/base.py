@@ -166,11 +166,13 @@ class Producer:
         with self._lock:
             seq = self.released
             self.released = seq + 1
-            if warmup is None:
-                warmup = seq < self.warmup_requests or now_ns() < self.warmup_end_ns
-            if warmup:
+        if warmup is None:
+            warmup = seq < self.warmup_requests or (
+                self.warmup_end_ns > self.t0_ns and now_ns() < self.warmup_end_ns)
+        if warmup:
+            with self._lock:
                 self.warmup_released += 1
-            return seq, warmup
+        return seq, warmup
 
     def over(self, at_ns: int | None = None) -> bool:
         """Stopped, out of slots or past the duration (at `at_ns`, default now): queued
