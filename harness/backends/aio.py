@@ -127,11 +127,13 @@ class AsyncioBackend:
 
         async def produce_open() -> None:
             # Arrivals at their intended times on the loop's own timers; a timer that fires
-            # early (libuv's are in whole milliseconds) is re-armed, so none starts too soon.
+            # early is re-armed, so none starts too soon. Timers count whole milliseconds
+            # (libuv truncates, epoll rounds up): a wait under 1 ms is armed for 1 ms, so the
+            # loop never spins re-arming sub-millisecond sleeps (at most 1 ms late, never early).
             while (arrival := producer.next_arrival()) is not None:
                 target = t0 + arrival.at_ns
                 while (left := target - now_ns()) > 0:
-                    await asyncio.sleep(left / 1e9)
+                    await asyncio.sleep(max(left, 1_000_000) / 1e9)
                 jobs.put_nowait((now_ns() - t0, arrival.at_ns, arrival.warmup))
             for _ in range(workers):
                 jobs.put_nowait(None)
