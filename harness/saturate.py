@@ -7,7 +7,9 @@ Pure: a probe â€” one open cell at a given rate, run however the caller likes â€
 `start_rate` until a probe fails, bisects between the last pass and the first fail until they
 are within `precision` (relative), then repeats the probes at both ends `repeats` times: the
 range is from the highest rate that passed every time to the lowest rate above it that failed
-every time, so a noisy knee shows as a wide range instead of a lucky number."""
+every time, so a noisy knee shows as a wide range instead of a lucky number. A failure at the
+start rate is retried up to `repeats` times: only a start rate that never passes ends the
+search ("fails_at_start")."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class ProbeResult:
     lagging: bool  # the generator's scheduling lag p99 exceeded load.max_sched_lag
     achieved_rps: float = math.nan
     metrics: Mapping[str, float] = field(default_factory=dict)
+    problem: str | None = None  # the probe's cell failed (its process or the server died)
 
     def value(self, metric: str) -> float:
         if metric in self.metrics:
@@ -147,7 +150,10 @@ class KneeResult:
 
 def failure(result: ProbeResult, slos: Iterable[Threshold], backend: str,
             max_error_rate: float) -> str | None:
-    """Why a probe fails (None: it passes): the generator lagged, too many errors, or an SLO."""
+    """Why a probe fails (None: it passes): its cell failed, the generator lagged, too many
+    errors, or an SLO."""
+    if result.problem:
+        return f"the probe's cell failed: {result.problem}"
     if result.lagging:
         return "the generator lagged (scheduling lag p99 over load.max_sched_lag)"
     if not result.error_rate <= max_error_rate:  # NaN fails
@@ -177,7 +183,13 @@ def search_knee(probe: Probe, backend: str, client: str | None, slos: Sequence[T
         return step.passed
 
     lo = options.start_rate_per_s
-    if not run(lo, "start"):
+    # One failure at the start rate may be a hiccup of a shared machine: the start is tried
+    # again, up to `repeats` times, before the search gives up on it.
+    passed = run(lo, "start")
+    for _ in range(0 if passed else options.repeats):
+        if passed := run(lo, "start"):
+            break
+    if not passed:
         return KneeResult(backend, client, "fails_at_start", None, math.nan, (None, None),
                           steps[0].failed, tuple(steps))
     hi = None
@@ -271,12 +283,24 @@ def describe(result: KneeResult) -> str:
 _RATE_KEYS = ("model", "rate", "stages", "start_rate", "requests", "duration", "concurrency")
 
 
-def probe_scenario_text(text: str, rate_per_s: float, duration_ns: int) -> str:
+def probe_scenario_text(text: str, rate_per_s: float, duration_ns: int,
+                        client: str | None = None) -> str:
     """The scenario text of one probe: the scenario with its load replaced by one open block at
     `rate_per_s` for `duration_ns` and `repeat: 1`. The block keeps the scenario's first open
     block's arrivals, max_in_flight, warm-up, max_sched_lag and workers (the first block's
-    workers and warm-up when every block is closed). Validate it with parse_scenario."""
+    workers and warm-up when every block is closed). One cell per backend: `client` (when
+    given) is the workload's only client, and only the first of several strategies or race
+    variants is kept. Validate it with parse_scenario."""
     data = yaml.safe_load(text)
+    workload = data.get("workload")
+    if isinstance(workload, dict):
+        if client is not None:
+            workload["client"] = client
+        if workload.get("type") == "race":
+            variants = workload.get("variants", ["no-lock", "lock"])
+            workload["variants"] = variants[:1] if isinstance(variants, list) else variants
+    if isinstance(data.get("strategies"), list):
+        data["strategies"] = data["strategies"][:1]
     blocks = data["load"] if isinstance(data["load"], list) else [data["load"]]
     open_blocks = [b for b in blocks if "rate" in b or "stages" in b]
     base = open_blocks[0] if open_blocks else {

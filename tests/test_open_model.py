@@ -5,6 +5,7 @@ warm-up — on rows built by hand — and a small open run on every backend."""
 from __future__ import annotations
 
 import io
+import json
 import textwrap
 
 import numpy as np
@@ -266,3 +267,94 @@ def _keys(scenario):
     from harness.scenario import plan_cells
 
     return plan_cells(scenario)
+
+
+# --- harness saturate, end to end -------------------------------------------------------------
+
+TINY = """\
+name: tiny
+workload: {type: fake, duration: 2ms}
+load: {rate: 20/s, duration: 1s, max_sched_lag: 1s}
+backends: [asyncio, threads]
+"""
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The CLI in this process: returncode, stdout, stderr as a subprocess would give them."""
+    import sys
+    from types import SimpleNamespace
+
+    from harness.cli import main
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["harness", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return call
+
+
+def test_saturate_end_to_end_writes_each_probe_as_a_run_and_exits_by_its_finding(
+        cli, write_scenario, tmp_path):
+    path = write_scenario(TINY)
+    out = tmp_path / "knee"
+    found = cli("saturate", path, "--slo", "p99 < 1s", "-b", "asyncio", "--probe-duration", "1s",
+                "--max-rate", "40", "--repeats", "1", "--out", out, "--format", "json")
+    assert found.returncode == 0, found.stderr
+    (row,) = json.loads(found.stdout)["results"]
+    assert (row["backend"], row["client"], row["max_rate_per_s"], row["status"]) == (
+        "asyncio", "standard", 40.0, "ceiling")  # 20/s, 40/s = the ceiling, 40/s again
+    assert 2 <= row["p99_ms"] < 1000
+    assert "asyncio standard start" in found.stderr and "pass" in found.stderr
+    probes = sorted(out.glob("probe-*"))
+    assert [p.name for p in probes] == ["probe-001", "probe-002", "probe-003"]
+    summary = summarize(load_runs([out]))  # ordinary runs, one open cell each
+    assert summary["rate_per_s"].tolist() == [20.0, 40.0, 40.0]
+    assert (summary["model"] == "open").all() and (summary["backend"] == "asyncio").all()
+    search = json.loads((out / "saturate.json").read_text())
+    assert [p["run"] for p in search["probes"]] == ["probe-001", "probe-002", "probe-003"]
+    assert [p["phase"] for p in search["probes"]] == ["start", "double", "repeat"]
+
+    again = cli("saturate", path, "--slo", "p99 < 1s", "--out", out)
+    assert again.returncode == 2 and "not empty" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+    fails = cli("saturate", path, "--slo", "p99 < 1ms", "-b", "asyncio", "--probe-duration",
+                "1s", "--repeats", "1", "--out", out, "--force")  # the fake alone takes 2 ms
+    assert fails.returncode == 1, fails.stderr
+    assert "fails at the start rate" in fails.stdout and "p99 < 1ms failed" in fails.stdout
+    # tried twice (a failed start is tried again); --force removed the earlier probe-003
+    assert sorted(p.name for p in out.glob("probe-*")) == ["probe-001", "probe-002"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--slo", "fast"], "error: --slo: must look like 'p99 < 50ms' or 'p99_ms < 50'"),
+    (["--slo", "p99 < 50"], "error: --slo: needs a unit"),
+    (["--slo", "p99 < 1s", "--probe-duration", "soon"], "error: --probe-duration: "),
+    (["--slo", "p99 < 1s", "--start-rate", "0"], "error: --start-rate: must be > 0"),
+    (["--slo", "p99 < 1s", "--start-rate", "fast"], "error: --start-rate: "),
+    (["--slo", "p99 < 1s", "--precision", "2"], "error: --precision: "),
+    (["--slo", "p99 < 1s", "-b", "uvloop"], "error: --backend: uvloop is not one of"),
+])
+def test_saturate_refuses_bad_input_in_one_line_and_runs_nothing(cli, write_scenario, tmp_path,
+                                                                  args, message):
+    path = write_scenario(TINY)
+    result = cli("saturate", path, *args, "--out", tmp_path / "never")
+    assert result.returncode == 2
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()
+
+
+def test_saturate_refuses_a_bad_scenario_with_its_file_and_field(cli, write_scenario, tmp_path):
+    path = write_scenario(TINY.replace("rate: 20/s", "rate: -1/s"))
+    result = cli("saturate", path, "--slo", "p99 < 1s", "--out", tmp_path / "never")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}: load.rate")
