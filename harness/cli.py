@@ -240,6 +240,9 @@ def _rate(value: str) -> float:
               help="Bisect until (first fail − last pass) ÷ last pass is at most this.")
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="Probes repeated at each end of the final step, for the range.")
+@click.option("--confirm", type=int, default=1, show_default=True,
+              help="Extra tries of a failed probe (start, doubling, bisection) before it counts "
+                   "as a failure: a stall of a shared machine is not the backend's.")
 @click.option("--out", "-o", type=click.Path(path_type=Path),
               help="Write one run folder per probe under DIR (DIR/probe-NNN/) and the search "
                    "to DIR/saturate.json. Default: results/<scenario>/saturate-<run id>/")
@@ -249,10 +252,12 @@ def _rate(value: str) -> float:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
-                 probe_duration, precision, repeats, out, force, allow_remote, fmt) -> None:
+                 probe_duration, precision, repeats, confirm, out, force, allow_remote,
+                 fmt) -> None:
     """Find each backend's knee: the highest open-model rate at which every SLO holds, the
     error rate stays at most --max-error-rate and the generator keeps its schedule (doubling
-    from --start-rate, then bisection; the final step repeated for a range). Progress on
+    from --start-rate, then bisection, a failed probe tried --confirm times more; the final
+    step repeated for a range). Progress on
     stderr. Exit 0 when a rate was found for every backend, 1 when one fails even at the
     start rate, 130 when interrupted."""
     from harness.knee import default_start_rate, results_table, run_search, step_line
@@ -271,7 +276,7 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
              else _option_value("--start-rate", _rate, start_rate))
     try:
         options = SearchOptions(start_rate_per_s=start, max_error_rate=max_error_rate,
-                                precision=precision, repeats=repeats,
+                                precision=precision, repeats=repeats, confirm=confirm,
                                 max_rate_per_s=_option_value("--max-rate", _rate, max_rate))
     except ValueError as exc:
         raise HarnessError(str(exc)) from None

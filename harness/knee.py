@@ -162,6 +162,7 @@ def run_search(loaded: LoadedScenario, slos: Sequence[Threshold], out: Path,
                   "options": {"start_rate_per_s": options.start_rate_per_s,
                               "max_error_rate": options.max_error_rate,
                               "precision": options.precision, "repeats": options.repeats,
+                              "confirm": options.confirm,
                               "max_rate_per_s": options.max_rate_per_s},
                   "probes": [step_record(s, probe.folders[i]) for i, s in enumerate(steps)],
                   **results_json(results)}
