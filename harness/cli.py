@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
-from harness.keys import BACKEND_NAMES, BACKENDS
+from harness.keys import BACKEND_NAMES, BACKENDS, key_label
 from harness.scenario import load_scenario
 
 EXIT_INTERRUPTED = 130
@@ -38,7 +38,7 @@ class _ProgressUI:
     def cell_started(self, scenario, key, requests) -> None:
         if self.cell is not None:
             self.progress.remove_task(self.cell)
-        label = f"{scenario} {key.backend} c={key.concurrency} r={key.repetition}"
+        label = f"{scenario} {key_label(key)}"  # e.g. `x threads c=100 r=0 open 200/s`
         self.cell = self.progress.add_task(label, total=requests)
 
     def cell_progress(self, completed: int) -> None:
