@@ -60,13 +60,24 @@ def scenarios(seconds: int) -> list[LoadedScenario]:
     return loaded
 
 
+def cpu_pressure() -> str:
+    """The machine's CPU pressure (Linux PSI: the share of the last 60 s in which some task
+    waited for a CPU), the best single number for how shared the machine was."""
+    try:
+        with open("/proc/pressure/cpu") as file:
+            some = dict(kv.split("=") for kv in file.readline().split()[1:])
+        return f"{float(some['avg60']):.0f} %"
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="where the runs go (default: a temp folder)")
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="pacing-"))
-    load_before = os.getloadavg()[0]
+    load_before, pressure_before = os.getloadavg()[0], cpu_pressure()
     result = run_scenarios(scenarios(args.seconds), results_root=out)
     for failure in result.failures:
         print(f"cell failed: {failure}", file=sys.stderr)
@@ -118,7 +129,8 @@ def main() -> None:
               bool((error <= 0.05).all()))
 
     table = Table(title=f"pacing targets ({os.cpu_count()} cores; 1-minute load average "
-                        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after)",
+                        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after; CPU "
+                        f"pressure {pressure_before} before, {cpu_pressure()} after)",
                   title_justify="left")
     for header in ("target", "measured", "met"):
         table.add_column(header)
