@@ -18,8 +18,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from harness.analysis import load_runs, speedups, summarize
-from harness.figures import median
+from harness.analysis import load_runs, measured, speedups, summarize
+from harness.figures import median, response_ns
 from harness.output import is_run_dir
 
 
@@ -33,7 +33,9 @@ def newest_runs(root: Path) -> list[Path]:
     return runs
 
 
-def evaluate(summary: pd.DataFrame) -> list[tuple[str, str, bool | None]]:
+def evaluate(summary: pd.DataFrame, requests: pd.DataFrame | None = None
+             ) -> list[tuple[str, str, bool | None]]:
+    """Every target on the summary; `requests` (the rows) for those that count requests."""
     rows: list[tuple[str, str, bool | None]] = []
     table = speedups(summary)
 
@@ -86,6 +88,21 @@ def evaluate(summary: pd.DataFrame) -> list[tuple[str, str, bool | None]]:
         check(f"race: {backend} lock loses none (max over reps)", lost.max().get("lock"),
               lambda v: v == 0, "{:.0f}")
 
+    stall = summary[summary.scenario == "open_stall"]
+    slow = _slow_requests(requests, "open_stall", STALL_SLOW_MS)
+    for backend, cells in stall.groupby("backend", sort=False):
+        by_model = cells.groupby("model")
+        check(f"open_stall: {backend} open response-time p99 ≥ 350 ms",
+              by_model["p99_ms"].agg(median).get("open"), lambda v: v >= 350, "{:.1f} ms")
+        for model, (low, high) in (("open", (50, 150)), ("closed", (0, 10))):
+            what = "about a hundred" if model == "open" else "a handful (≤ 10)"
+            count = slow.get((backend, model)) if slow is not None else None
+            check(f"open_stall: {backend} {model} requests over {STALL_SLOW_MS} ms: {what}",
+                  count, lambda v, lo=low, hi=high: lo <= v <= hi, "{:.0f}")
+        check(f"open_stall: {backend} service-time p50 near 10 ms in both models (≤ 12 ms)",
+              by_model["service_p50_ms"].agg(median).max() if len(cells) else None,
+              lambda v: v <= 12, "{:.1f} ms (the larger)")
+
     lab = summary[summary.scenario == "lab"]
     for backend, cells in lab.groupby("backend", sort=False):
         check(f"lab: {backend} efficiency ≥ 0.9 (bound {median(cells.bound_s):.2f} s)",
@@ -95,15 +112,31 @@ def evaluate(summary: pd.DataFrame) -> list[tuple[str, str, bool | None]]:
     return rows
 
 
+STALL_SLOW_MS = 100
+
+
+def _slow_requests(requests: pd.DataFrame | None, scenario: str, over_ms: float):
+    """Per (backend, model): ok measured requests of the scenario whose response time exceeds
+    over_ms (median over repetitions); None without the rows."""
+    if requests is None:
+        return None
+    rows = measured(requests[requests["scenario"] == scenario])
+    rows = rows[rows["ok"]]
+    slow = response_ns(rows["scheduled_ns"], rows["end_ns"]) > over_ms * 1e6
+    counts = rows.assign(slow=slow).groupby(["backend", "model", "repetition"])["slow"].sum()
+    return counts.groupby(["backend", "model"]).agg(median).to_dict()
+
+
 def main(argv: list[str]) -> None:
     dirs = [Path(a) for a in argv] or newest_runs(Path("results"))
-    summary = summarize(load_runs(dirs))
+    runs = load_runs(dirs)
+    summary = summarize(runs)
     table = Table(title="targets", title_justify="left")
     for header in ("target", "measured", "met"):
         table.add_column(header)
-    for name, measured, ok in evaluate(summary):
+    for name, value, ok in evaluate(summary, runs.requests):
         verdict = "-" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")
-        table.add_row(name, measured, verdict)
+        table.add_row(name, value, verdict)
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 

@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.arrivals import achieved_rps, late_starts
 from harness.figures import (
     PERCENTILE_METHOD,
     in_flight_at,
     median,
     normalised_rate,
     percentile,
+    response_ns,
+    service_ns,
     speedup,
     sweep_peak,
     throughput_rps,
@@ -24,7 +27,7 @@ from harness.keys import CELL_KEYS
 from harness.output import find_run_dirs, read_metadata, read_run
 
 __all__ = ["PERCENTILE_METHOD", "percentile", "sweep_peak", "load_runs", "summarize",
-           "cell_speedups", "speedups"]
+           "cell_speedups", "speedups", "measured"]
 
 
 @dataclass
@@ -131,10 +134,13 @@ def little_check(reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_ns: int
     return residual, OFF if residual > LITTLE_TOLERANCE else OK
 
 
-def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: float,
-                 cores: int | None) -> tuple[float, str, list[str]]:
-    """Flags that say when the numbers may not mean what they seem to (see README)."""
+def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, cores: int | None
+                 ) -> tuple[float, str, list[str]]:
+    """Flags that say when the numbers may not mean what they seem to (see README). They
+    check the recording and the machine, so they look at every row and the whole cell, its
+    warm-up included (the live counts, the samples and the CPU times cover it too)."""
     flags = []
+    makespan_s = cell.makespan_ns / 1e9
     residual, little = little_check(reqs, timeline, cell.makespan_ns)
     if little == OFF:
         flags.append("little")
@@ -160,10 +166,35 @@ def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, makespan_s: f
     return residual, little, flags
 
 
+WARMUP = "warmup"  # the `phase` of a warm-up row: left out of every figure
+
+
+def measured(requests: pd.DataFrame) -> pd.DataFrame:
+    """The rows every figure is computed from: warm-up rows left out (`phase` = "warmup"; a
+    null phase, from files older than the open model, is measured)."""
+    if "phase" not in requests:
+        return requests
+    return requests[requests["phase"].fillna("measure") != WARMUP]
+
+
+def measured_span_ns(reqs: pd.DataFrame, last_end_ns: int) -> int:
+    """The makespan of a cell's measured requests: from the end of the warm-up — the first
+    measured request's scheduled start; the cell's start (0) when it had no warm-up — to the
+    last request's end (`last_end_ns`, the cells row's makespan_ns). `reqs`: all the cell's
+    rows."""
+    rows = measured(reqs)
+    begin = int(rows["scheduled_ns"].min()) if 0 < len(rows) < len(reqs) else 0
+    return max(int(last_end_ns) - begin, 0)
+
+
 def summarize(runs: Runs) -> pd.DataFrame:
-    """One row per cell, in the cells' order. Latencies are over ok requests; the lower bound
-    of the makespan is the sum of the server's applied delays divided by the concurrency limit
-    (NaN unless the request is the server call alone)."""
+    """One row per cell, in the cells' order, from its measured rows (warm-up rows left out of
+    every figure). Latencies are response times (end − scheduled start) of ok requests; the
+    service time (end − actual start) and the scheduling lag (actual − scheduled start) beside
+    them. Makespan and throughput count from the end of the warm-up. The lower bound of the
+    makespan is the sum of the server's applied delays divided by the concurrency limit (NaN
+    unless the request is the server call alone, and for open cells, whose pace is the
+    schedule's)."""
     requests, cells, timeline = runs.requests, runs.cells, runs.timeline
     cores, units = _run_facts(runs.metadata)
     rows = []
@@ -171,35 +202,50 @@ def summarize(runs: Runs) -> pd.DataFrame:
     samples = by_cell(timeline) if len(timeline) else {}
     for cell in cells.itertuples(index=False):
         key = cell_key(getattr(cell, k) for k in CELL_KEYS)
-        reqs = groups.get(key, requests.iloc[0:0])
+        every = groups.get(key, requests.iloc[0:0])
+        reqs = measured(every)
         ok = reqs[reqs["ok"]]
-        latency_ns = ok["end_ns"] - ok["start_ns"]
-        latency_ms = latency_ns / 1e6
+        is_open = getattr(cell, "model", "closed") == "open"
+        latency_ms = pd.Series(response_ns(ok["scheduled_ns"], ok["end_ns"]) / 1e6)
+        service = service_ns(ok["start_ns"], ok["end_ns"])
+        service_ms = service / 1e6
+        lag = late_starts(reqs["start_ns"], reqs["scheduled_ns"])
         # The client's own HTTP overhead: the HTTP step (the whole request when it is the only
         # step) minus the delay the server applied.
-        http_ns = ok["io_ns"].where(ok["io_ns"].notna(), latency_ns)
+        http_ns = ok["io_ns"].where(ok["io_ns"].notna(), pd.Series(service, index=ok.index))
         overhead_ms = (http_ns - ok["server_delay_ns"]).dropna() / 1e6
-        makespan_s = cell.makespan_ns / 1e9
+        makespan_ns = measured_span_ns(every, cell.makespan_ns)
+        makespan_s = makespan_ns / 1e9
         delays = reqs["server_delay_ns"].dropna()
-        # Σ delay ÷ concurrency bounds the makespan only when the server's delay is all there is.
+        # Σ delay ÷ concurrency bounds the makespan only when the server's delay is all there
+        # is, and only in the closed model (an open cell's pace is its schedule's).
         only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
-        bound_s = delays.sum() / cell.concurrency / 1e9 if only_io else float("nan")
+        bound_s = (delays.sum() / cell.concurrency / 1e9 if only_io and not is_open
+                   else float("nan"))
         residual, little, flags = _self_checks(
-            cell, reqs, samples.get(key, timeline.iloc[0:0]), makespan_s,
-            cores.get(cell.run_id))
-        throughput = throughput_rps(len(ok), cell.makespan_ns)
+            cell, every, samples.get(key, timeline.iloc[0:0]), cores.get(cell.run_id))
+        if is_open and getattr(cell, "generator_lagging", None) is True:
+            flags.append("lagging")  # the numbers describe the generator, not the server
+        throughput = throughput_rps(len(ok), makespan_ns)
         kernel = _nan(getattr(cell, "kernel_ns_per_unit", None))
+        errors = int((~reqs["ok"].astype(bool)).sum())
         rows.append({
             **dict(zip(CELL_KEYS, key, strict=True)),
-            "requests": cell.requests,
-            "errors": cell.errors,
-            "error_rate": cell.errors / cell.requests if cell.requests else float("nan"),
+            "requests": len(reqs),
+            "errors": errors,
+            "error_rate": errors / len(reqs) if len(reqs) else float("nan"),
             "throughput_rps": throughput,
             "p50_ms": percentile(latency_ms, 50),
             "p90_ms": percentile(latency_ms, 90),
             "p99_ms": percentile(latency_ms, 99),
             "p999_ms": percentile(latency_ms, 99.9),
             "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan"),
+            "service_p50_ms": percentile(service_ms, 50),
+            "service_p99_ms": percentile(service_ms, 99),
+            "sched_lag_p99_ms": lag.lag_p99_ns / 1e6,
+            "late_starts": lag.late,
+            "achieved_rps": achieved_rps(reqs["start_ns"]),
+            "target_rps": achieved_rps(reqs["scheduled_ns"]) if is_open else float("nan"),
             "overhead_p50_ms": percentile(overhead_ms, 50),
             "overhead_p99_ms": percentile(overhead_ms, 99),
             "cpu_p50_ms": _p50_ms(ok["cpu_ns"]),
@@ -221,10 +267,11 @@ def summarize(runs: Runs) -> pd.DataFrame:
             "makespan_s": makespan_s,
             "bound_s": bound_s,
             "efficiency": bound_s / makespan_s if makespan_s > 0 else float("nan"),
-            "workers": reqs["worker"].nunique(),
+            "workers": every["worker"].nunique(),
             "interrupted": bool(cell.interrupted),
             "complete": bool(cell.complete),
             "released": cell.released,
+            "warmup_requests": len(every) - len(reqs),
             "slots_lost": cell.slots_lost,
             "server_exit": cell.server_exit,
             "little_residual": residual,
@@ -242,27 +289,39 @@ def _nan(value) -> float:
     return float("nan") if value is None or pd.isna(value) else float(value)
 
 
-SPEEDUP_KEYS = ["run_id", "scenario", "backend", "strategy", "variant"]
+SPEEDUP_KEYS = ["run_id", "scenario", "backend", "strategy", "variant", "client"]
+
+
+def _closed(summary: pd.DataFrame) -> pd.Series:
+    if "model" not in summary:
+        return pd.Series(True, index=summary.index)
+    return summary["model"].fillna("closed") != "open"
 
 
 def cell_speedups(summary: pd.DataFrame) -> pd.Series:
-    """The one speedup. Per cell: its rate ÷ the rate of the same run, scenario, backend,
-    strategy, variant and repetition at the lowest concurrency of the scenario's cells in that
-    run (a configuration missing its own cell there has no speedup). The rate is the
-    normalised rate (busy cores) where the cell measured its kernel speed — CPU workloads, so
-    that one process running the kernel faster than another cancels out — and the throughput
-    otherwise; a pair where only one side is normalised has no speedup (NaN), as has a cell
-    whose base is missing."""
+    """The one speedup. Per closed-model cell: its rate ÷ the rate of the same run, scenario,
+    backend, strategy, variant, client and repetition at the lowest concurrency of the
+    scenario's closed cells in that run (a configuration missing its own cell there has no
+    speedup). The rate is the normalised rate (busy cores) where the cell measured its kernel
+    speed — CPU workloads, so that one process running the kernel faster than another cancels
+    out — and the throughput otherwise; a pair where only one side is normalised has no
+    speedup (NaN), as has a cell whose base is missing. Open cells have none: their rate is
+    their schedule's, not a result of their concurrency."""
     normalised = summary["normalised_rate"].notna()
+    closed = _closed(summary)
     frame = summary[SPEEDUP_KEYS + ["repetition"]].assign(
         rate=summary["normalised_rate"].where(normalised, summary["throughput_rps"]),
         normalised=normalised)
-    lowest = summary.groupby(["run_id", "scenario"], sort=False)["concurrency"].transform("min")
-    base = frame[summary["concurrency"] == lowest].drop_duplicates(SPEEDUP_KEYS + ["repetition"])
+    concurrency = summary["concurrency"].where(closed)
+    lowest = concurrency.groupby([summary["run_id"], summary["scenario"]],
+                                 sort=False).transform("min")
+    base = frame[closed & (concurrency == lowest)].drop_duplicates(
+        SPEEDUP_KEYS + ["repetition"])
     paired = frame.merge(base, on=SPEEDUP_KEYS + ["repetition"], how="left",
                          suffixes=("", "_base"))
-    values = [speedup(r.rate, r.rate_base) if r.normalised == r.normalised_base
-              else float("nan") for r in paired.itertuples(index=False)]
+    values = [speedup(r.rate, r.rate_base) if is_closed and r.normalised == r.normalised_base
+              else float("nan")
+              for r, is_closed in zip(paired.itertuples(index=False), closed, strict=True)]
     return pd.Series(values, index=summary.index, name="speedup", dtype=np.float64)
 
 
@@ -282,24 +341,28 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-SPEEDUP_TABLE_KEYS = ["scenario", "backend", "strategy", "variant", "concurrency"]
+SPEEDUP_TABLE_KEYS = ["scenario", "backend", "strategy", "variant", "client", "model",
+                      "rate_per_s", "concurrency"]
 
 
 def speedups(summary: pd.DataFrame) -> pd.DataFrame:
-    """Across repetitions, per (scenario, backend, strategy, variant, concurrency): the median
-    of the cells' speedups (cell_speedups: per repetition, against the lowest concurrency), the
-    median throughput, and means of throughput and p99 latency with bootstrap 95 % intervals."""
+    """Across repetitions, per (scenario, backend, strategy, variant, client, model, rate,
+    concurrency): the median of the cells' speedups (cell_speedups: per repetition, against
+    the lowest concurrency), the median throughput, and means of throughput and p99 latency
+    with bootstrap 95 % intervals."""
     rows = []
-    for key, cells in (summary.groupby(SPEEDUP_TABLE_KEYS, sort=False) if len(summary) else ()):
+    keys = [k for k in SPEEDUP_TABLE_KEYS if k in summary]
+    groups = summary.groupby(keys, sort=False, dropna=False) if len(summary) else ()
+    for key, cells in groups:
         thr, thr_lo, thr_hi = mean_ci(cells["throughput_rps"])
         p99, p99_lo, p99_hi = mean_ci(cells["p99_ms"])
-        rows.append({**dict(zip(SPEEDUP_TABLE_KEYS, key, strict=True)),
+        rows.append({**dict(zip(keys, key, strict=True)),
                      "repetitions": len(cells),
                      "median_rps": median(cells["throughput_rps"].dropna()),
                      "mean_rps": thr, "rps_lo": thr_lo, "rps_hi": thr_hi,
                      "mean_p99_ms": p99, "p99_lo": p99_lo, "p99_hi": p99_hi,
                      "speedup": median(cells["speedup"].dropna())})
-    return pd.DataFrame(rows, columns=[*SPEEDUP_TABLE_KEYS, "repetitions", "median_rps",
+    return pd.DataFrame(rows, columns=[*keys, "repetitions", "median_rps",
                                        "mean_rps", "rps_lo", "rps_hi", "mean_p99_ms", "p99_lo",
                                        "p99_hi", "speedup"])
 

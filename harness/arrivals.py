@@ -329,3 +329,14 @@ def achieved_rps(times_ns, warmup=None) -> float:
         return math.nan
     span = int(times.max() - times.min())
     return (len(times) - 1) / (span / NS_PER_S) if span > 0 else math.nan
+
+
+def inter_arrival_cv(times_ns) -> float:
+    """Coefficient of variation (σ ÷ mean) of the gaps between consecutive times, in time
+    order: 1 for a Poisson process, 0 for even spacing; NaN below 3 times."""
+    times = np.sort(np.asarray(times_ns, dtype=np.int64))
+    if len(times) < 3:
+        return math.nan
+    gaps = np.diff(times).astype(np.float64)
+    mean = gaps.mean()
+    return float(gaps.std() / mean) if mean > 0 else math.nan

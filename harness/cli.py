@@ -2,7 +2,8 @@
 
 Exit status, one rule for `run` and `report`: 130 interrupted (records kept); else 3 when a
 cell failed or lost rows (its process died, or released ≠ rows; the run went on); else 1 when a
-threshold failed; else 0. 2 is bad input (one line on stderr)."""
+threshold failed; else 0. `saturate`: 130 interrupted, 1 when a backend fails even at the start
+rate, else 0. 2 is bad input (one line on stderr), for every command."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
-from harness.keys import BACKEND_NAMES, BACKENDS
+from harness.keys import BACKEND_NAMES, BACKENDS, key_label
 from harness.scenario import load_scenario
 
 EXIT_INTERRUPTED = 130
@@ -37,7 +38,7 @@ class _ProgressUI:
     def cell_started(self, scenario, key, requests) -> None:
         if self.cell is not None:
             self.progress.remove_task(self.cell)
-        label = f"{scenario} {key.backend} c={key.concurrency} r={key.repetition}"
+        label = f"{scenario} {key_label(key)}"  # e.g. `x threads c=100 r=0 open 200/s`
         self.cell = self.progress.add_task(label, total=requests)
 
     def cell_progress(self, completed: int) -> None:
@@ -198,6 +199,111 @@ def compare_cmd(base, new, between, fmt, fail_on_regression) -> None:
             console.print(note, highlight=False, markup=False, soft_wrap=True)
     if fail_on_regression and regressed(table):
         sys.exit(EXIT_THRESHOLDS)
+
+
+def _option_value(option: str, parse, value):
+    """A parsed option value, or bad input (exit 2) in one line."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise HarnessError(f"{option}: {exc}") from None
+
+
+def _rate(value: str) -> float:
+    from harness.units import parse_rate_per_s
+
+    try:
+        return float(value)
+    except ValueError:
+        return parse_rate_per_s(value)
+
+
+@cli.command("saturate")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--slo", "slos", multiple=True, required=True, metavar="SLO",
+              help="What must hold at the knee (repeatable): 'p99 < 50ms' (p50, p90, p99, "
+                   "p999, max with a duration) or the expect: grammar, 'p99_ms < 50', "
+                   "'asyncio: error_rate <= 0.001'.")
+@click.option("--backend", "-b", "backends", multiple=True, type=click.Choice(BACKEND_NAMES),
+              help="Search only these backends (repeatable). Default: the scenario's list.")
+@click.option("--start-rate", metavar="RATE",
+              help="Where the doubling starts: 50/s, 3/m or a number per second. Default: the "
+                   "scenario's lowest open-model rate, else 10/s.")
+@click.option("--max-rate", metavar="RATE", default="1000000/s", show_default=True,
+              help="The doubling stops here (a 'ceiling' result).")
+@click.option("--max-error-rate", type=float, default=0.01, show_default=True,
+              help="Most errors ÷ requests a probe may have and pass.")
+@click.option("--probe-duration", default="3s", show_default=True,
+              help="Each probe's measured length (its warm-up, if the scenario has one, comes "
+                   "on top).")
+@click.option("--precision", type=float, default=0.05, show_default=True,
+              help="Bisect until (first fail − last pass) ÷ last pass is at most this.")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Probes repeated at each end of the final step, for the range.")
+@click.option("--confirm", type=int, default=1, show_default=True,
+              help="Extra tries of a failed probe (start, doubling, bisection) before it counts "
+                   "as a failure: a stall of a shared machine is not the backend's.")
+@click.option("--out", "-o", type=click.Path(path_type=Path),
+              help="Write one run folder per probe under DIR (DIR/probe-NNN/) and the search "
+                   "to DIR/saturate.json. Default: results/<scenario>/saturate-<run id>/")
+@click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a `target:` that is not a loopback address.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
+                 probe_duration, precision, repeats, confirm, out, force, allow_remote,
+                 fmt) -> None:
+    """Find each backend's knee: the highest open-model rate at which every SLO holds, the
+    error rate stays at most --max-error-rate and the generator keeps its schedule (doubling
+    from --start-rate, then bisection, a failed probe tried --confirm times more; the final
+    step repeated for a range). Progress on
+    stderr. Exit 0 when a rate was found for every backend, 1 when one fails even at the
+    start rate, 130 when interrupted."""
+    from harness.knee import default_start_rate, results_table, run_search, step_line
+    from harness.meta import new_run_id
+    from harness.saturate import SearchOptions, describe, exit_code, parse_slo, results_json
+    from harness.units import format_rate, parse_duration_ns
+
+    loaded = load_scenario(scenario)
+    names = loaded.scenario.backends
+    parsed = [_option_value("--slo", lambda text: parse_slo(text, names), text)
+              for text in slos]
+    duration_ns = _option_value("--probe-duration", parse_duration_ns, probe_duration)
+    if duration_ns <= 0:
+        raise HarnessError(f"--probe-duration: must be > 0 (got {probe_duration!r})")
+    start = (default_start_rate(loaded) if start_rate is None
+             else _option_value("--start-rate", _rate, start_rate))
+    try:
+        options = SearchOptions(start_rate_per_s=start, max_error_rate=max_error_rate,
+                                precision=precision, repeats=repeats, confirm=confirm,
+                                max_rate_per_s=_option_value("--max-rate", _rate, max_rate))
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    out = out or Path("results") / loaded.scenario.name / f"saturate-{new_run_id()}"
+
+    status = err_console.status("")
+
+    def on_start(backend, client, rate, folder) -> None:
+        status.update(f"{backend} {client}: probing {format_rate(rate)} ({folder.name})")
+
+    def progress(step, folder) -> None:
+        err_console.print(step_line(step, folder), highlight=False, markup=False,
+                          soft_wrap=True)
+
+    with status:
+        results = run_search(loaded, parsed, out, backends, options, duration_ns, force,
+                             allow_remote, on_start, progress)
+    if fmt == "json":
+        click.echo(json.dumps(results_json(results), indent=2, allow_nan=False))
+    else:
+        console.print(results_table(results, f"{loaded.scenario.name}: max sustainable rate "
+                                              f"({', '.join(s.text for s in parsed)})"))
+        for r in results:
+            if r.status == "fails_at_start":
+                console.print(describe(r), highlight=False, markup=False, soft_wrap=True)
+    err_console.print(f"results: {out}", highlight=False, markup=False)
+    sys.exit(exit_code(results))
 
 
 @cli.command()

@@ -1,9 +1,10 @@
 """Comparing configurations: two runs (BASE → NEW), or two backends inside the same runs.
 
-A *configuration* is what `compare` matches: scenario, backend, concurrency, strategy, variant
-(backend excepted with `--between`). Its repetitions — one cell each — are the unit of every
-figure here: throughput (ok requests ÷ makespan) and the p50/p99 latencies are computed per
-cell by `analysis.summarize`, and only these per-cell values are compared. Requests are never
+A *configuration* is what `compare` matches: scenario, backend, concurrency, strategy, variant,
+client, model and rate (backend excepted with `--between`). Its repetitions — one cell each —
+are the unit of every figure here: throughput (ok requests ÷ makespan) and the p50/p99
+response times are computed per cell by `analysis.summarize` from its measured rows (warm-up
+left out), and only these per-cell values are compared. Requests are never
 pooled across cells: requests of one cell share its drift, so they are not independent samples.
 
 The method (the statistics core below works on plain arrays of per-cell values):
@@ -66,6 +67,7 @@ from scipy import stats
 
 from harness.analysis import Runs, by_cell, summarize
 from harness.errors import HarnessError
+from harness.units import format_rate
 
 MATCH = ["scenario", "backend", "concurrency", "strategy", "variant", "client", "model",
          "rate_per_s"]
@@ -293,6 +295,9 @@ def comparison_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     for row in table.itertuples(index=False):
         cell = " ".join(f"{k}={getattr(row, k)}" for k in ("backend", "concurrency", "strategy",
                                                            "variant") if hasattr(row, k))
+        rate = getattr(row, "rate_per_s", None)
+        if rate is not None and not pd.isna(rate):
+            cell += f" rate={format_rate(rate)}"
         body.append([row.scenario, cell, f"{row.base} → {row.new}",
                      f"{row.reps_base} → {row.reps_new}",
                      _ci(row.throughput_ratio, row.throughput_lo, row.throughput_hi),

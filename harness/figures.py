@@ -23,6 +23,20 @@ def median(values) -> float:
     return percentile(values, 50)
 
 
+def response_ns(scheduled_ns, end_ns) -> np.ndarray:
+    """Response time, what a user feels: from the request's scheduled start to its end. Open
+    model: from its intended start, so time spent waiting behind a slow server or a lagging
+    generator counts; closed model: from when it obtained its slot. Every latency percentile
+    shown (p50_ms, p99_ms, …) is of this."""
+    return np.asarray(end_ns, dtype=np.int64) - np.asarray(scheduled_ns, dtype=np.int64)
+
+
+def service_ns(start_ns, end_ns) -> np.ndarray:
+    """Service time: from the request's actual start (on the wire) to its end — what the
+    server and the client's own path took, without any wait to start."""
+    return np.asarray(end_ns, dtype=np.int64) - np.asarray(start_ns, dtype=np.int64)
+
+
 def sweep_peak(start_ns, end_ns) -> int:
     """Most intervals [start, end) overlapping at any instant. At equal timestamps an end is
     counted before a start (an interval that ends as another starts does not overlap it)."""

@@ -15,9 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.analysis import Runs, speedups  # noqa: E402
-from harness.figures import percentile  # noqa: E402
+from harness.analysis import Runs, measured, speedups  # noqa: E402
+from harness.figures import percentile, response_ns  # noqa: E402
 from harness.report import plain, summary_grid  # noqa: E402
+from harness.units import format_rate  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "path", "figure.figsize": (7.5, 3.6), "font.size": 9,
                      "axes.grid": True, "grid.alpha": 0.3})
@@ -36,13 +37,14 @@ PERCENTILES = np.array([0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99])
 
 
 def _label(key: tuple) -> str:
-    backend, concurrency, strategy, variant = key
+    backend, concurrency, strategy, variant, rate = key
     parts = [backend]
     if strategy != "inline":
         parts.append(strategy)
     if variant != "default":
         parts.append(variant)
-    return "/".join(parts) + f" c={concurrency}"
+    rate = "" if rate is None or pd.isna(rate) else f" {format_rate(rate)}"
+    return "/".join(parts) + f" c={concurrency}{rate}"
 
 
 def _svg(fig) -> str:
@@ -55,28 +57,31 @@ def _svg(fig) -> str:
 
 
 def _groups(frame: pd.DataFrame):
-    return frame.groupby(["backend", "concurrency", "strategy", "variant"], sort=False)
+    return frame.groupby(["backend", "concurrency", "strategy", "variant", "rate_per_s"],
+                         sort=False, dropna=False)
 
 
 def _latency_plots(requests: pd.DataFrame) -> list[tuple[str, str]]:
-    ok = requests[requests["ok"]]
+    """Response time (harness.figures.response_ns) of the ok measured requests."""
+    ok = measured(requests)
+    ok = ok[ok["ok"]]
     if ok.empty:
         return []
     spectrum, axs = plt.subplots()
     cdf, axc = plt.subplots()
     x = 1 / (1 - np.minimum(PERCENTILES, 99.99) / 100)
     for key, rows in _groups(ok):
-        latency = ((rows["end_ns"] - rows["start_ns"]) / 1e6).to_numpy()
+        latency = response_ns(rows["scheduled_ns"], rows["end_ns"]) / 1e6
         axs.plot(x, percentile(latency, PERCENTILES), marker=".", label=_label(key))
         values = np.sort(latency)
         axc.plot(values, np.arange(1, len(values) + 1) / len(values), label=_label(key))
     axs.set_xscale("log")
     axs.set_xticks(x, [f"{p:g}%" for p in PERCENTILES])
     axs.set_xlabel("percentile")
-    axs.set_ylabel("latency (ms)")
+    axs.set_ylabel("response time (ms)")
     axs.set_title("latency by percentile")
     axc.set_xscale("log")
-    axc.set_xlabel("latency (ms)")
+    axc.set_xlabel("response time (ms)")
     axc.set_ylabel("fraction of requests")
     axc.set_title("latency CDF")
     for ax in (axs, axc):
@@ -118,6 +123,7 @@ def _timeline_plots(timeline: pd.DataFrame, lag: pd.DataFrame) -> list[tuple[str
 
 
 def _speedup_plot(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    summary = summary[summary["model"] != "open"]  # an open cell's rate is its schedule's
     if summary["concurrency"].nunique() < 2:
         return []
     table = speedups(summary)

@@ -1,7 +1,8 @@
 """Rendering the summary (computed by analysis.summarize) for the terminal, markdown and HTML.
 
 The terminal table shows by default what fits a 100-column terminal — the cell's keys,
-requests, errors, req/s, p50/p99, peak, flags — and with `--wide` every column; markdown and
+requests, errors, req/s, p50/p99, peak, flags; with open cells the achieved rate and the
+scheduling-lag p99 in place of req/s and peak — and with `--wide` every column; markdown and
 HTML always show every column. A column appears only where the scenario has something to show
 in it (no server delay, no bound; no loop, no loop lag). LEGEND defines every figure shown,
 once, and names where in the code it is computed (the README's legend is the same table)."""
@@ -18,7 +19,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from harness.units import format_duration_ns
+from harness.units import format_duration_ns, format_rate
 
 TERMINAL_WIDTH = 100  # what the default table is made to fit
 
@@ -49,27 +50,41 @@ def _little(row) -> str:
     return f"[yellow]{text}[/]" if row.little_check == "off" else text
 
 
+def _rate(row) -> str:
+    rate = getattr(row, "rate_per_s", None)
+    return "-" if rate is None or pd.isna(rate) else format_rate(rate)
+
+
 def _flags(row) -> str:
     flags = row.flags + (" interrupted" if row.interrupted else "")
     return f"[yellow]{escape(flags.strip())}[/]" if flags.strip() else ""
 
 
 # header, cell text, the summary column whose presence decides whether the column is shown,
-# shown by default (else with --wide only)
+# shown by default (else with --wide only; CLOSED_ONLY: by default unless the scenario has open
+# cells, whose started/s and sched p99 take the room of req/s and peak)
+CLOSED_ONLY = "closed only"
 _COLUMNS = [
     ("backend", lambda r: r.backend, None, True),
     ("strategy", lambda r: r.strategy, "strategy", True),
     ("variant", lambda r: r.variant, "variant", True),
+    ("rate", _rate, "rate_per_s", True),
     ("conc", lambda r: str(r.concurrency), None, True),
     ("rep", lambda r: str(r.repetition), None, True),
     ("requests", lambda r: str(r.requests), None, True),
     ("errors", lambda r: f"[red]{r.errors}[/]" if r.errors else "0", None, True),
-    ("req/s", lambda r: f"{r.throughput_rps:.1f}", None, True),
+    ("req/s", lambda r: f"{r.throughput_rps:.1f}", None, CLOSED_ONLY),
+    ("started/s", lambda r: _num(r.achieved_rps), "target_rps", True),
+    ("target/s", lambda r: _num(r.target_rps), "target_rps", False),
     ("p50 ms", lambda r: _num(r.p50_ms), None, True),
     ("p90 ms", lambda r: _num(r.p90_ms), None, False),
     ("p99 ms", lambda r: _num(r.p99_ms), None, True),
     ("p99.9 ms", lambda r: _num(r.p999_ms), None, False),
     ("max ms", lambda r: _num(r.max_ms), None, False),
+    ("svc p50", lambda r: _num(r.service_p50_ms), "service_p50_ms", False),
+    ("svc p99", lambda r: _num(r.service_p99_ms), "service_p50_ms", False),
+    ("sched p99", lambda r: _num(r.sched_lag_p99_ms), "target_rps", True),
+    ("late", lambda r: _int(r.late_starts), "target_rps", False),
     ("ovh p50", lambda r: _num(r.overhead_p50_ms), "overhead_p50_ms", False),
     ("ovh p99", lambda r: _num(r.overhead_p99_ms), "overhead_p99_ms", False),
     ("cpu p50", lambda r: _num(r.cpu_p50_ms), "cpu_p50_ms", False),
@@ -78,7 +93,7 @@ _COLUMNS = [
     ("db p50", lambda r: _num(r.db_p50_ms), "db_p50_ms", False),
     ("lag p99", lambda r: _num(r.loop_lag_p99_ms), "loop_lag_p99_ms", False),
     ("lost", lambda r: _int(r.lost_updates), "lost_updates", False),
-    ("peak", lambda r: str(r.peak_in_flight), None, True),
+    ("peak", lambda r: str(r.peak_in_flight), None, CLOSED_ONLY),
     ("peak s/l/srv", _peaks, None, False),
     ("makespan", lambda r: _s(r.makespan_s), None, False),
     ("bound", lambda r: _s(r.bound_s), "bound_s", False),
@@ -97,14 +112,25 @@ _TEXT = ("backend", "strategy", "variant", "flags")  # left-aligned
 # header → (definition, where the figure is computed). One entry per figure: the terminal
 # legend, the README's legend and the tests use this table.
 LEGEND: dict[str, tuple[str, str]] = {
-    "conc": ("the cell's limit on requests in flight", "harness.keys.AXES"),
+    "rate": ("open model: the cell's arrival rate (a ramp's peak); - for a closed cell",
+             "harness.keys.AXES"),
+    "conc": ("the cell's limit on requests in flight (open model: max_in_flight)",
+             "harness.keys.AXES"),
     "rep": ("the repetition", "harness.keys.AXES"),
-    "requests": ("rows of the cell (every request released to a slot)",
-                 "harness.output.CellRows.cell_row"),
-    "errors": ("rows that are not ok", "harness.output.CellRows.cell_row"),
+    "requests": ("measured rows of the cell (every request released to a slot, the warm-up "
+                 "left out, as from every figure)", "harness.analysis.measured"),
+    "errors": ("measured rows that are not ok", "harness.analysis.summarize"),
     "req/s": ("throughput: ok requests ÷ makespan", "harness.figures.throughput_rps"),
-    "p50 ms": ("latency (end − start) of ok requests: p50, p90, p99, p99.9 and max; every "
-               "percentile by linear interpolation", "harness.figures.percentile"),
+    "started/s": ("achieved rate: requests started per second, (n − 1) ÷ (last start − first "
+                  "start); target/s: the same over their scheduled starts (open cells)",
+                  "harness.arrivals.achieved_rps"),
+    "p50 ms": ("response time (end − scheduled start: the intended start in the open model, "
+               "getting a slot in the closed) of ok requests: p50, p90, p99, p99.9 and max; "
+               "every percentile by linear interpolation", "harness.figures.response_ns"),
+    "svc p50": ("service time (end − actual start) of ok requests: p50 and p99",
+                "harness.figures.service_ns"),
+    "sched p99": ("scheduling lag p99 ms: actual − scheduled start (early counts 0); late: "
+                  "requests that started more than 1 ms late", "harness.arrivals.late_starts"),
     "ovh p50": ("client overhead p50 and p99: the HTTP step − the delay the server applied",
                 "harness.analysis.summarize"),
     "cpu p50": ("per-step p50 ms: the CPU step where it ran (cpu), the wait for a pool worker "
@@ -117,18 +143,20 @@ LEGEND: dict[str, tuple[str, str]] = {
              "harness.figures.sweep_peak"),
     "peak s/l/srv": ("that sweep peak / the peak counted live / the mock server's own count",
                      "harness.output.CellRows.cell_row"),
-    "makespan": ("the last request's end, from the cell's start",
-                 "harness.output.CellRows.cell_row"),
-    "bound": ("lower bound of the makespan: Σ server delay ÷ concurrency (the request is the "
-              "server call alone); eff = bound ÷ makespan", "harness.analysis.summarize"),
+    "makespan": ("from the end of the warm-up (the first measured request's scheduled start; "
+                 "the cell's start without one) to the last request's end",
+                 "harness.analysis.measured_span_ns"),
+    "bound": ("lower bound of the makespan: Σ server delay ÷ concurrency (closed cells whose "
+              "request is the server call alone); eff = bound ÷ makespan",
+              "harness.analysis.summarize"),
     "kernel": ("CPU workloads: the cell's own speed on its kernel, ns per unit, measured "
                "before its clock started (mean speed of the slot or pool processes)",
                "harness.workloads.cpu.kernel_ns_per_unit"),
     "cores": ("normalised rate: units done per second × kernel ns per unit ÷ 1e9 (busy cores)",
               "harness.figures.normalised_rate"),
-    "speedup": ("the cell's rate ÷ that of the same backend/strategy/variant and repetition at "
-                "the lowest concurrency; CPU workloads divide normalised rates (cores), others "
-                "req/s", "harness.analysis.cell_speedups"),
+    "speedup": ("a closed cell's rate ÷ that of the same backend/strategy/variant/client and "
+                "repetition at the lowest concurrency; CPU workloads divide normalised rates "
+                "(cores), others req/s", "harness.analysis.cell_speedups"),
     "cpu s": ("CPU time (user + system) of the cell's process tree while its clock ran",
               "harness.sampler.Sampler"),
     "srv cpu s": ("CPU time of the mock server from when it was ready",
@@ -140,8 +168,8 @@ LEGEND: dict[str, tuple[str, str]] = {
     "median speedup": ("the median over its repetitions of the cells' speedup",
                        "harness.analysis.speedups"),
     "little %": ("Little's law residual: the gap between the mean in flight sampled live and "
-                 "Σ(end − start) ÷ makespan over all rows, relative to the latter; few: the "
-                 "samples cannot measure the mean in flight within 5 %",
+                 "Σ(end − start) ÷ the cell's time over all rows (warm-up included), relative "
+                 "to the latter; few: the samples cannot measure the mean in flight within 5 %",
                  "harness.analysis.little_check"),
     # the flags
     "little": ("flag: the Little's law residual exceeds 5 % and the samples are enough to tell",
@@ -159,16 +187,20 @@ LEGEND: dict[str, tuple[str, str]] = {
                      "harness.analysis._self_checks"),
     "server_died": ("flag: the mock server exited during the cell",
                     "harness.analysis._self_checks"),
+    "lagging": ("flag: an open cell whose scheduling-lag p99 exceeds load.max_sched_lag (5 ms "
+                "by default): its numbers describe the generator, not the server",
+                "harness.arrivals.LateStarts.lagging"),
     "interrupted": ("the run was stopped during or before this cell",
                     "harness.output.CellRows.cell_row"),
 }
 # Headers whose figure another legend entry defines (same definition, one entry).
-_DEFINED_BY = {"p90 ms": "p50 ms", "p99 ms": "p50 ms", "p99.9 ms": "p50 ms",
+_DEFINED_BY = {"target/s": "started/s", "svc p99": "svc p50", "late": "sched p99",
+               "p90 ms": "p50 ms", "p99 ms": "p50 ms", "p99.9 ms": "p50 ms",
                "max ms": "p50 ms", "ovh p99": "ovh p50", "wait p50": "cpu p50",
                "io p50": "cpu p50", "db p50": "cpu p50", "eff": "bound",
                "mean p99 ms": "mean req/s"}
-FLAGS = ("little", "peaks", "gen-cpu", "srv-cpu", "incomplete", "rows_missing", "server_died",
-         "interrupted")
+FLAGS = ("little", "peaks", "gen-cpu", "srv-cpu", "lagging", "incomplete", "rows_missing",
+         "server_died", "interrupted")
 
 
 def _shown(rows: pd.DataFrame, column: str | None) -> bool:
@@ -188,8 +220,10 @@ def summary_grid(summary: pd.DataFrame, wide: bool = True):
     The one layout behind the terminal table, markdown and HTML; `wide=False` keeps the
     default columns only."""
     for (run_id, scenario), rows in summary.groupby(["run_id", "scenario"], sort=False):
+        has_open = _shown(rows, "target_rps")
         columns = [(h, fmt) for h, fmt, col, default in _COLUMNS
-                   if (wide or default) and _shown(rows, col)]
+                   if (wide or default is True or (default == CLOSED_ONLY and not has_open))
+                   and _shown(rows, col)]
         if not wide:  # the short peak; --wide has the triple
             columns = [c for c in columns if c[0] != "peak s/l/srv"]
         else:
@@ -275,12 +309,15 @@ def speedup_tables(speedups: pd.DataFrame, wide: bool = False) -> list[Table]:
     for scenario, rows in speedups.groupby("scenario", sort=False):
         headers = ["backend"] + [k for k in ("strategy", "variant")
                                  if (rows[k] != _DEFAULT_KEYS[k]).any()]
+        if "rate_per_s" in rows and rows["rate_per_s"].notna().any():
+            headers.append("rate")
         headers += ["conc", "reps", "mean req/s"] + (["mean p99 ms"] if wide else [])
         headers += ["median speedup"]
         table = _table(f"{escape(scenario)}  [dim]across repetitions[/]", headers)
         for row in rows.itertuples(index=False):
             cells = {"backend": row.backend, "strategy": row.strategy, "variant": row.variant,
-                     "conc": str(row.concurrency), "reps": str(row.repetitions),
+                     "rate": _rate(row), "conc": str(row.concurrency),
+                     "reps": str(row.repetitions),
                      "mean req/s": _ci(row.mean_rps, row.rps_lo, row.rps_hi),
                      "mean p99 ms": _ci(row.mean_p99_ms, row.p99_lo, row.p99_hi),
                      "median speedup": _num(row.speedup)}
@@ -323,8 +360,9 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None,
     defined: set[str] = set()
     _print_legend(console, legend(headers, flags, defined))
     table = speedups(summary)
-    levels = table.groupby("scenario")["concurrency"].transform("nunique")
-    shown = (levels > 1) | (table["repetitions"] > 1)
+    closed = table["model"].fillna("closed") != "open"
+    levels = table["concurrency"].where(closed).groupby(table["scenario"]).transform("nunique")
+    shown = ((levels > 1) & closed) | (table["repetitions"] > 1)
     if shown.any():  # several levels (speedup) or several repetitions (intervals)
         headers = []
         for speedup_table in speedup_tables(table[shown], wide):

@@ -7,7 +7,14 @@ Pure: a probe — one open cell at a given rate, run however the caller likes �
 `start_rate` until a probe fails, bisects between the last pass and the first fail until they
 are within `precision` (relative), then repeats the probes at both ends `repeats` times: the
 range is from the highest rate that passed every time to the lowest rate above it that failed
-every time, so a noisy knee shows as a wide range instead of a lucky number."""
+every time, so a noisy knee shows as a wide range instead of a lucky number.
+
+A failed probe of the start, the doubling or the bisection is tried again (`confirm` times,
+phase "confirm") and counts as a failure only when every try failed. On a machine shared with
+other work a probe can fail for the machine's sake — a stall of the process delays its
+starts, which no backend can help — while nothing makes one pass by luck: interference only
+adds lag. Without the confirmation one such stall during the doubling caps the search far
+below the knee for good (the bisection never looks above a failed rate)."""
 
 from __future__ import annotations
 
@@ -38,6 +45,7 @@ class ProbeResult:
     lagging: bool  # the generator's scheduling lag p99 exceeded load.max_sched_lag
     achieved_rps: float = math.nan
     metrics: Mapping[str, float] = field(default_factory=dict)
+    problem: str | None = None  # the probe's cell failed (its process or the server died)
 
     def value(self, metric: str) -> float:
         if metric in self.metrics:
@@ -94,6 +102,7 @@ class SearchOptions:
     max_error_rate: float = 0.01
     precision: float = 0.05  # stop bisecting when (fail − pass) ÷ pass is at most this
     repeats: int = 3  # extra probes at each end of the final step
+    confirm: int = 1  # extra tries of a failed probe before it counts as a failure
     max_rate_per_s: float = 1_000_000.0  # the doubling stops here (a "ceiling" result)
 
     def __post_init__(self) -> None:
@@ -103,6 +112,8 @@ class SearchOptions:
             (0 < self.precision < 1, "--precision", "must be between 0 and 1 (e.g. 0.05)"),
             (isinstance(self.repeats, int) and 0 <= self.repeats <= 100, "--repeats",
              "must be an integer from 0 to 100"),
+            (isinstance(self.confirm, int) and 0 <= self.confirm <= 10, "--confirm",
+             "must be an integer from 0 to 10"),
             (self.max_rate_per_s >= self.start_rate_per_s, "--max-rate",
              "must be at least the start rate"),
         ]
@@ -111,11 +122,12 @@ class SearchOptions:
                 value = getattr(self, {"--start-rate": "start_rate_per_s",
                                        "--max-error-rate": "max_error_rate",
                                        "--precision": "precision", "--repeats": "repeats",
+                                       "--confirm": "confirm",
                                        "--max-rate": "max_rate_per_s"}[option])
                 raise ValueError(f"{option}: {problem} (got {brief(value)})")
 
 
-Phase = Literal["start", "double", "bisect", "repeat"]
+Phase = Literal["start", "double", "bisect", "confirm", "repeat"]
 Status = Literal["found", "ceiling", "fails_at_start"]
 
 
@@ -147,7 +159,10 @@ class KneeResult:
 
 def failure(result: ProbeResult, slos: Iterable[Threshold], backend: str,
             max_error_rate: float) -> str | None:
-    """Why a probe fails (None: it passes): the generator lagged, too many errors, or an SLO."""
+    """Why a probe fails (None: it passes): its cell failed, the generator lagged, too many
+    errors, or an SLO."""
+    if result.problem:
+        return f"the probe's cell failed: {result.problem}"
     if result.lagging:
         return "the generator lagged (scheduling lag p99 over load.max_sched_lag)"
     if not result.error_rate <= max_error_rate:  # NaN fails
@@ -176,21 +191,27 @@ def search_knee(probe: Probe, backend: str, client: str | None, slos: Sequence[T
             progress(step)
         return step.passed
 
+    def confirmed(rate: float, phase: Phase) -> bool:
+        """Passed, or failed `1 + confirm` times in a row."""
+        if run(rate, phase):
+            return True
+        return any(run(rate, "confirm") for _ in range(options.confirm))
+
     lo = options.start_rate_per_s
-    if not run(lo, "start"):
+    if not confirmed(lo, "start"):
         return KneeResult(backend, client, "fails_at_start", None, math.nan, (None, None),
                           steps[0].failed, tuple(steps))
     hi = None
     while hi is None and lo < options.max_rate_per_s:
         rate = min(lo * 2, options.max_rate_per_s)
-        if run(rate, "double"):
+        if confirmed(rate, "double"):
             lo = rate
         else:
             hi = rate
     if hi is not None:
         while (hi - lo) / lo > options.precision:
             mid = (lo + hi) / 2
-            if run(mid, "bisect"):
+            if confirmed(mid, "bisect"):
                 lo = mid
             else:
                 hi = mid
@@ -271,12 +292,24 @@ def describe(result: KneeResult) -> str:
 _RATE_KEYS = ("model", "rate", "stages", "start_rate", "requests", "duration", "concurrency")
 
 
-def probe_scenario_text(text: str, rate_per_s: float, duration_ns: int) -> str:
+def probe_scenario_text(text: str, rate_per_s: float, duration_ns: int,
+                        client: str | None = None) -> str:
     """The scenario text of one probe: the scenario with its load replaced by one open block at
     `rate_per_s` for `duration_ns` and `repeat: 1`. The block keeps the scenario's first open
     block's arrivals, max_in_flight, warm-up, max_sched_lag and workers (the first block's
-    workers and warm-up when every block is closed). Validate it with parse_scenario."""
+    workers and warm-up when every block is closed). One cell per backend: `client` (when
+    given) is the workload's only client, and only the first of several strategies or race
+    variants is kept. Validate it with parse_scenario."""
     data = yaml.safe_load(text)
+    workload = data.get("workload")
+    if isinstance(workload, dict):
+        if client is not None:
+            workload["client"] = client
+        if workload.get("type") == "race":
+            variants = workload.get("variants", ["no-lock", "lock"])
+            workload["variants"] = variants[:1] if isinstance(variants, list) else variants
+    if isinstance(data.get("strategies"), list):
+        data["strategies"] = data["strategies"][:1]
     blocks = data["load"] if isinstance(data["load"], list) else [data["load"]]
     open_blocks = [b for b in blocks if "rate" in b or "stages" in b]
     base = open_blocks[0] if open_blocks else {

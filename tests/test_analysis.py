@@ -403,18 +403,23 @@ def _shipped_summary() -> pd.DataFrame:
         for key in plan_cells(scenario):
             row, _, _ = synthetic.cell(key.backend, key.concurrency, key.repetition,
                                        strategy=key.strategy, variant=key.variant,
+                                       model=key.model, rate_per_s=key.rate_per_s,
                                        scenario=scenario.name, run_id="20260101T000000Z-abcdef")
             rows.append(row)
     summary = pd.DataFrame(rows)
-    n = len(summary)
+    is_open = summary["model"] == "open"
     return summary.assign(
-        requests=scenario.load.requests or 2000, errors=1999, error_rate=0.5,
+        requests=99999, errors=19999, error_rate=0.5,
+        achieved_rps=1234.5, target_rps=np.where(is_open, 1234.5, np.nan),
+        service_p50_ms=1234.5, service_p99_ms=1234.5, sched_lag_p99_ms=123.4,
+        late_starts=99999,
         throughput_rps=1234.5, p50_ms=1234.5, p90_ms=1234.5, p99_ms=1234.5, p999_ms=1234.5,
         max_ms=1234.5, overhead_p50_ms=12.3, overhead_p99_ms=12.3, cpu_p50_ms=12.3,
         cpu_wait_p50_ms=12.3, io_p50_ms=12.3, db_p50_ms=12.3, loop_lag_p99_ms=123.4,
         lost_updates=1999.0, kernel_ns_per_unit=123.4, normalised_rate=1.23, speedup=1.23,
         makespan_s=15.3, bound_s=15.1, efficiency=0.987, little_residual=0.012,
-        little_check="ok", flags=["little gen-cpu"] * n, peak_in_flight_server=50)
+        little_check="ok", flags=np.where(is_open, "lagging gen-cpu", "little gen-cpu"),
+        peak_in_flight_server=50)
 
 
 def _render(renderable, width: int) -> list[str]:
@@ -446,9 +451,13 @@ def test_wide_shows_every_column_and_the_legend_defines_each_once():
     narrow = {h for _, headers, _ in summary_grid(summary, wide=False) for h in headers}
     wide = {h for _, headers, _ in summary_grid(summary, wide=True) for h in headers}
     assert narrow == {"backend", "strategy", "variant", "conc", "rep", "requests", "errors",
-                      "req/s", "p50 ms", "p99 ms", "peak", "flags"}
+                      "req/s", "p50 ms", "p99 ms", "peak", "flags",
+                      "rate", "started/s", "sched p99"}  # the last three: open cells
+    for title, headers, _ in summary_grid(summary, wide=False):  # in the room of req/s, peak
+        has_open = title.startswith(("open_stall", "saturate"))
+        assert ("started/s" in headers) == has_open and ("req/s" in headers) != has_open
     assert wide == {h for h, *_ in _COLUMNS} - {"peak"}
-    text = legend(sorted(wide), {"little", "gen-cpu"})
+    text = legend(sorted(wide), {"little", "gen-cpu", "lagging"})
     entries = [part.split(": ", 1)[0] for part in text.split("; ")]
     assert len(entries) == len(set(entries))  # each figure once
     for header in wide - {"backend", "strategy", "variant", "flags"}:

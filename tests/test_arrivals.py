@@ -17,6 +17,7 @@ from harness.arrivals import (
     Stage,
     achieved_rps,
     arrival_seed,
+    inter_arrival_cv,
     late,
     late_starts,
     schedule_for,
@@ -85,6 +86,17 @@ def test_poisson_inter_arrival_times_have_cv_1_and_mean_1_over_rate():
     assert abs(gaps.mean() / 1e6 - 1) < 0.02
     # exponential, not merely CV 1: the share of gaps under the mean is 1 − 1/e
     assert abs((gaps < 1e6).mean() - (1 - math.exp(-1))) < 0.015
+
+
+def test_inter_arrival_cv_as_bench_pacing_reads_it():
+    poisson = Schedule(RateCurve.constant(1000), "poisson", entropy=arrival_seed(1, open_key()),
+                       requests=10_000).take().at_ns
+    assert inter_arrival_cv(poisson) == pytest.approx(0.9966, abs=1e-4)
+    assert inter_arrival_cv(poisson[::-1]) == inter_arrival_cv(poisson)  # in time order
+    assert inter_arrival_cv(Schedule(RateCurve.constant(100), requests=50).take().at_ns) == 0
+    bursts = np.repeat(np.arange(100) * 10_000_000, 10)  # ten at once every 10 ms
+    assert inter_arrival_cv(bursts) == pytest.approx(3.0, rel=0.01)
+    assert math.isnan(inter_arrival_cv([1, 2]))
 
 
 def test_poisson_arrivals_are_pinned_for_a_seed_and_key():

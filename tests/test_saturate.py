@@ -46,7 +46,7 @@ class FakeCell:
 
 
 def test_finds_the_knee_within_the_precision():
-    options = SearchOptions(start_rate_per_s=100, precision=0.05, repeats=0)
+    options = SearchOptions(start_rate_per_s=100, precision=0.05, repeats=0, confirm=0)
     for seed in range(5):
         result = search_knee(FakeCell(seed=seed), "asyncio", None, [SLO], options)
         assert result.status == "found"
@@ -60,12 +60,19 @@ def test_finds_the_knee_within_the_precision():
 def test_doubles_then_bisects():
     probe = FakeCell(noise=0)
     result = search_knee(probe, "threads", None, [SLO],
-                         SearchOptions(start_rate_per_s=100, precision=0.05, repeats=0))
+                         SearchOptions(start_rate_per_s=100, precision=0.05, repeats=0,
+                                       confirm=0))
     rates = [step.rate_per_s for step in result.steps]
     assert rates[:4] == [100, 200, 400, 800]
     assert [s.phase for s in result.steps[:4]] == ["start", "double", "double", "double"]
     assert rates[4:] == [600, 700, 750, 725]  # bisection of [400, 800] down to 3.4 %
     assert result.max_rate_per_s == 725 and result.range_per_s == (725, 750)
+    confirmed = search_knee(FakeCell(noise=0), "threads", None, [SLO],
+                            SearchOptions(start_rate_per_s=100, precision=0.05, repeats=0))
+    assert [(s.rate_per_s, s.phase) for s in confirmed.steps][3:] == [
+        (800, "double"), (800, "confirm"), (600, "bisect"), (700, "bisect"), (750, "bisect"),
+        (750, "confirm"), (725, "bisect")]  # each failure tried once more (confirm=1)
+    assert confirmed.max_rate_per_s == 725
 
 
 def test_finer_precision_costs_more_probes_and_lands_closer():
@@ -83,7 +90,8 @@ def test_failing_at_the_start_rate_is_reported_and_exits_1():
     results = saturate(probe, ["threads", "asyncio"], [SLO],
                        options=SearchOptions(start_rate_per_s=100))
     assert [r.status for r in results] == ["fails_at_start"] * 2
-    assert all(r.max_rate_per_s is None and len(r.steps) == 1 for r in results)
+    assert all(r.max_rate_per_s is None and len(r.steps) == 2 for r in results)
+    assert [s.phase for s in results[0].steps] == ["start", "confirm"]  # tried again first
     assert "p99 < 50ms failed" in results[0].reason
     assert exit_code(results) == 1
     document = json.loads(json.dumps(results_json(results), allow_nan=False))  # NaN → null
@@ -93,6 +101,26 @@ def test_failing_at_the_start_rate_is_reported_and_exits_1():
     found = search_knee(FakeCell(), "uvloop", None, [SLO], SearchOptions(start_rate_per_s=100))
     assert exit_code([found]) == 0 and exit_code([found, *results]) == 1  # one is enough
     assert "fails at the start rate" in describe(results[0])
+
+
+def test_a_failure_that_does_not_repeat_does_not_stop_the_search():
+    """A stall of a shared machine fails one probe: tried again, the rate passes and the
+    search goes on above it; without the confirmation it would end at the start rate, or cap
+    the doubling far below the knee."""
+    script = {100: "-+", 200: "+", 400: "-+", 800: "--", 600: "+", 700: "--", 650: "+",
+              675: "+"}
+    options = SearchOptions(start_rate_per_s=100, repeats=0, precision=0.05)
+    result = search_knee(Scripted(script), "uvloop", None, [SLO], options)
+    assert [(s.rate_per_s, s.phase, s.passed) for s in result.steps] == [
+        (100, "start", False), (100, "confirm", True), (200, "double", True),
+        (400, "double", False), (400, "confirm", True), (800, "double", False),
+        (800, "confirm", False), (600, "bisect", True), (700, "bisect", False),
+        (700, "confirm", False), (650, "bisect", True), (675, "bisect", True)]
+    assert result.status == "found" and result.max_rate_per_s == 675
+    assert result.range_per_s == (675, 700)
+    strict = search_knee(Scripted(script), "uvloop", None, [SLO],
+                         SearchOptions(start_rate_per_s=100, repeats=0, confirm=0))
+    assert strict.status == "fails_at_start" and len(strict.steps) == 1
 
 
 def test_the_error_rate_bounds_the_knee():
@@ -229,6 +257,7 @@ def test_bad_slos(text, message):
     ({"start_rate_per_s": 0}, "--start-rate: must be > 0"),
     ({"precision": 0}, "--precision"), ({"precision": 1.5}, "--precision"),
     ({"max_error_rate": -0.1}, "--max-error-rate"), ({"repeats": -1}, "--repeats"),
+    ({"confirm": 11}, "--confirm: must be an integer from 0 to 10"),
     ({"start_rate_per_s": 100, "max_rate_per_s": 10}, "--max-rate"),
 ])
 def test_bad_options(options, message):
@@ -260,3 +289,61 @@ repeat: 5
         "warmup: 2s}\n", ""), 100.0, 1_000_000_000))
     assert closed.load.rate == (100.0,) and closed.load.workers == 3
     assert closed.load.concurrency is None
+
+
+def test_a_failed_probe_cell_fails_the_probe_whatever_its_figures():
+    from harness.saturate import failure
+
+    clean = ProbeResult(p99_ms=1.0, error_rate=0.0, lagging=False)
+    assert failure(clean, [SLO], "threads", 0.01) is None
+    broken = ProbeResult(p99_ms=1.0, error_rate=0.0, lagging=False, problem="server_died")
+    assert failure(broken, [SLO], "threads", 0.01) == "the probe's cell failed: server_died"
+
+
+def test_a_probe_reads_its_verdict_from_the_cells_summary_row():
+    """The real probe's glue (harness.knee): p99, error rate, the lagging flag and every figure
+    for other SLOs come from analysis.summarize's row of the probe's one cell."""
+    from harness.analysis import summarize
+    from harness.knee import probe_result
+    from tests import synthetic
+
+    ms = 1_000_000
+    scheduled = np.arange(200, dtype=np.int64) * 5 * ms
+    start = scheduled + np.where(np.arange(200) % 10 == 0, 8 * ms, 0)
+    cell = synthetic.from_times(scheduled, start, start + 3 * ms, model="open", rate_per_s=200.0,
+                                ok=np.arange(200) % 50 != 0, generator_lagging=True)
+    row = summarize(synthetic.runs(cell)).iloc[0]
+    result = probe_result(row)
+    assert result.p99_ms == row["p99_ms"] and result.error_rate == pytest.approx(0.02)
+    assert result.lagging and result.problem is None
+    assert result.value("sched_lag_p99_ms") == pytest.approx(8.0)
+    assert result.value("service_p99_ms") == pytest.approx(3.0)
+    assert result.achieved_rps == row["achieved_rps"]
+    assert not probe_result(row.copy().replace({"lagging": ""})).lagging
+    assert probe_result(row, ["cell tiny asyncio failed: killed"]).problem.startswith("cell")
+    died = summarize(synthetic.runs(synthetic.from_times(scheduled, start, start + 3 * ms,
+                                                         model="open", rate_per_s=200.0,
+                                                         server_exit=-9))).iloc[0]
+    assert probe_result(died).problem == "server_died"
+
+
+def test_a_probe_scenario_is_one_cell_per_backend():
+    from harness.knee import default_start_rate
+    from harness.scenario import LoadedScenario
+
+    text = """\
+name: t
+server:
+  endpoints:
+    api: {latency: 10ms}
+workload: {endpoint: api, client: [standard, lean]}
+strategies: [inline, thread_pool]
+load: {rate: [50/s, 20/s], duration: 5s}
+"""
+    probe = parse_scenario(probe_scenario_text(text, 100.0, 1_000_000_000, client="lean"))
+    assert probe.clients() == ("lean",) and probe.strategies == ("inline",)
+    assert len(plan_cells(probe, backends=("asyncio",))) == 1
+    assert default_start_rate(LoadedScenario("t.yaml", text, parse_scenario(text))) == 20.0
+    closed = text.replace("load: {rate: [50/s, 20/s], duration: 5s}",
+                          "load: {requests: 5, concurrency: 2}")
+    assert default_start_rate(LoadedScenario("t.yaml", closed, parse_scenario(closed))) == 10.0

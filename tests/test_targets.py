@@ -101,3 +101,48 @@ def test_a_speedup_without_its_base_is_no_data_not_a_verdict():
 
     summary = summary.assign(speedup=cell_speedups(summary).to_numpy())
     assert verdicts(summary)[THREADS_CPU] == ("no data", None)
+
+
+def _stall_cells(stall_s: float, backend: str = "asyncio"):
+    """open_stall by hand: 200/s open and 2 closed slots for 10 s against 10 ms requests; the
+    server holds every response from 5 s for `stall_s`."""
+    import numpy as np
+
+    ms, s = 1_000_000, 1_000_000_000
+    begin, end_of_stall = 5 * s, int((5 + stall_s) * s)
+
+    def served(start):
+        held = (start >= begin) & (start < end_of_stall)
+        return np.where(held, end_of_stall, start) + 10 * ms
+
+    scheduled = np.arange(2000, dtype=np.int64) * 5 * ms
+    open_cell = synthetic.from_times(scheduled, scheduled, served(scheduled), backend=backend,
+                                     model="open", rate_per_s=200.0, concurrency=200,
+                                     scenario="open_stall")
+    starts = []
+    for _ in range(2):
+        t = 0
+        while t < 10 * s:
+            starts.append(t)
+            t = int(served(np.array([t]))[0])
+    starts = np.sort(np.array(starts, dtype=np.int64))
+    closed_cell = synthetic.from_times(starts, starts, served(starts), backend=backend,
+                                       scenario="open_stall")
+    return open_cell, closed_cell
+
+
+def test_open_stall_targets_see_the_stall_in_the_open_models_response_time():
+    cells = _stall_cells(0.5)
+    runs = synthetic.runs(*cells)
+    found = {name: (value, met) for name, value, met in
+             targets.evaluate(summarize(runs), runs.requests)}
+    assert found["open_stall: asyncio open response-time p99 ≥ 350 ms"] == ("410.0 ms", True)
+    assert found["open_stall: asyncio open requests over 100 ms: about a hundred"] == ("82", True)
+    assert found["open_stall: asyncio closed requests over 100 ms: a handful (≤ 10)"] == (
+        "2", True)
+    assert found["open_stall: asyncio service-time p50 near 10 ms in both models (≤ 12 ms)"][1]
+    calm = synthetic.runs(*_stall_cells(0.05))
+    found = {name: (value, met) for name, value, met in
+             targets.evaluate(summarize(calm), calm.requests)}
+    assert found["open_stall: asyncio open response-time p99 ≥ 350 ms"][1] is False
+    assert found["open_stall: asyncio open requests over 100 ms: about a hundred"] == ("0", False)
