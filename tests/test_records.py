@@ -25,6 +25,13 @@ from harness.spool import Spooler, read_batches
 from tests.conftest import BACKENDS, harness
 
 
+def _cmdline(p) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
 def fake(name="fake", duration="5ms", raise_on=(), exit_on=(), requests=30, concurrency=3,
          backends=BACKENDS, extra="") -> str:
     return (f"name: {name}\n"
@@ -266,17 +273,12 @@ def test_a_dead_mock_server_is_recorded_and_the_run_exits_3(tmp_path, backend):
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    server = None
-    while server is None:
-        assert time.monotonic() < deadline
-        for p in psutil.Process(proc.pid).children(recursive=True):
-            try:
-                if "harness.server" in " ".join(p.cmdline()):
-                    server = p
-            except psutil.Error:
-                pass
-        time.sleep(0.05)
-    time.sleep(2.0)  # requests are flowing
+    spooled = out / ".spool" / "cell-0000" / "requests.arrows"
+    while not (spooled.exists() and spooled.stat().st_size > 4000):  # requests are flowing
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    server = next(p for p in psutil.Process(proc.pid).children(recursive=True)
+                  if "harness.server" in " ".join(_cmdline(p)))
     server.kill()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stderr
