@@ -30,7 +30,10 @@ _SOMAXCONN = "/proc/sys/net/core/somaxconn"
 
 
 def fds_wanted(scenario: Scenario) -> int:
-    return MIN_FDS + max(scenario.load.concurrency)
+    """MIN_FDS + the most requests any cell may hold in flight: a closed block's largest
+    concurrency, an open block's max_in_flight (its default per backend)."""
+    return MIN_FDS + max(level for block in scenario.loads for backend in scenario.backends
+                         for _, level, _ in block.cell_levels(backend))
 
 
 def raise_fd_limit(wanted: int) -> str | None:
