@@ -6,7 +6,13 @@ query parameter (or an arrival counter when absent, e.g. under wrk), plus a `del
 extra. The response starts once the target has passed and no stall is on (harness.deadline:
 never early, late by little); the delay actually applied, arrival to the start of the response,
 and the target go back in two headers. Every effect of a fault happens when the response would
-start, except `hang`, which never answers."""
+start, except `hang`, which never answers.
+
+An endpoint with `cpu` first does that much CPU work per request (harness.mock_cpu: the
+pipeline's image pre-processing, calibrated at start-up) in the event loop (`offload: inline`,
+blocking every other request), a thread pool or a process pool (forkserver, warmed and
+calibrated before the server is ready); the latency counts from when it is done. A probe
+measures the server's own event-loop lag, reported by /_harness/stats."""
 
 from __future__ import annotations
 
@@ -15,16 +21,22 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import struct
+import threading
 import time
+from array import array
+from concurrent.futures import BrokenExecutor
 
+import numpy as np
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from harness.deadline import Deadlines
 from harness.faults import fault_for
+from harness.figures import percentile
 from harness.http import (
     BODY_BYTES_HEADER,
     DELAY_HEADER,
@@ -36,6 +48,39 @@ from harness.scenario import Endpoint, Server
 
 TRICKLE_CHUNKS_PER_S = 20
 _LINGER_0 = struct.pack("ii", 1, 0)  # close() sends RST instead of FIN
+LAG_INTERVAL_NS = 10_000_000  # the loop-lag probe sleeps this long, as the backends' probe
+LAG_KEEP = 100_000  # samples kept whole (16 min of probes); beyond, a uniform reservoir
+
+
+class LagSamples:
+    """The loop-lag probe's samples since t0, in bounded memory: every sample up to `keep`,
+    then a uniform random sample of them all (reservoir sampling, seeded), so a long cell's
+    p99 still describes the whole cell."""
+
+    def __init__(self, keep: int = LAG_KEEP) -> None:
+        self.keep, self.seen = keep, 0
+        self.t_ns, self.lag_ns = array("q"), array("q")
+        self._draw = random.Random(0)
+
+    def add(self, t_ns: int, lag_ns: int) -> None:
+        self.seen += 1
+        if len(self.lag_ns) < self.keep:
+            self.t_ns.append(t_ns)
+            self.lag_ns.append(lag_ns)
+        elif (slot := self._draw.randrange(self.seen)) < self.keep:
+            self.t_ns[slot], self.lag_ns[slot] = t_ns, lag_ns
+
+    def since(self, t0_ns: int) -> None:
+        """Drop the samples taken before t0 (the clock is set right after the cell's start)."""
+        kept = [i for i, t in enumerate(self.t_ns) if t >= t0_ns]
+        self.t_ns = array("q", (self.t_ns[i] for i in kept))
+        self.lag_ns = array("q", (self.lag_ns[i] for i in kept))
+        self.seen = len(kept)
+
+    def p99_ns(self) -> int | None:
+        if not self.lag_ns:
+            return None
+        return int(percentile(np.frombuffer(self.lag_ns, dtype=np.int64), 99))
 
 
 class _State:
@@ -48,6 +93,8 @@ class _State:
         self.stopping = asyncio.Event()
         self.deadlines: Deadlines | None = None
         self._crash: asyncio.TimerHandle | None = None
+        self.lag = LagSamples()
+        self.cpu = _CpuSteps(config)
 
     def arrive(self) -> int:
         self.in_flight += 1
@@ -60,6 +107,7 @@ class _State:
 
     def set_t0(self, t0_ns: int) -> None:
         self.t0_ns = t0_ns
+        self.lag.since(t0_ns)
         crash = self.config.crash_after
         if crash is not None and crash.duration is not None:
             if self._crash is not None:
@@ -81,6 +129,17 @@ class _State:
                 return
             deadline_ns = end
 
+    async def probe(self) -> None:
+        """Sleep 10 ms, record how late the loop woke (signed: a timer may fire a little
+        early), again, until cancelled."""
+        interval_s = LAG_INTERVAL_NS / 1e9
+        while True:
+            due = time.monotonic_ns() + LAG_INTERVAL_NS
+            await asyncio.sleep(interval_s)
+            woke = time.monotonic_ns()
+            if woke >= self.t0_ns:
+                self.lag.add(woke, woke - due)
+
     async def stopped_by(self, deadline_ns: int) -> bool:
         """Sleep until the deadline; True when the server began to stop meanwhile."""
         left_s = (deadline_ns - time.monotonic_ns()) / 1e9
@@ -88,6 +147,79 @@ class _State:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), left_s)
         return self.stopping.is_set()
+
+
+class _CpuSteps:
+    """The `cpu` endpoints' work and where it runs: each endpoint's own pool (`pool_size`
+    workers, default the core count), created, warmed and calibrated at start-up; the loop's
+    (and its threads') plans calibrated in this process."""
+
+    def __init__(self, config: Server) -> None:
+        self.endpoints = {name: e for name, e in config.endpoints.items() if e.cpu is not None}
+        self.pools: dict[str, object] = {}  # endpoint → harness.workloads.offload.Offload
+        self.plans: dict[str, list] = {}  # endpoint → the plans of the processes running it
+        self.stop = threading.Event()  # pool threads end their work early once it is set
+        self.work = None  # harness.mock_cpu.work, imported only when an endpoint has cpu
+
+    async def start(self) -> None:
+        if not self.endpoints:
+            return
+        from harness.mock_cpu import calibrate_all, plan_for, work
+        from harness.workloads.offload import Offload
+
+        self.work = work
+        for name, endpoint in self.endpoints.items():
+            offload = Offload(endpoint.offload, endpoint.pool_size)
+            if endpoint.offload == "process_pool":
+                found = await offload.start(calibrate_all, (endpoint.cpu,))
+                self.plans[name] = [plans[0] for plans in found]
+            else:
+                await offload.start()
+                self.plans[name] = [plan_for(endpoint.cpu)]
+            if offload.pool is not None:
+                self.pools[name] = offload
+
+    async def run(self, name: str, endpoint: Endpoint, seq: int) -> None:
+        offload, work = self.pools.get(name), self.work
+        if offload is None:
+            work(endpoint.cpu, seq)  # inline: the loop does nothing else meanwhile
+            return
+        loop = asyncio.get_running_loop()
+        if endpoint.offload == "thread_pool":
+            await loop.run_in_executor(offload.pool, work, endpoint.cpu, seq, self.stop)
+        else:
+            await loop.run_in_executor(offload.pool, work, endpoint.cpu, seq)
+
+    def worker_pids(self) -> list[int]:
+        return [pid for offload in self.pools.values()
+                for pid in getattr(offload.pool, "_processes", None) or {}]
+
+    def close(self) -> None:
+        """Without waiting for work in progress: pool threads stop after their current image,
+        pool processes are terminated (their requests fail; the server is going away)."""
+        self.stop.set()
+        for offload in self.pools.values():
+            processes = list((getattr(offload.pool, "_processes", None) or {}).values())
+            for process in processes:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    process.terminate()
+            for process in processes:  # pure computation: SIGTERM ends it at once
+                process.join(1)
+            # The threads finish their image; the process pool's manager sees its workers gone.
+            offload.pool.shutdown(wait=not processes or all(
+                p.exitcode is not None for p in processes), cancel_futures=True)
+        self.pools.clear()
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU time of another process (a pool worker), 0 when it is gone."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except (psutil.Error, ValueError):
+        return 0.0
+    return times.user + times.system
 
 
 def _not_bad_input(record: logging.LogRecord) -> bool:
@@ -165,6 +297,16 @@ def _endpoint_handler(state: _State, name: str, endpoint: Endpoint):
             except ValueError:
                 return web.Response(status=400, text="seq must be an integer")
             body_bytes = await _drain(request)
+            start_ns = arrival_ns
+            if endpoint.cpu is not None:
+                try:
+                    await state.cpu.run(name, endpoint, seq)
+                except BrokenExecutor:
+                    if not state.stopping.is_set():
+                        raise
+                if state.stopping.is_set():  # the work was cut short: no answer
+                    return _abort(request)
+                start_ns = time.monotonic_ns()  # the latency follows the CPU step
             target_ns = dist.sample_ns(seed, seq)
             fault = fault_for(endpoint, seed, seq, name=name)
             if fault is not None and fault.hang:
@@ -172,7 +314,7 @@ def _endpoint_handler(state: _State, name: str, endpoint: Endpoint):
                 return _abort(request)
             if fault is not None and fault.delay:
                 target_ns += fault.delay
-            await state.hold(arrival_ns + target_ns)
+            await state.hold(start_ns + target_ns)
             applied_ns = time.monotonic_ns() - arrival_ns
             headers = {DELAY_HEADER: str(applied_ns), DELAY_TARGET_HEADER: str(target_ns),
                        IN_FLIGHT_HEADER: str(at_arrival), BODY_BYTES_HEADER: str(body_bytes)}
@@ -202,10 +344,15 @@ def make_app(config: Server) -> web.Application:
     app[STATE] = state
 
     async def stats(request: web.Request) -> web.Response:
+        cpu_s = time.process_time() + sum(_cpu_s(pid) for pid in state.cpu.worker_pids())
         return web.json_response({"in_flight": state.in_flight, "peak_in_flight": state.peak,
                                   "requests": state.requests, "arrivals": state.arrivals,
                                   "t0_ns": state.t0_ns, "pid": os.getpid(),
-                                  "cpu_s": time.process_time()})
+                                  "cpu_s": cpu_s,
+                                  "loop_lag_p99_ns": state.lag.p99_ns(),
+                                  "loop_lag_samples": state.lag.seen,
+                                  "cpu_plans": {name: [plan._asdict() for plan in plans]
+                                                for name, plans in state.cpu.plans.items()}})
 
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -223,13 +370,21 @@ def make_app(config: Server) -> web.Application:
 
     server_log = logging.getLogger("aiohttp.server")
 
+    probe: list[asyncio.Task] = []
+
     async def startup(app: web.Application) -> None:
         server_log.addFilter(_not_bad_input)
         state.deadlines = Deadlines(asyncio.get_running_loop())
-        state.set_t0(state.t0_ns)  # arms a crash_after duration counted from the start
+        await state.cpu.start()  # calibrated and warm before the server is ready
+        # Until the cell's clock starts, stalls, crash_after and the loop lag count from here.
+        state.set_t0(time.monotonic_ns())
+        probe.append(asyncio.create_task(state.probe()))
 
     async def shutdown(app: web.Application) -> None:
         state.stopping.set()  # hung and trickling responses drop their connections
+        state.cpu.close()  # without waiting for CPU steps in progress
+        for task in probe:
+            task.cancel()
 
     async def cleanup(app: web.Application) -> None:
         server_log.removeFilter(_not_bad_input)

@@ -235,6 +235,7 @@ class CellRows:
             "peak_in_flight_live": observed.get("peak_live"),
             "peak_in_flight_server": server.get("peak_in_flight"),
             "server_cpu_s": server.get("cpu_since_ready_s"),
+            "server_loop_lag_p99_ns": server.get("loop_lag_p99_ns"),
             "interrupted": bool(observed.get("interrupted", False)),
             "cpu_user_s": observed.get("cpu_user_s"), "cpu_sys_s": observed.get("cpu_sys_s"),
             "loop_lag_p99_ns": (int(percentile(loop_lag, 99)) if has_loop and loop_lag.size

@@ -30,7 +30,13 @@ from harness.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.latency import DurationNs, Latency
 from harness.target import split_target
 from harness.thresholds import OPEN_METRICS, check_matrix, parse_threshold
-from harness.units import format_rate, parse_duration_ns, parse_rate_per_s, parse_size_bytes
+from harness.units import (
+    format_duration_ns,
+    format_rate,
+    parse_duration_ns,
+    parse_rate_per_s,
+    parse_size_bytes,
+)
 
 # Upper bounds: what a small machine can hold and a benchmark can mean. A scenario beyond them
 # is a typo or hostile, and is refused with the bound named before anything is allocated.
@@ -180,6 +186,12 @@ class Fault(_Model):
         return next(name for name in EFFECTS if getattr(self, name) is not None)
 
 
+# Where a CPU step runs: in the event loop (blocking it), in a thread pool, in a process pool.
+# The scenario's `strategies` (the client's CPU steps) and an endpoint's `offload` (the mock
+# server's) use the same words.
+STRATEGIES = ("inline", "thread_pool", "process_pool")
+
+
 class Endpoint(_Model):
     # validate_default: an endpoint without `latency` gets Fixed(0), not the bare 0
     latency: Annotated[Latency, BeforeValidator(_latency_at_most_an_hour)] = Field(
@@ -188,6 +200,27 @@ class Endpoint(_Model):
     status: int = Field(200, ge=100, le=599)
     seed: int | None = Field(None, ge=-_INT64, lt=_INT64)  # defaults to server.seed
     faults: Annotated[tuple[Fault, ...], Field(max_length=MAX_ITEMS)] = ()
+    # CPU work per request, done by the server before the latency (harness.mock_cpu): the
+    # pipeline's image pre-processing, calibrated at start-up to this much CPU time.
+    cpu: Step | None = Field(None, gt=0)
+    offload: Literal[STRATEGIES] = "inline"  # type: ignore[valid-type]  # only with cpu
+    pool_size: int | None = Field(None, ge=1, le=MAX_WORKERS)  # default: the core count
+
+    @field_validator("offload")
+    @classmethod
+    def _offload_needs_cpu(cls, value: str, info) -> str:
+        if "cpu" in info.data and info.data["cpu"] is None:  # absent, not merely invalid
+            raise ValueError(f"only with cpu (the work to offload) (got {brief(value)})")
+        return value
+
+    @field_validator("pool_size")
+    @classmethod
+    def _pool_needs_a_pool(cls, value: int | None, info) -> int | None:
+        offload = info.data.get("offload")
+        if value is not None and offload == "inline":
+            raise ValueError("only with offload: thread_pool or process_pool "
+                             f"(got {brief(value)})")
+        return value
 
     @field_validator("faults")
     @classmethod
@@ -290,6 +323,7 @@ ENGINE_LIMITS = (
     ("fast", "endpoints.*.faults", lambda endpoint: bool(endpoint.faults)),
     ("fast", "stalls", lambda server: bool(server.stalls)),
     ("fast", "crash_after", lambda server: server.crash_after is not None),
+    ("fast", "endpoints.*.cpu", lambda endpoint: endpoint.cpu is not None),
 )
 
 
@@ -302,8 +336,10 @@ def _unserved(server: Server) -> str | None:
             key = field.removeprefix("endpoints.*.")
             for name, endpoint in server.endpoints.items():
                 if used(endpoint):
+                    value = getattr(endpoint, key)
+                    shown = format_duration_ns(value) if key == "cpu" else brief(value)
                     return (f"server.endpoints.{name}.{key}: not served by engine: {engine} "
-                            f"(got {brief(getattr(endpoint, key))})")
+                            f"(got {shown})")
         elif used(server):
             return f"server.{field}: not served by engine: {engine} " \
                    f"(got {brief(getattr(server, field))})"
@@ -441,7 +477,6 @@ Workload = Annotated[
     IoWorkload | CpuWorkload | RaceWorkload | PipelineWorkload | FakeWorkload,
     Field(discriminator="type"), BeforeValidator(_default_type),
 ]
-STRATEGIES = ("inline", "thread_pool", "process_pool")
 
 
 def _rate_at_most(value: object) -> float:

@@ -103,7 +103,8 @@ CELLS_SCHEMA = pa.schema(
         pa.field("cpu_sys_s", pa.float64()),
         pa.field("loop_lag_p99_ns", pa.int64()),  # from the raw samples; null without a loop
         pa.field("lost_updates", pa.int64()),  # race workload only
-        pa.field("server_cpu_s", pa.float64()),  # the mock server process's CPU time
+        pa.field("server_cpu_s", pa.float64()),  # the mock server's CPU time (+ pool workers)
+        pa.field("server_loop_lag_p99_ns", pa.int64()),  # its event loop's; null without it
         pa.field("released", pa.int64()),  # requests handed to a slot; null if unknown
         pa.field("slots_lost", pa.int64()),  # slot processes that died during the cell
         pa.field("complete", pa.bool_(), nullable=False),  # the cell process ended normally
