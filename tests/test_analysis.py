@@ -454,7 +454,7 @@ def test_wide_shows_every_column_and_the_legend_defines_each_once():
                       "req/s", "p50 ms", "p99 ms", "peak", "flags",
                       "rate", "started/s", "sched p99"}  # the last three: open cells
     for title, headers, _ in summary_grid(summary, wide=False):  # in the room of req/s, peak
-        has_open = title.startswith(("open_stall", "saturate"))
+        has_open = title.startswith(("open_stall", "saturate", "inference_service"))
         assert ("started/s" in headers) == has_open and ("req/s" in headers) != has_open
     assert wide == {h for h, *_ in _COLUMNS} - {"peak"}
     text = legend(sorted(wide), {"little", "gen-cpu", "lagging"})
