@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SCENARIOS ?= scenarios/lab.yaml scenarios/gil_cpu.yaml scenarios/gil_release.yaml \
              scenarios/gil_io.yaml scenarios/inference.yaml scenarios/race.yaml
 
-.PHONY: install test bench lint clean
+.PHONY: install test bench bench-self lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ bench: $(STAMP)
 	$(BIN)/harness run $(SCENARIOS) --out $$out && \
 	$(BIN)/python bench/targets.py $$out && \
 	$(BIN)/harness report $$out --html results/report.html > /dev/null
+
+# The harness against its peers (wrk, Locust) and against itself, side by side in one sitting,
+# at most 12 minutes; sets up wrk (apt) and Locust (bench/.venv-locust) itself. Not part of test.
+# Writes results/bench-self/<UTC time>/bench-self.{parquet,md}.
+bench-self: $(STAMP)
+	$(BIN)/python bench/self.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests
