@@ -97,7 +97,7 @@ class Figure:
     def shown(self) -> str:
         if self.value is None or math.isnan(self.value):
             return "not measured"
-        if self.unit in ("×", "ms"):
+        if self.unit in ("×", "ms") or (self.unit == "µs" and self.value < 100):
             return f"{self.value:,.2f}"
         if self.unit in ("s",):
             return f"{self.value:,.3f}"
@@ -203,7 +203,9 @@ class Bench:
             cmd.append("--asyncio")
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
                               check=True, env=child_env())
-        return json.loads(done.stdout)
+        found = json.loads(done.stdout)
+        found["cpu_us"] = 1e6 * found["cpu_s"] / max(found["requests"], 1)
+        return found
 
     def run_harness(self, name: str, text: str, timeout_s: float):
         """One `harness run` into the temporary folder; its cells' summary (a DataFrame)."""
@@ -243,9 +245,10 @@ class Bench:
                 cells = backends.count(",") + 1
                 summary = self.run_harness(f"throughput{r}_{backends.replace(', ', '_')}",
                                            text, timeout_s=cells * (3 * s + 60))
-                return {f"{row.backend} {row.client}": {"rps": row.throughput_rps,
-                                                         "errors": row.errors}
-                        for row in summary.itertuples()}
+                return {f"{row.backend} {row.client}": {
+                    "rps": row.throughput_rps, "errors": row.errors,
+                    "cpu_us": 1e6 * (row.cpu_user_s + row.cpu_sys_s) / row.requests}
+                    for row in summary.itertuples()}
             return step
 
         def bare(client: str, loop: str):
@@ -283,12 +286,12 @@ class Bench:
                 + f"  ({round_s:.0f} s)")
         self.notes.append(f"throughput: medians over {len(per_round)} round(s)")
 
-        def med(name):
-            values = [f[name]["rps"] for f in per_round if name in f]
+        def med(name, key="rps"):
+            values = [f[name][key] for f in per_round if name in f]
             return statistics.median(values) if values else None
 
-        def ratio(a, b):
-            values = [f[a]["rps"] / f[b]["rps"] for f in per_round if a in f and b in f]
+        def ratio(a, b, key="rps"):
+            values = [f[a][key] / f[b][key] for f in per_round if a in f and b in f]
             return statistics.median(values) if values else None
 
         for name in ("wrk", "locust", "bare lean uvloop", "bare aiohttp uvloop",
@@ -324,6 +327,16 @@ class Bench:
                     target, ok = "≥ 0.9", lambda v: v >= 0.9
                 self.add(f"harness {loop} {cell} ÷ bare {plain} loop on {loop}",
                          ratio(f"{loop} {cell}", f"bare {plain} {loop}"), "×", target, ok)
+        # CPU per request: steadier than requests/s on a shared machine (the cell process tree;
+        # the bare loop's process, its start-up left out).
+        for name in ("bare lean uvloop", "bare aiohttp uvloop", "bare lean asyncio",
+                     "bare aiohttp asyncio", *(f"harness {cell}" for cell in cells)):
+            key = name.removeprefix("harness ")
+            self.add(f"{name}: CPU per request", med(key, "cpu_us"), "µs")
+        for loop in ("uvloop", "asyncio"):
+            for cell, plain in (("lean", "lean"), ("standard", "aiohttp")):
+                self.add(f"CPU per request: harness {loop} {cell} ÷ bare {plain} loop",
+                         ratio(f"{loop} {cell}", f"bare {plain} {loop}", "cpu_us"), "×")
         bad = {k: v for k, v in errors.items() if v}
         if bad:
             self.notes.append("throughput errors (all rounds): "
