@@ -112,6 +112,7 @@ class Bench:
         self.notes: list[str] = []
         self.wrk: str | None = None
         self.locust: Path | None = None
+        self.last_run: Path | None = None
 
     # ---- bookkeeping -------------------------------------------------------------------
 
@@ -120,6 +121,19 @@ class Bench:
 
     def left(self) -> float:
         return BUDGET_S - self.elapsed()
+
+    def bounded(self, timeout_s: float) -> float:
+        """A child's timeout, cut so that the whole run ends within the budget."""
+        return max(20.0, min(timeout_s, self.left() - 20))
+
+    def error_counts(self, run: Path) -> str:
+        """`backend client: category n, …` of a harness run's failed requests."""
+        from harness.output import read_run
+
+        rows = read_run(run)["requests"].to_pandas()
+        bad = rows[~rows["ok"]]
+        counts = bad.groupby(["backend", "client", "error"]).size()
+        return "; ".join(f"{b} {c}: {e} {n}" for (b, c, e), n in counts.items()) or "none"
 
     def add(self, name: str, value, unit: str, target: str | None = None,
             ok=None) -> None:
@@ -213,10 +227,10 @@ class Bench:
 
         path = self.tmp / f"{name}.yaml"
         path.write_text(text)
-        out = self.tmp / "runs" / name
+        out = self.last_run = self.tmp / "runs" / name
         done = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--out",
                                str(out), "--force"], capture_output=True, text=True,
-                              timeout=timeout_s, env=child_env())
+                              timeout=self.bounded(timeout_s), env=child_env())
         if done.returncode not in (0, 3):  # 3: cells with failures; their rows still count
             raise RuntimeError(f"harness run {name} failed ({done.returncode}): "
                                f"{done.stderr.strip()[-300:]}")
@@ -415,11 +429,13 @@ class Bench:
         quick = self.args.quick
         requests, concurrency = (3000, 1000) if quick else (30_000, 10_000)
         say(f"\n== {concurrency:,} in flight: 1 s delay, {requests:,} requests")
-        raise_fd_limit(2 * concurrency + 1000)
+        raise_fd_limit(concurrency + 1000)  # the cell's connections (the mock raises its own)
         text = FAST.format(name="self_in_flight", latency="1s", clients="lean, standard",
                            load=f"requests: {requests}, concurrency: {concurrency}",
                            backends="asyncio, uvloop")
         summary = self.run_harness("in_flight", text, timeout_s=300)
+        self.notes.append(f"{concurrency:,} in flight, failed requests: "
+                          f"{self.error_counts(self.last_run)}")
         peak = round(0.95 * concurrency)
         for row in summary.sort_values(["client", "backend"]).itertuples():
             cell = f"{concurrency // 1000}k in flight {row.backend} {row.client}"
@@ -441,7 +457,7 @@ class Bench:
         limit_s = 75 if not self.args.quick else 40  # per client
         t0 = time.monotonic()
         for n in ladder:
-            if time.monotonic() - t0 > limit_s or self.left() < 60:
+            if time.monotonic() - t0 > limit_s or self.left() < 45:
                 stopped = n
                 break
             text = FAST.format(name=f"self_threads_{client}_{n}", latency="1s", clients=client,
@@ -455,13 +471,14 @@ class Bench:
                 say(f"   {n} threads: {exc}")
             say(f"   {n} threads: errors {errors}, complete {complete}")
             if errors != 0 or not complete:
-                failed = (n, errors)
+                failed = (n, "the run failed" if errors < 0 else
+                          f"{self.error_counts(self.last_run)}; complete: {complete}")
                 break
             best = n
         self.add(f"threads backend ({client}): most threads with 0 errors", best, "threads")
         if failed:
             self.notes.append(f"threads ({client}): {failed[0]} threads failed "
-                              f"({failed[1]} errors)")
+                              f"({failed[1]})")
         elif stopped:
             self.notes.append(f"threads ({client}): stopped before {stopped} threads "
                               "(time bound)")
