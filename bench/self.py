@@ -459,7 +459,7 @@ class Bench:
     def thread_ladder(self, client: str, ladder: list[int]) -> None:
         """The highest thread count with 0 errors: 1 s delay, three requests per thread."""
         say(f"   threads backend, client {client}: {ladder}")
-        best, failed, stopped = 0, None, None
+        best, failed, stopped, why = 0, None, None, ""
         limit_s = 90 if not self.args.quick else 40  # per client, every step included
         t0 = time.monotonic()
         for n in ladder:
@@ -475,13 +475,15 @@ class Bench:
                 errors, complete = int(row.errors), bool(row.complete)
             except subprocess.TimeoutExpired as exc:
                 errors, complete = -1, False
-                say(f"   {n} threads: did not finish within {exc.timeout:.0f} s (killed)")
+                why = (f"not decided: killed after {exc.timeout:.0f} s, what was left of the "
+                       f"ladder's {limit_s} s")
+                say(f"   {n} threads: {why}")
             except (RuntimeError, IndexError) as exc:
-                errors, complete = -1, False
+                errors, complete, why = -1, False, "the run failed"
                 say(f"   {n} threads: {exc}")
             say(f"   {n} threads: errors {errors}, complete {complete}")
             if errors != 0 or not complete:
-                failed = (n, "the run failed or ran out of its time" if errors < 0 else
+                failed = (n, why if errors < 0 else
                           f"{self.error_counts(self.last_run)}; complete: {complete}")
                 break
             best = n
@@ -491,8 +493,7 @@ class Bench:
         else:
             self.add(name, best, "threads")
         if failed:
-            self.notes.append(f"threads ({client}): {failed[0]} threads failed "
-                              f"({failed[1]})")
+            self.notes.append(f"threads ({client}): {failed[0]} threads: {failed[1]}")
         elif stopped:
             self.notes.append(f"threads ({client}): stopped before {stopped} threads "
                               "(time bound)")
