@@ -39,6 +39,12 @@ bench-full: $(STAMP)
 	$(BIN)/python bench/targets.py $$out && \
 	$(BIN)/harness report $$out --html results/report-full.html > /dev/null
 
+# The harness against its peers (wrk, Locust) and against itself, side by side in one sitting,
+# at most 12 minutes; sets up wrk (apt) and Locust (bench/.venv-locust) itself. Not part of test.
+# Writes results/bench-self/<UTC time>/bench-self.{parquet,md}.
+bench-self: $(STAMP)
+	$(BIN)/python bench/self.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests
 
