@@ -48,7 +48,6 @@ import os
 import re
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,10 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # run as a script from a clone: the harness beside it
+
+from harness.figures import median  # noqa: E402  (every median through the one function)
+
 LOCUST_VENV = BENCH / ".venv-locust"
 LOCUST_SPEC = "locust>=2.20,<3"
 BUDGET_S = 12 * 60
@@ -308,11 +311,11 @@ class Bench:
 
         def med(name, key="rps"):
             values = [f[name][key] for f in per_round if name in f]
-            return statistics.median(values) if values else None
+            return median(values) if values else None
 
         def ratio(a, b, key="rps"):
             values = [f[a][key] / f[b][key] for f in per_round if a in f and b in f]
-            return statistics.median(values) if values else None
+            return median(values) if values else None
 
         for name in ("wrk", "locust", "bare lean uvloop", "bare aiohttp uvloop",
                      "bare lean asyncio", "bare aiohttp asyncio"):
@@ -418,11 +421,11 @@ class Bench:
             without_ns.append(time_loop(ROWS, record=None))
             append_ns.append(time_loop(ROWS, record="buffer"))
             with_ns.append(time_loop(ROWS, record="spooled", folder=self.tmp))
-        base = statistics.median(without_ns)
+        base = median(without_ns)
         self.add("recording: RecordBuffer.append per request (with − without)",
-                 (statistics.median(append_ns) - base) / ROWS, "ns")
+                 (median(append_ns) - base) / ROWS, "ns")
         self.add("recording: append + the spooler draining to its IPC file, per request",
-                 (statistics.median(with_ns) - base) / ROWS, "ns", "≤ 300", lambda v: v <= 300)
+                 (median(with_ns) - base) / ROWS, "ns", "≤ 300", lambda v: v <= 300)
         times = parquet_times(self.tmp)
         self.add("RecordBuffer.drain of 1 000 000 rows (to Arrow)", times["drain"], "s")
         self.add("Parquet write, 1 000 000 rows (requests schema, 64 Ki row groups)",

@@ -14,6 +14,7 @@ import pyarrow as pa
 from harness.gauge import now_ns
 
 INTERVAL_S = 0.1
+CHILD_SCAN_EVERY = 10  # samples between looks for new processes in the cell's tree
 _COLUMNS = ("t_ns", "in_flight", "completed", "loop_lag_max_ns", "cpu_percent",
             "ctx_switches_voluntary", "ctx_switches_involuntary")
 
@@ -36,11 +37,15 @@ class Sampler(threading.Thread):
     def _tree_totals(self) -> tuple[float, float, int, int]:
         """CPU seconds and context switches of the process tree so far. Per-process counters
         are cumulative, so the last reading of a process that has ended still counts."""
-        try:
-            procs = [self._proc, *self._proc.children(recursive=True)]
-        except psutil.Error:
-            procs = [self._proc]
-        for proc in procs:
+        # Finding the children reads every process's /proc entry on the machine: once a second
+        # (slots and pool workers start before the clock), not at every sample.
+        self._scans = getattr(self, "_scans", 0) + 1
+        if self._scans % CHILD_SCAN_EVERY == 1 or not hasattr(self, "_procs"):
+            try:
+                self._procs = [self._proc, *self._proc.children(recursive=True)]
+            except psutil.Error:
+                self._procs = [self._proc]
+        for proc in self._procs:
             try:
                 with proc.oneshot():
                     times, switches = proc.cpu_times(), proc.num_ctx_switches()

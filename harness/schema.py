@@ -22,6 +22,7 @@ from __future__ import annotations
 from array import array
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -232,7 +233,7 @@ class RecordBuffer:
         for name, values in self._ints.items():
             taken = values[:n]
             del values[:n]
-            column = pa.array(taken, pa.int64())
+            column = pa.array(np.frombuffer(taken, dtype=np.int64))  # zero-copy, not per item
             if name in _NULLABLE_INTS:
                 column = pc.if_else(pc.equal(column, _NULL), None, column)
             columns[name] = column
@@ -240,7 +241,7 @@ class RecordBuffer:
             columns[name] = pa.array(values[:n], pa.string())
             del values[:n]
         for name, values, cast in (("ok", self._ok, None), ("phase", self._warmup, "phase")):
-            flags = pa.array(values[:n], pa.int8()).cast(pa.bool_())
+            flags = pa.array(np.frombuffer(values[:n], dtype=np.int8).astype(bool))
             del values[:n]
             columns[name] = flags if cast is None else pc.if_else(flags, "warmup", "measure")
         self._drained += n
