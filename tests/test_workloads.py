@@ -342,3 +342,14 @@ def test_version_3_cells_lose_their_speedup_and_gain_a_null_kernel_speed(tmp_pat
     table = read_table(tmp_path / "cells.parquet", "cells")
     assert table.schema.names == CELLS_SCHEMA.names and "speedup" not in table.schema.names
     assert table.column("kernel_ns_per_unit").null_count == 1
+
+
+def test_a_process_pool_warms_up_with_a_full_size_tensor(tmp_path):
+    """The pipeline's warm-up result (its tensor, ~190 KB at 256 px) outgrows a pipe's buffer:
+    the pool must still start (it once deadlocked at its barrier)."""
+    text = ("name: pp\nserver: {endpoints: {infer: {latency: 2ms}}}\n"
+            "workload: {type: pipeline, endpoint: infer, image: 256}\n"
+            "load: {requests: 8, concurrency: 2}\nbackends: [asyncio]\n"
+            "strategies: [process_pool]\n")
+    _, _, frames = run(tmp_path, text)
+    assert len(frames["requests"]) == 8 and frames["requests"]["ok"].all()

@@ -50,10 +50,13 @@ class Offload:
             self.pool = ProcessPoolExecutor(self.size, mp_context=ctx, initializer=_warm,
                                             initargs=(ready, alone, everyone, warm, args))
             # Workers start on demand, one per submission while none is idle: `size`
-            # submissions start them all, and return once every worker has been warmed.
+            # submissions start them all, and return once every worker has been warmed. The
+            # results are read meanwhile, on a thread: a worker whose result outgrows the
+            # pipe's buffer waits for the reader before it reaches the barrier.
+            results = loop.run_in_executor(None, lambda: [ready.get() for _ in range(self.size)])
             await asyncio.gather(*(loop.run_in_executor(self.pool, os.getpid)
                                    for _ in range(self.size)))
-            return [ready.get() for _ in range(self.size)]
+            return await results
         return []
 
     async def call(self, fn, *args):
