@@ -40,3 +40,25 @@ def harness(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """The CLI as a user runs it, in a child process."""
     return subprocess.run([sys.executable, "-m", "harness", *map(str, args)],
                           capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The CLI in this process (no interpreter start-up per call): returns what a subprocess
+    would — returncode, stdout, stderr."""
+    from types import SimpleNamespace
+
+    from harness.cli import main
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["harness", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return call

@@ -22,27 +22,6 @@ from tests.conftest import small_scenario
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The CLI in this process (no interpreter start-up per call): returns what a subprocess
-    would — returncode, stdout, stderr."""
-    from types import SimpleNamespace
-
-    from harness.cli import main  # noqa: PLC0415
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["harness", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
-
-    return call
-
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):

@@ -2,8 +2,6 @@
 and the glue and the CLI on synthetic `Runs`."""
 
 import json
-import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -269,22 +267,13 @@ def test_compare_between_backends_of_one_run():
 # --- the CLI --------------------------------------------------------------------------------
 
 @pytest.fixture
-def cli_with(capsys, monkeypatch):
+def cli_with(cli, monkeypatch):
     """The CLI in this process, with `load_runs` handing out synthetic runs by path."""
     from harness import analysis
-    from harness.cli import main
 
     def call(runs: dict, *args):
         monkeypatch.setattr(analysis, "load_runs", lambda paths: runs[str(paths[0])])
-        monkeypatch.setattr(sys, "argv", ["harness", "compare", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+        return cli("compare", *args)
 
     return call
 

@@ -279,27 +279,6 @@ backends: [asyncio, threads]
 """
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The CLI in this process: returncode, stdout, stderr as a subprocess would give them."""
-    import sys
-    from types import SimpleNamespace
-
-    from harness.cli import main
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["harness", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
-
-    return call
-
 
 def test_saturate_end_to_end_writes_each_probe_as_a_run_and_exits_by_its_finding(
         cli, write_scenario, tmp_path):
