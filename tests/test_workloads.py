@@ -61,9 +61,10 @@ def test_cpu_workloads_on_every_backend(cpu_runs, kind, backend):
     assert rows["server_delay_ns"].isna().all() and rows["io_ns"].isna().all()
     cells = frames["cells"][frames["cells"]["backend"] == backend]
     # CPU time comes in 10 ms clock ticks: a 60 ms cell may show one tick or none, so only
-    # the presence is checked per cell, the amount over the whole run
+    # the presence is checked per cell, the amount over the whole run (about 0.5 s: 8 cells of
+    # 12 steps of 5 ms; a step calibrated on a busy machine is shorter, 0.09 s was seen)
     assert cells["cpu_user_s"].notna().all() and cells["cpu_sys_s"].notna().all()
-    assert (frames["cells"]["cpu_user_s"] + frames["cells"]["cpu_sys_s"]).sum() > 0.1
+    assert (frames["cells"]["cpu_user_s"] + frames["cells"]["cpu_sys_s"]).sum() > 0.04
     assert cells["peak_in_flight_server"].isna().all()  # no server for CPU work
     meta = read_metadata(out)
     assert meta["scenarios"][0]["calibration"]["kind"] == kind
