@@ -613,10 +613,17 @@ def time_loop(n: int, record: str | None, folder: Path | None = None) -> int:
 
 def parquet_times(folder: Path) -> dict:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from harness.keys import CellKey, key_dict
-    from harness.output import KINDS, ROW_GROUP_ROWS, RunWriter, _file_meta, _with_keys, read_table
+    from harness.output import (
+        KINDS,
+        ROW_GROUP_ROWS,
+        RunWriter,
+        _file_meta,
+        _with_keys,
+        parquet_writer,
+        read_table,
+    )
     from harness.schema import Outcome, RecordBuffer
 
     buffer = RecordBuffer()
@@ -634,7 +641,7 @@ def parquet_times(folder: Path) -> dict:
     path = folder / "rows.parquet"
     schema = KINDS["requests"].with_metadata(_file_meta({"bench": "self"}))
     t2 = time.perf_counter()
-    with pq.ParquetWriter(path, schema) as writer:
+    with parquet_writer(path, schema) as writer:
         writer.write_table(_with_keys(batch, constants, schema), row_group_size=ROW_GROUP_ROWS)
     t3 = time.perf_counter()
     table = read_table(path, "requests")
@@ -649,7 +656,7 @@ def parquet_times(folder: Path) -> dict:
     with pa.OSFile(str(spool / "requests.arrows"), "wb") as sink, \
             pa.ipc.new_stream(sink, batch.schema) as stream:
         for start in range(0, ROWS, 50_000):
-            stream.write_batch(batch.slice(start, 50_000))
+            stream.write(batch.slice(start, 50_000))
     t5 = time.perf_counter()
     rows = writer.write_cell_data(index, spool, constants)
     t6 = time.perf_counter()

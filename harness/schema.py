@@ -19,12 +19,12 @@ of older versions are read with the newer columns filled in and the dropped ones
 
 from __future__ import annotations
 
-from array import array
+import struct
+import threading
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from harness.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES, NULLABLE_KEYS
 
@@ -158,95 +158,112 @@ def internal_outcome(exc: BaseException) -> Outcome:
 _NULL = -1  # sentinel for "no value" in the int arrays; no valid value is negative
 
 
-_INT_COLUMNS = ("seq", "enqueued_ns", "scheduled_ns", "start_ns", "end_ns", "in_flight", "status",
-                *_NULLABLE_INTS)
+# One request as the hot path packs it: 22 int64 words, in this order. String columns are
+# label codes (0 = null), nullable ints hold -1 for null, `ok` and the warm-up flag 0 or 1.
+_CODED = ("worker", "slot", "error", "error_detail", "fault")
+_INTS = ("seq", "enqueued_ns", "scheduled_ns", "start_ns", "end_ns", "in_flight", "status")
+_PACKED = (*_CODED, *_INTS, *_NULLABLE_INTS, "ok", "warmup")
+_WORD = {name: i for i, name in enumerate(_PACKED)}
+_ROW = struct.Struct(f"<{len(_PACKED)}q")
+BATCH_ROWS = 16_384  # rows → columns a block at a time, the block within the CPU's caches
+_PHASES = pa.array(["measure", "warmup"])
+
+
+def _int_column(words: np.ndarray, nullable: bool = False) -> pa.Array:
+    """One int64 column of the transposed rows, zero-copy when it has no null."""
+    if nullable:
+        missing = words == _NULL
+        if missing.all():
+            return pa.nulls(len(words), pa.int64())
+        if missing.any():
+            return pa.array(words, mask=missing)
+    return pa.Array.from_buffers(pa.int64(), len(words), [None, pa.py_buffer(words)])
 
 
 class RecordBuffer:
-    """Columnar buffer of a cell's requests: one typed array per column, filled on the hot path
-    with no lock and no per-row object; the spooler thread drains what has arrived into an
-    Arrow batch (ints zero-copy from the arrays). `ok` is appended last and marks a whole row:
-    a drain takes the first n = len(ok) rows of every column and deletes them, each step
-    atomic (under the GIL, and under free-threading's per-object locks), so a row appended
-    meanwhile waits for the next drain and none is torn."""
+    """A cell's requests as packed rows in one growing bytearray, filled on the hot path by one
+    struct pack and one extend per request (no per-column append, no per-row object kept);
+    strings become small codes, each label stored once. The spooler thread drains what has
+    arrived into an Arrow batch. A row is whole or absent: the extend is one atomic step (under
+    the GIL, and under free-threading's per-object locks), and a drain takes whole rows from the
+    front, so a row appended meanwhile waits for the next drain and none is torn."""
 
     def __init__(self) -> None:
-        self._ints = {name: array("q") for name in _INT_COLUMNS}
-        self._strings = {name: [] for name in ("worker", "slot", *_NULLABLE_STRINGS)}
-        self._ok, self._warmup = array("b"), array("b")
+        self._rows = bytearray()
+        self._codes: dict = {None: 0}
+        self._labels: list = [None]
+        self._new_label = threading.Lock()
         self._drained = 0
-        i, t = self._ints, self._strings
-        self._put = (t["worker"].append, t["slot"].append, i["seq"].append,
-                     i["enqueued_ns"].append, i["scheduled_ns"].append, i["start_ns"].append,
-                     i["end_ns"].append, i["in_flight"].append, self._warmup.append,
-                     i["status"].append, t["error"].append, i["server_delay_ns"].append,
-                     i["cpu_ns"].append, i["cpu_wait_ns"].append, i["io_ns"].append,
-                     i["db_ns"].append, t["error_detail"].append,
-                     i["server_delay_target_ns"].append, i["bytes_sent"].append,
-                     i["bytes_received"].append, t["fault"].append, self._ok.append)
+        self._extend, self._pack = self._rows.extend, _ROW.pack
+
+    def _code(self, label: str | None) -> int:
+        """The slow path: a label seen for the first time gets the next code."""
+        with self._new_label:
+            code = self._codes.get(label)
+            if code is None:
+                code = len(self._labels)
+                self._labels.append(label)  # before the code is published: a drain finds it
+                self._codes[label] = code
+            return code
 
     def append(self, worker: str, slot: str, seq: int, enqueued_ns: int, scheduled_ns: int,
                start_ns: int, end_ns: int, outcome: Outcome, in_flight: int,
                warmup: bool = False) -> None:
-        (p_worker, p_slot, p_seq, p_enq, p_sched, p_start, p_end, p_flight, p_warm, p_status,
-         p_error, p_delay, p_cpu, p_wait, p_io, p_db, p_detail, p_target, p_sent, p_recv,
-         p_fault, p_ok) = self._put
         (ok, status, error, delay, cpu, wait, io, db, detail, target, sent, recv,
          fault) = outcome
-        p_worker(worker)
-        p_slot(slot)
-        p_seq(seq)
-        p_enq(enqueued_ns)
-        p_sched(scheduled_ns)
-        p_start(start_ns)
-        p_end(end_ns)
-        p_flight(in_flight)
-        p_warm(warmup)
-        p_status(status)
-        p_error(error)
-        p_delay(_NULL if delay is None else delay)
-        p_cpu(_NULL if cpu is None else cpu)
-        p_wait(_NULL if wait is None else wait)
-        p_io(_NULL if io is None else io)
-        p_db(_NULL if db is None else db)
-        p_detail(detail)
-        p_target(_NULL if target is None else target)
-        p_sent(_NULL if sent is None else sent)
-        p_recv(_NULL if recv is None else recv)
-        p_fault(fault)
-        p_ok(ok)  # last: the row is whole
+        codes = self._codes
+        try:
+            w, s, e, d, f = codes[worker], codes[slot], codes[error], codes[detail], codes[fault]
+        except KeyError:
+            w, s, e, d, f = map(self._code, (worker, slot, error, detail, fault))
+        self._extend(self._pack(
+            w, s, e, d, f, seq, enqueued_ns, scheduled_ns, start_ns, end_ns, in_flight, status,
+            -1 if delay is None else delay, -1 if cpu is None else cpu,
+            -1 if wait is None else wait, -1 if io is None else io, -1 if db is None else db,
+            -1 if target is None else target, -1 if sent is None else sent,
+            -1 if recv is None else recv, ok, warmup))
 
     def __len__(self) -> int:
-        return len(self._ok)
+        return len(self._rows) // _ROW.size
 
     @property
     def appended(self) -> int:
         """Rows appended since creation, drained or not (the sampler's progress count)."""
-        return self._drained + len(self._ok)
+        return self._drained + len(self._rows) // _ROW.size
 
-    def drain(self) -> pa.RecordBatch | None:
-        """The rows appended since the last drain, as one batch (None when there are none)."""
-        n = len(self._ok)
-        if not n:
+    def drain(self) -> pa.Table | None:
+        """The rows appended since the last drain, as a table of batches of at most
+        BATCH_ROWS rows each (None when there are none)."""
+        size = len(self._rows) // _ROW.size * _ROW.size
+        if not size:
             return None
-        columns = {}
-        for name, values in self._ints.items():
-            taken = values[:n]
-            del values[:n]
-            column = pa.array(np.frombuffer(taken, dtype=np.int64))  # zero-copy, not per item
-            if name in _NULLABLE_INTS:
-                column = pc.if_else(pc.equal(column, _NULL), None, column)
-            columns[name] = column
-        for name, values in self._strings.items():
-            columns[name] = pa.array(values[:n], pa.string())
-            del values[:n]
-        for name, values, cast in (("ok", self._ok, None), ("phase", self._warmup, "phase")):
-            flags = pa.array(np.frombuffer(values[:n], dtype=np.int8).astype(bool))
-            del values[:n]
-            columns[name] = flags if cast is None else pc.if_else(flags, "warmup", "measure")
-        self._drained += n
-        return pa.RecordBatch.from_arrays([columns[f.name] for f in RECORD_FIELDS],
-                                          schema=RECORD_SCHEMA)
+        taken = self._rows[:size]
+        del self._rows[:size]  # the front only: rows appended meanwhile stay
+        rows = np.frombuffer(taken, dtype=np.int64).reshape(-1, len(_PACKED))
+        labels = pa.array(list(self._labels), pa.string())  # codes in `rows` are all in it
+        batches = [_to_batch(rows[first:first + BATCH_ROWS], labels)
+                   for first in range(0, len(rows), BATCH_ROWS)]
+        self._drained += len(rows)
+        return pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+
+
+def _to_batch(rows: np.ndarray, labels: pa.Array) -> pa.RecordBatch:
+    """Packed rows (a block small enough for the CPU's caches) as one Arrow batch."""
+    n = len(rows)
+    words = np.ascontiguousarray(rows.T)
+    columns = {}
+    for name in _CODED:
+        codes = words[_WORD[name]]
+        columns[name] = labels.take(pa.array(codes.astype(np.int32))) if codes.any() else \
+            pa.nulls(n, pa.string())
+    for name in _INTS:
+        columns[name] = _int_column(words[_WORD[name]])
+    for name in _NULLABLE_INTS:
+        columns[name] = _int_column(words[_WORD[name]], nullable=True)
+    columns["ok"] = pa.array(words[_WORD["ok"]] != 0)
+    columns["phase"] = _PHASES.take(pa.array(words[_WORD["warmup"]].astype(np.int32)))
+    return pa.RecordBatch.from_arrays([columns[f.name] for f in RECORD_FIELDS],
+                                      schema=RECORD_SCHEMA)
 
 
 def upgrade(table: pa.Table, version: int, schema: pa.Schema) -> pa.Table:

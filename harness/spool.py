@@ -26,7 +26,7 @@ class _SpoolFile:
         self._writer = pa.ipc.new_stream(self._sink, schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
+        self._writer.write(batch)  # a RecordBatch, or a Table of them
 
     def close(self) -> None:
         self._writer.close()
@@ -35,7 +35,7 @@ class _SpoolFile:
 
 class Spooler(threading.Thread):
     """Drains registered sources into their files every `interval_s`, and once more at stop.
-    A source is a callable returning a RecordBatch of what is new, or None."""
+    A source is a callable returning what is new (a RecordBatch or a Table), or None."""
 
     def __init__(self, folder: Path, interval_s: float = FLUSH_S) -> None:
         super().__init__(name="spooler", daemon=True)
@@ -46,7 +46,8 @@ class Spooler(threading.Thread):
         self.error: str | None = None  # first write failure, "path: reason"
         self.on_error: Callable[[str], None] | None = None
 
-    def add(self, name: str, schema: pa.Schema, drain: Callable[[], pa.RecordBatch | None]
+    def add(self, name: str, schema: pa.Schema,
+            drain: Callable[[], pa.RecordBatch | pa.Table | None]
             ) -> None:
         if name not in self._files:
             self._files[name] = (_SpoolFile(self.folder / f"{name}.arrows", schema), [])

@@ -156,7 +156,7 @@ def test_a_cell_is_written_in_row_groups_of_at_most_64_ki_rows(tmp_path):
             buffer = RecordBuffer()
             for seq in range(chunk, min(n, chunk + 10_000)):
                 buffer.append("w", "s", seq, 0, 0, seq, seq + 1, Outcome(True, 200), 1)
-            writer.write_batch(buffer.drain())
+            writer.write(buffer.drain())
     constants = {"run_id": "r", "scenario": "s", **key_dict(CellKey("threads", 1, 0))}
     rows = CellRows(constants)
     with pq.ParquetWriter(tmp_path / "r.parquet", read_run.__globals__["KINDS"]["requests"]) as w:
