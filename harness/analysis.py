@@ -261,6 +261,7 @@ def summarize(runs: Runs) -> pd.DataFrame:
             "cpu_user_s": _nan(cell.cpu_user_s),
             "cpu_sys_s": _nan(cell.cpu_sys_s),
             "server_cpu_s": _nan(getattr(cell, "server_cpu_s", None)),
+            "server_loop_lag_p99_ms": _nan(getattr(cell, "server_loop_lag_p99_ns", None)) / 1e6,
             "peak_in_flight": cell.peak_in_flight,
             "peak_in_flight_live": cell.peak_in_flight_live,
             "peak_in_flight_server": cell.peak_in_flight_server,

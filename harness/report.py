@@ -103,6 +103,7 @@ _COLUMNS = [
     ("speedup", lambda r: _num(r.speedup), "speedup", False),
     ("cpu s", lambda r: _num(r.cpu_user_s + r.cpu_sys_s), "cpu_user_s", False),
     ("srv cpu s", lambda r: _num(r.server_cpu_s), "server_cpu_s", False),
+    ("srv lag p99", lambda r: _num(r.server_loop_lag_p99_ms), "server_loop_lag_p99_ms", False),
     ("little %", _little, "little_check", False),
     ("flags", _flags, "flags", True),
 ]
@@ -161,6 +162,9 @@ LEGEND: dict[str, tuple[str, str]] = {
               "harness.sampler.Sampler"),
     "srv cpu s": ("CPU time of the mock server from when it was ready",
                   "harness.server.ServerProcess.stats"),
+    "srv lag p99": ("the mock server's own event-loop lag p99 ms (its probe wakes from 10 ms "
+                    "sleeps, as the loops' lag p99) while the cell's clock ran: a `cpu` "
+                    "endpoint served inline shows here", "harness.mock.LagSamples"),
     "reps": ("across repetitions: the configuration's repetitions (cells)",
              "harness.analysis.speedups"),
     "mean req/s": ("the mean over its repetitions, [bootstrap 95 % interval]; mean p99 ms "

@@ -28,6 +28,7 @@ METRICS = {
     "max_ms": "response time max",
     "overhead_p50_ms": "client overhead p50", "overhead_p99_ms": "client overhead p99",
     "cpu_p50_ms": "CPU step p50", "loop_lag_p99_ms": "event-loop lag p99",
+    "server_loop_lag_p99_ms": "the mock server's event-loop lag p99",
     "lost_updates": "race: lost updates", "peak_in_flight": "peak in flight (sweep)",
     "makespan_s": "makespan (from the end of the warm-up)", "efficiency": "bound ÷ makespan",
     "service_p50_ms": "service time p50 (actual start → end)",
@@ -46,6 +47,7 @@ _HTTP, _CPU = ("io", "http", "pipeline"), ("cpu", "cpu_release", "pipeline")
 _ONLY: dict[str, tuple[tuple[str, ...] | None, bool]] = {
     "overhead_p50_ms": (_HTTP, False), "overhead_p99_ms": (_HTTP, False),
     "cpu_p50_ms": (_CPU, False), "loop_lag_p99_ms": (None, True),
+    "server_loop_lag_p99_ms": (_HTTP, False),
     "lost_updates": (("race",), False), "efficiency": (("io", "http"), False),
 }
 _WHY = {  # what a cell needs for the metric to apply
@@ -53,6 +55,7 @@ _WHY = {  # what a cell needs for the metric to apply
     "overhead_p99_ms": "a mock-server call (workload io or pipeline)",
     "cpu_p50_ms": "a CPU step (workload cpu, cpu_release or pipeline)",
     "loop_lag_p99_ms": f"an event loop (backends {', '.join(ASYNC_BACKENDS)})",
+    "server_loop_lag_p99_ms": "a mock-server call (workload io or pipeline)",
     "lost_updates": "the race workload",
     "efficiency": "a request that is the server call alone (workload io)",
 }

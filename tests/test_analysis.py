@@ -395,6 +395,7 @@ def _shipped_summary() -> pd.DataFrame:
         throughput_rps=1234.5, p50_ms=1234.5, p90_ms=1234.5, p99_ms=1234.5, p999_ms=1234.5,
         max_ms=1234.5, overhead_p50_ms=12.3, overhead_p99_ms=12.3, cpu_p50_ms=12.3,
         cpu_wait_p50_ms=12.3, io_p50_ms=12.3, db_p50_ms=12.3, loop_lag_p99_ms=123.4,
+        server_loop_lag_p99_ms=123.4,
         lost_updates=1999.0, kernel_ns_per_unit=123.4, normalised_rate=1.23, speedup=1.23,
         makespan_s=15.3, bound_s=15.1, efficiency=0.987, little_residual=0.012,
         little_check="ok", flags=np.where(is_open, "lagging gen-cpu", "little gen-cpu"),

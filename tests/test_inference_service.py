@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness import mock_cpu
+from harness.analysis import load_runs, summarize
 from harness.errors import ScenarioError
 from harness.keys import CellKey, key_dict
 from harness.mock import LAG_INTERVAL_NS, LagSamples
@@ -206,12 +207,18 @@ def test_a_run_records_the_server_loop_lag_of_each_cell(tmp_path):
     scenario = tmp_path / "service.yaml"
     scenario.write_text("name: service\nserver:\n  endpoints:\n    api: {cpu: 20ms}\n"
                         "workload: {endpoint: api}\n"
-                        "load: {rate: 40/s, duration: 1s}\nbackends: [asyncio]\n")
+                        "load: {rate: 40/s, duration: 1s}\nbackends: [asyncio]\n"
+                        "expect: [server_loop_lag_p99_ms < 5]\n")
     out = tmp_path / "run"
     result = harness("run", scenario, "--out", out)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the threshold on the server's lag failed
+    assert "server_loop_lag_p99_ms < 5" in result.stdout + result.stderr
     cells = pq.read_table(next((out / "cells").glob("*.parquet"))).to_pylist()
     assert len(cells) == 1
     # an arrival every 25 ms, a 20 ms step each: the probe mostly wakes behind a step
     assert cells[0]["server_loop_lag_p99_ns"] >= 10 * MS, cells[0]
     assert cells[0]["server_cpu_s"] > 0.5 * 40 * 0.020
+    summary = summarize(load_runs([out]))
+    assert summary["server_loop_lag_p99_ms"].tolist() == [cells[0]["server_loop_lag_p99_ns"] / MS]
+    wide = harness("report", out, "--wide")
+    assert "srv lag p99" in wide.stdout and wide.returncode == 1
