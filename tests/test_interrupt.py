@@ -72,8 +72,9 @@ def test_interrupt_cancels_in_flight_keeps_records_exits_130(tmp_path, backend):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     # the grace period, then cancellation; the hung server does not hold the run up (the
-    # target is grace + 1 s; the margin is for a loaded 2-core machine)
-    assert 4.5 < took < GRACE_S + 2.5
+    # target is grace + 1 s, 5.8 s measured; the margin is for a loaded 2-core machine, far
+    # below the 30 s a request would hold the run)
+    assert 4.5 < took < GRACE_S + 4
     alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left running: {[_cmdline(p) for p in alive]}"
 
@@ -135,7 +136,9 @@ def test_a_second_sigint_aborts_at_once_and_keeps_flushed_rows(tmp_path, backend
     took = time.monotonic() - sent
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert took < 2.0  # the target is 1 s; the margin is for a loaded 2-core machine
+    # the target is 1 s (measured well under it); the margin is for a loaded 2-core machine,
+    # still short of the 5 s grace period the second Ctrl-C cuts short
+    assert took < 3.5
     alive = [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left running: {[_cmdline(p) for p in alive]}"
     tables = read_run(out)  # the aborted cell: its rows up to the last flush, incomplete
