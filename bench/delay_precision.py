@@ -1,17 +1,17 @@
 """How precisely the mock server applies its delays (issue 9). A measurement, not a test.
 
-One ServerProcess with two fixed-latency endpoints; an aiohttp client on uvloop fires each case's
-requests from `concurrency` loops: 50 in flight at 50 ms (1 000 requests) and 5 in flight at
-1 ms (2 000), each twice: the loops started together, as a cell's slots start (their deadlines
-then come in bursts, and a response waits for those ahead of it in the burst), and spread one
-target ÷ concurrency apart. From the headers of every response: applied − target
-(X-Harness-Delay-Ns − X-Harness-Delay-Target-Ns), its p50/p99/max, and how many were early
-(applied < target: must be 0); from the client: the latency p50 − target (what the client sees
-on top, loopback and both event loops included), the server's CPU in % of one core and how
-often the kernel preempted it (involuntary context switches): on a shared machine, a server
-that is not running when its deadline comes is late by the time it waits for a core, which no
-timer can help; the machine's CPU pressure (/proc/pressure/cpu, share of time some task waited
-for a core) is printed for the same reason.
+One ServerProcess per engine (aiohttp, fast) with two fixed-latency endpoints; an aiohttp client
+on uvloop fires each case's requests from `concurrency` loops: 50 in flight at 50 ms (1 000
+requests) and 5 in flight at 1 ms (2 000), each twice: the loops started together, as a cell's
+slots start (their deadlines then come in bursts, and a response waits for those ahead of it in
+the burst), and spread one target ÷ concurrency apart. From the headers of every response:
+applied − target (X-Harness-Delay-Ns − X-Harness-Delay-Target-Ns), its p50/p99/max, and how many
+were early (applied < target: must be 0); from the client: the latency p50 − target (what the
+client sees on top, loopback and both event loops included), the server's CPU in % of one core
+and how often the kernel preempted it (involuntary context switches): on a shared machine, a
+server that is not running when its deadline comes is late by the time it waits for a core,
+which no timer can help; the machine's CPU pressure (/proc/pressure/cpu, share of time some task
+waited for a core) is printed for the same reason.
 
     python bench/delay_precision.py [--scale 1.0]
 
@@ -35,14 +35,18 @@ from harness.server import ServerProcess
 SCENARIO = """\
 name: delay_precision
 server:
+  engine: {engine}
   endpoints:
-    slow: {latency: 50ms, size: 128}
-    fast: {latency: 1ms, size: 128}
-workload: {endpoint: fast}
-load: {requests: 1, concurrency: 50}
+    slow: {{latency: 50ms, size: 128}}
+    fast: {{latency: 1ms, size: 128}}
+workload: {{endpoint: fast}}
+load: {{requests: 1, concurrency: 50}}
 backends: [uvloop]
 """
 CASES = [("slow", 50, 1000, 50_000_000), ("fast", 5, 2000, 1_000_000)]
+# aiohttp: the default engine; fast: the raw-protocol one, whose cheaper responses matter when
+# deadlines come in bursts (each response of a burst waits for those ahead of it)
+ENGINES = ("aiohttp", "fast")
 
 
 def pct(values: list[int], q: float) -> int:
@@ -90,14 +94,23 @@ def cpu_pressure() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--engine", action="append", choices=ENGINES,
+                        help="the mock server's engine (repeatable; default: both)")
     args = parser.parse_args()
-    print(f"{'case':30s} {'n':>5s} {'applied−target p50':>19s} {'p99':>7s} {'max':>7s} "
-          f"{'early':>5s} {'client p50−target':>18s} {'server CPU':>10s} {'preempted':>9s}")
-    with ServerProcess(SCENARIO) as server:
+    print(f"{'engine':7s} {'case':30s} {'n':>5s} {'applied−target p50':>19s} {'p99':>7s} "
+          f"{'max':>7s} {'early':>5s} {'client p50−target':>18s} {'server CPU':>10s} "
+          f"{'preempted':>9s}")
+    for engine in args.engine or ENGINES:
+        measure(engine, args.scale)
+    print(f"CPU pressure of the machine (some, last 10 s): {cpu_pressure()}")
+
+
+def measure(engine: str, scale: float) -> None:
+    with ServerProcess(SCENARIO.format(engine=engine)) as server:
         proc = psutil.Process(server.proc.pid)
         for (endpoint, concurrency, requests, target), spread in itertools.product(
                 CASES, (False, True)):
-            n = max(1, round(requests * args.scale))
+            n = max(1, round(requests * scale))
             cpu0, t0 = server.stats()["cpu_s"], time.monotonic()
             switches = proc.num_ctx_switches().involuntary
             slack, latency = uvloop.run(run_case(server.url, endpoint, concurrency, n,
@@ -105,11 +118,10 @@ def main() -> None:
             cpu = (server.stats()["cpu_s"] - cpu0) / (time.monotonic() - t0)
             switches = proc.num_ctx_switches().involuntary - switches
             name = f"{concurrency} at {target / 1e6:g} ms, {'spread' if spread else 'together'}"
-            print(f"{name:30s} {len(slack):5d} {pct(slack, 0.5) / 1e3:16.0f} µs "
+            print(f"{engine:7s} {name:30s} {len(slack):5d} {pct(slack, 0.5) / 1e3:16.0f} µs "
                   f"{pct(slack, 0.99) / 1e3:4.0f} µs {max(slack) / 1e3:4.0f} µs "
                   f"{sum(s < 0 for s in slack):5d} {pct(latency, 0.5) / 1e3:15.0f} µs "
                   f"{cpu:9.0%} {switches:9d}")
-    print(f"CPU pressure of the machine (some, last 10 s): {cpu_pressure()}")
 
 
 if __name__ == "__main__":
