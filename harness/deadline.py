@@ -8,7 +8,11 @@ absolute CLOCK_MONOTONIC time (a kernel hrtimer, no slack), wakes the loop throu
 reader EARLY_NS before each deadline; the waiter then yields (`sleep(0)`, the other tasks run
 in between) until the clock has passed its deadline, so the time it spends queued behind other
 callbacks after the wake-up is absorbed instead of added. Elsewhere the wait sleeps until
-SPIN_NS before the deadline, then yields until it has passed."""
+SPIN_NS before the deadline, then yields until it has passed.
+
+`call_at` is the callback form, for a hot path with no coroutine per wait (the fast mock
+engine): the timerfd is armed at the deadline itself and the callback runs when it fires,
+neither early nor yielding; without a timerfd, the loop's timer, re-armed while early."""
 
 from __future__ import annotations
 
@@ -43,6 +47,26 @@ def _libc():
         return libc if hasattr(libc, "timerfd_create") else None
     except OSError:
         return None
+
+
+class _Call:
+    """A callback due at a deadline; shares the heap with the waiters' futures, so it answers
+    done() and set_result() like one."""
+
+    __slots__ = ("callback", "over")
+
+    def __init__(self, callback) -> None:
+        self.callback, self.over = callback, False
+
+    def done(self) -> bool:
+        return self.over
+
+    def set_result(self, _) -> None:
+        self.over = True
+        self.callback()
+
+    def cancel(self) -> None:
+        self.over = True
 
 
 class Deadlines:
@@ -81,6 +105,30 @@ class Deadlines:
                 self._arm(wake_ns)
             await future
 
+    def call_at(self, deadline_ns: int, callback) -> _Call:
+        """Call `callback()` on the loop once the clock has passed `deadline_ns` (never from
+        inside this call); the returned handle's `cancel()` drops it."""
+        call = _Call(callback)
+        if self._libc is None:
+            self._later(deadline_ns, call)
+        else:
+            heapq.heappush(self._heap, (deadline_ns, next(self._order), call))
+            if self._armed is None or deadline_ns < self._armed:
+                self._arm(deadline_ns)
+        return call
+
+    def _later(self, deadline_ns: int, call: _Call) -> None:
+        def check() -> None:
+            if call.over:
+                return
+            left = deadline_ns - time.monotonic_ns()
+            if left > 0:  # a millisecond timer fired early: wait for the rest
+                self._loop.call_later(left / 1e9, check)
+            else:
+                call.set_result(None)
+
+        self._loop.call_later(max(deadline_ns - time.monotonic_ns(), 0) / 1e9, check)
+
     def _arm(self, deadline_ns: int) -> None:
         spec = _Itimerspec()
         spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(deadline_ns, 1_000_000_000)
@@ -91,14 +139,20 @@ class Deadlines:
     def _fire(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(self._fd, 8)
-        now, heap = time.monotonic_ns(), self._heap
+        now, heap, due = time.monotonic_ns(), self._heap, []
         while heap and heap[0][0] <= now:
-            future = heapq.heappop(heap)[2]
-            if not future.done():  # a waiter cancelled (its client went away) is skipped
-                future.set_result(None)
+            due.append(heapq.heappop(heap)[2])
         self._armed = None
         if heap:
             self._arm(heap[0][0])
+        for waiter in due:
+            if waiter.done():  # a waiter cancelled (its client went away) is skipped
+                continue
+            try:
+                waiter.set_result(None)
+            except Exception as exc:  # reported as the loop reports a failed callback
+                self._loop.call_exception_handler(
+                    {"message": "a deadline callback failed", "exception": exc})
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -67,3 +67,36 @@ def test_a_cancelled_wait_leaves_the_others_on_time(loop):
 
     cancelled, ended = run(loop, main)
     assert cancelled and 40_000_000 <= ended < 200_000_000
+
+
+@pytest.mark.parametrize("precise", [True, False])
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_callbacks_run_after_their_deadlines_and_a_cancelled_one_never(loop, precise):
+    rng = random.Random(7)
+
+    async def main():
+        deadlines = Deadlines(asyncio.get_running_loop(), precise=precise)
+        start, ran, done = time.monotonic_ns(), [], asyncio.Event()
+        offsets = [rng.randrange(1_000_000, 30_000_000) for _ in range(200)]
+        left = len(offsets) - 1
+
+        def due(deadline):
+            nonlocal left
+            ran.append((time.monotonic_ns(), deadline))
+            left -= 1
+            if not left:
+                done.set()
+
+        handles = [deadlines.call_at(start + o, lambda d=start + o: due(d)) for o in offsets]
+        past = deadlines.call_at(start - 1, lambda: due(start - 1))  # due already: not now
+        assert ran == []  # never from inside call_at
+        handles[0].cancel()
+        await asyncio.wait_for(done.wait(), 10)
+        await asyncio.sleep(0.05)  # the cancelled one's time has passed too
+        deadlines.close()
+        return ran, start + offsets[0], past
+
+    ran, cancelled_deadline, past = run(loop, main)
+    assert len(ran) == 200 and past.done()
+    assert all(at >= deadline for at, deadline in ran)  # never early
+    assert cancelled_deadline not in [deadline for _, deadline in ran]
