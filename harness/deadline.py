@@ -62,11 +62,11 @@ class _Call:
         return self.over
 
     def set_result(self, _) -> None:
-        self.over = True
-        self.callback()
+        callback, self.callback, self.over = self.callback, None, True
+        callback()
 
     def cancel(self) -> None:
-        self.over = True
+        self.callback, self.over = None, True  # nothing it holds stays alive until its time
 
 
 class Deadlines:

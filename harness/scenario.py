@@ -29,7 +29,7 @@ from harness.errors import ECHO_LIMIT, ScenarioError, brief
 from harness.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.latency import DurationNs, Latency
 from harness.target import split_target
-from harness.thresholds import OPEN_METRICS, check_matrix, parse_threshold
+from harness.thresholds import OPEN_METRICS, SERVER_LAG_METRICS, check_matrix, parse_threshold
 from harness.units import (
     format_duration_ns,
     format_rate,
@@ -769,6 +769,11 @@ class Scenario(_Model):
                 threshold = parse_threshold(text, self.backends)
                 check_matrix(threshold, self.backends, self.workload.type)
                 metric = threshold.metric
+                if metric in SERVER_LAG_METRICS and (
+                        self.server is None or self.server.engine != "aiohttp"):
+                    raise ValueError(f"{threshold.text} applies to no cell of this scenario: "
+                                     f"{metric} needs the aiohttp mock server (not "
+                                     f"{'target:' if self.server is None else 'engine: fast'})")
             except ValueError as exc:
                 raise ValueError(f"expect[{i}]: {exc}") from None
             if metric in OPEN_METRICS and not has_open:

@@ -20,6 +20,7 @@ of older versions are read with the newer columns filled in and the dropped ones
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 from typing import NamedTuple
 
@@ -184,17 +185,27 @@ class RecordBuffer:
     """A cell's requests as packed rows in one growing bytearray, filled on the hot path by one
     struct pack and one extend per request (no per-column append, no per-row object kept);
     strings become small codes, each label stored once. The spooler thread drains what has
-    arrived into an Arrow batch. A row is whole or absent: the extend is one atomic step (under
-    the GIL, and under free-threading's per-object locks), and a drain takes whole rows from the
-    front, so a row appended meanwhile waits for the next drain and none is torn."""
+    arrived into an Arrow batch. A row is whole or absent: under the GIL the extend is one
+    atomic step and a drain takes whole rows from the front, so a row appended meanwhile waits
+    for the next drain and none is torn. Without a GIL (3.13t's bytearray has no lock of its
+    own) the extend and the drain's take go under one lock; with it, the hot path takes none."""
 
     def __init__(self) -> None:
         self._rows = bytearray()
         self._codes: dict = {None: 0}
         self._labels: list = [None]
         self._new_label = threading.Lock()
+        self._take = threading.Lock()  # a drain's take against `appended` (and, no GIL, appends)
         self._drained = 0
         self._extend, self._pack = self._rows.extend, _ROW.pack
+        if not getattr(sys, "_is_gil_enabled", lambda: True)():
+            extend, take = self._rows.extend, self._take
+
+            def locked_extend(row: bytes) -> None:
+                with take:
+                    extend(row)
+
+            self._extend = locked_extend
 
     def _code(self, label: str | None) -> int:
         """The slow path: a label seen for the first time gets the next code."""
@@ -202,8 +213,9 @@ class RecordBuffer:
             code = self._codes.get(label)
             if code is None:
                 code = len(self._labels)
-                self._labels.append(label)  # before the code is published: a drain finds it
-                self._codes[label] = code
+                # a str (or null) whatever came: a label Arrow cannot take would fail every drain
+                self._labels.append(None if label is None else str(label))
+                self._codes[label] = code  # after its label: a drain that sees it finds it
             return code
 
     def append(self, worker: str, slot: str, seq: int, enqueued_ns: int, scheduled_ns: int,
@@ -228,8 +240,10 @@ class RecordBuffer:
 
     @property
     def appended(self) -> int:
-        """Rows appended since creation, drained or not (the sampler's progress count)."""
-        return self._drained + len(self._rows) // _ROW.size
+        """Rows appended since creation, drained or not (the sampler's progress count): never
+        lower than an earlier answer, also while a drain takes rows."""
+        with self._take:
+            return self._drained + len(self._rows) // _ROW.size
 
     def drain(self) -> pa.Table | None:
         """The rows appended since the last drain, as a table of batches of at most
@@ -237,13 +251,14 @@ class RecordBuffer:
         size = len(self._rows) // _ROW.size * _ROW.size
         if not size:
             return None
-        taken = self._rows[:size]
-        del self._rows[:size]  # the front only: rows appended meanwhile stay
+        with self._take:
+            taken = self._rows[:size]
+            del self._rows[:size]  # the front only: rows appended meanwhile stay
+            self._drained += size // _ROW.size
         rows = np.frombuffer(taken, dtype=np.int64).reshape(-1, len(_PACKED))
         labels = pa.array(list(self._labels), pa.string())  # codes in `rows` are all in it
         batches = [_to_batch(rows[first:first + BATCH_ROWS], labels)
                    for first in range(0, len(rows), BATCH_ROWS)]
-        self._drained += len(rows)
         return pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
 
 

@@ -530,6 +530,7 @@ async def _run(config: Server, sock: socket.socket, counts, ready, life_fd=None)
     ready()
     await stop.wait()
     server.close()  # open connections and pending timers go with the loop
+    app.deadlines.close()
 
 
 def _worker(config: Server, host: str, port: int, array, index: int, supervisor: int,

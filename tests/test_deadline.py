@@ -5,6 +5,7 @@ import itertools
 import random
 import sys
 import time
+import weakref
 
 import pytest
 import uvloop
@@ -12,6 +13,13 @@ import uvloop
 from harness.deadline import EARLY_NS, Deadlines
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+class Held:
+    """What a pending response's callback keeps alive (its connection, its transport)."""
+
+    def answer(self) -> None:
+        raise AssertionError("a cancelled callback ran")
 
 
 def run(loop: str, coro_fn):
@@ -90,6 +98,11 @@ def test_callbacks_run_after_their_deadlines_and_a_cancelled_one_never(loop, pre
         handles = [deadlines.call_at(start + o, lambda d=start + o: due(d)) for o in offsets]
         past = deadlines.call_at(start - 1, lambda: due(start - 1))  # due already: not now
         assert ran == []  # never from inside call_at
+        held = Held()
+        dropped = weakref.ref(held)
+        deadlines.call_at(start + 10**9, held.answer).cancel()
+        del held
+        assert dropped() is None  # a cancelled callback holds nothing until its time
         handles[0].cancel()
         await asyncio.wait_for(done.wait(), 10)
         await asyncio.sleep(0.05)  # the cancelled one's time has passed too

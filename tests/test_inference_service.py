@@ -222,3 +222,34 @@ def test_a_run_records_the_server_loop_lag_of_each_cell(tmp_path):
     assert summary["server_loop_lag_p99_ms"].tolist() == [cells[0]["server_loop_lag_p99_ns"] / MS]
     wide = harness("report", out, "--wide")
     assert "srv lag p99" in wide.stdout and wide.returncode == 1
+
+
+@pytest.mark.parametrize(("server", "why"), [
+    ("server:\n  engine: fast\n  endpoints:\n    api: {latency: 1ms}\n", "engine: fast"),
+    ("target: http://127.0.0.1:9\n", "target:"),
+])
+def test_a_server_lag_threshold_without_the_aiohttp_mock_is_refused(server, why):
+    workload = "{endpoint: api}" if "engine" in server else "{type: io, path: /}"
+    text = (f"name: t\n{server}workload: {workload}\nload: {{requests: 5, concurrency: 2}}\n"
+            "expect: [server_loop_lag_p99_ms < 20]\n")
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, "s.yaml")
+    assert str(caught.value) == (
+        "s.yaml: expect[0]: server_loop_lag_p99_ms < 20 applies to no cell of this scenario: "
+        f"server_loop_lag_p99_ms needs the aiohttp mock server (not {why})")
+
+
+def test_a_cell_without_the_server_lag_is_not_applicable_not_failed():
+    import numpy as np
+    import pandas as pd
+
+    from harness.thresholds import evaluate
+
+    scenario = parse_scenario(SERVICE + "backends: [asyncio]\n"
+                              "expect: [server_loop_lag_p99_ms < 20]\n")
+    summary = pd.DataFrame([
+        {"scenario": "service", "backend": "asyncio", "strategy": "inline",
+         "variant": "default", "concurrency": 2, "repetition": rep, "model": "closed",
+         "server_loop_lag_p99_ms": lag} for rep, lag in enumerate([np.nan, 5.0, 45.0])])
+    rows = evaluate(summary, {"service": scenario})
+    assert rows["status"].tolist() == ["not applicable", "passed", "failed"]

@@ -100,3 +100,27 @@ def test_rows_appended_by_threads_while_another_drains_are_all_there_once():
         assert r["slot"] == f"slot-{r['seq'] % 1000}"
         assert r["worker"] == f"worker-{r['seq'] // per_thread}"
         assert r["server_delay_ns"] == r["seq"] and r["end_ns"] == r["seq"] + 1
+
+
+def test_appended_never_goes_back_while_a_drain_takes_rows():
+    buffer = RecordBuffer()
+    for seq in range(200_000):
+        buffer.append("w", "s", seq, seq, seq, seq, seq + 1, Outcome(True, 200), 1)
+    seen, stop = [], threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            seen.append(buffer.appended)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    buffer.drain()
+    stop.set()
+    poller.join()
+    assert seen and min(seen) == 200_000 == buffer.appended
+
+
+def test_a_label_that_is_not_a_string_is_written_as_one():
+    buffer = RecordBuffer()
+    buffer.append("w", 7, 0, 0, 0, 1, 2, Outcome(False, 0, "internal", error_detail=None), 1)
+    assert buffer.drain().to_pylist()[0]["slot"] == "7"
