@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,10 +211,15 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                 observed = _drive_cell_process(proc, job, interrupt, ui)
                 finished_unix_ns = time.time_ns()
                 if watch is not None:
-                    watch.set()
+                    watch()  # stopped and joined: a poll() of its own in progress would make
+                    # ours answer None (Popen lets one thread wait at a time) for a dead server
                 if server and not interrupt.aborted:
                     server_stats = server.stats()
-                    server_stats["exit"] = server.proc.poll()  # None: alive
+                    code = server.proc.poll()
+                    if code is None and not server_stats:  # not answering: dead or dying
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            code = server.proc.wait(SERVER_POLL_S * 10)
+                    server_stats["exit"] = code  # None: alive
                 if interrupt.aborted and server:
                     server.kill()
         finally:
@@ -245,9 +251,10 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
 SERVER_POLL_S = 0.1
 
 
-def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> threading.Event:
-    """Until the returned event is set: when the mock server dies, tell the cell (it releases
-    nothing more; its requests in flight fail and become rows). Polled, so within 1 s."""
+def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> Callable[[], None]:
+    """Until the returned function is called (it stops the watcher and waits for it): when the
+    mock server dies, tell the cell (it releases nothing more; its requests in flight fail and
+    become rows). Polled, so within 1 s."""
     done = threading.Event()
 
     def watch() -> None:
@@ -257,8 +264,14 @@ def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> threading.Ev
                     cell.send_signal(SERVER_DIED)
                 return
 
-    threading.Thread(target=watch, name="server-watch", daemon=True).start()
-    return done
+    watcher = threading.Thread(target=watch, name="server-watch", daemon=True)
+    watcher.start()
+
+    def stop() -> None:
+        done.set()
+        watcher.join()
+
+    return stop
 
 
 def _drive_cell_process(proc: subprocess.Popen, job: CellJob, interrupt: _Interrupt,
