@@ -26,6 +26,7 @@ import itertools
 import time
 
 import aiohttp
+import machine  # bench/machine.py, beside this script
 import psutil
 import uvloop
 
@@ -84,11 +85,8 @@ async def run_case(url: str, endpoint: str, concurrency: int, requests: int, spr
 
 
 def cpu_pressure() -> str:
-    try:
-        with open("/proc/pressure/cpu") as file:
-            return file.readline().split()[1].replace("avg10=", "") + " %"
-    except (OSError, IndexError):
-        return "unknown"
+    found = machine.cpu_pressure()
+    return "unknown" if found is None else f"{found['avg10']:.2f} %"
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import machine  # bench/machine.py, beside this script
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -61,14 +62,10 @@ def scenarios(seconds: int) -> list[LoadedScenario]:
 
 
 def cpu_pressure() -> str:
-    """The machine's CPU pressure (Linux PSI: the share of the last 60 s in which some task
-    waited for a CPU), the best single number for how shared the machine was."""
-    try:
-        with open("/proc/pressure/cpu") as file:
-            some = dict(kv.split("=") for kv in file.readline().split()[1:])
-        return f"{float(some['avg60']):.0f} %"
-    except (OSError, KeyError, ValueError):
-        return "unknown"
+    """The machine's CPU pressure over the last 60 s, the best single number for how shared the
+    machine was."""
+    found = machine.cpu_pressure()
+    return "unknown" if found is None else f"{found['avg60']:.0f} %"
 
 
 def main() -> None:

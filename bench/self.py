@@ -60,6 +60,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a clone: the harness beside it
 
+import machine  # noqa: E402  bench/machine.py, beside this script
+
 from harness.figures import median  # noqa: E402  (every median through the one function)
 
 LOCUST_VENV = BENCH / ".venv-locust"
@@ -717,12 +719,9 @@ def kill_tree(proc: subprocess.Popen) -> None:
 
 
 def cpu_pressure() -> str:
-    try:
-        with open("/proc/pressure/cpu") as file:
-            fields = dict(kv.split("=") for kv in file.readline().split()[1:])
-        return f"{fields['avg60']} % (avg60), {fields['avg300']} % (avg300)"
-    except (OSError, ValueError, KeyError):
-        return "unknown"
+    found = machine.cpu_pressure()
+    return "unknown" if found is None else \
+        f"{found['avg60']:.2f} % (avg60), {found['avg300']:.2f} % (avg300)"
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from harness.http import (
     IN_FLIGHT_HEADER,
     OWN_ROUTES,
 )
+from harness.procstat import process_cpu_s
 from harness.scenario import Endpoint, Server
 
 TRICKLE_CHUNKS_PER_S = 20
@@ -211,17 +212,6 @@ class _CpuSteps:
         self.pools.clear()
 
 
-def _cpu_s(pid: int) -> float:
-    """User and system CPU time of another process (a pool worker), 0 when it is gone."""
-    import psutil
-
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except (psutil.Error, ValueError):
-        return 0.0
-    return times.user + times.system
-
-
 def _not_bad_input(record: logging.LogRecord) -> bool:
     """Malformed requests are the client's doing: aiohttp answers them 400 and would log each
     with a traceback (a flood under abuse); everything else is still logged."""
@@ -344,7 +334,7 @@ def make_app(config: Server) -> web.Application:
     app[STATE] = state
 
     async def stats(request: web.Request) -> web.Response:
-        cpu_s = time.process_time() + sum(_cpu_s(pid) for pid in state.cpu.worker_pids())
+        cpu_s = time.process_time() + sum(process_cpu_s(pid) for pid in state.cpu.worker_pids())
         return web.json_response({"in_flight": state.in_flight, "peak_in_flight": state.peak,
                                   "requests": state.requests, "arrivals": state.arrivals,
                                   "t0_ns": state.t0_ns, "pid": os.getpid(),

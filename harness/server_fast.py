@@ -52,6 +52,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from harness.deadline import Deadlines
 from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER, IN_FLIGHT_HEADER, OWN_ROUTES
 from harness.latency import Fixed
+from harness.procstat import process_cpu_s
 from harness.scenario import Endpoint, Server
 
 CONTROL = OWN_ROUTES + "/"
@@ -199,21 +200,10 @@ class _SharedCounts:
             workers.append({"pid": pid, "in_flight": view[base + IN_FLIGHT],
                             "peak_in_flight": view[base + PEAK],
                             "requests": view[base + REQUESTS]})
-            cpu_s += _cpu_s(pid) if pid != me else time.process_time()
+            cpu_s += process_cpu_s(pid) if pid != me else time.process_time()
         return {"in_flight": sum(self.in_flights), "peak_in_flight": max(self.peaks),
                 "requests": sum(w["requests"] for w in workers), "pid": self.supervisor,
-                "cpu_s": cpu_s + _cpu_s(self.supervisor), "processes": workers}
-
-
-def _cpu_s(pid: int) -> float:
-    """User and system CPU time of another process, 0 when it is gone."""
-    import psutil
-
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except (psutil.Error, ValueError):
-        return 0.0
-    return times.user + times.system
+                "cpu_s": cpu_s + process_cpu_s(self.supervisor), "processes": workers}
 
 
 # --------------------------------------------------------------------------------------------
