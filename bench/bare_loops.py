@@ -1,4 +1,4 @@
-"""The bare loops the harness wraps, without the harness (issue 10): `concurrency` coroutines on
+"""The bare loops the harness wraps, without the harness: `concurrency` coroutines on
 one event loop, each doing requests back to back for `seconds` against one URL, counted in
 place — no producer, no dispatcher, no in-flight gauge, no records, no sampler. What the
 harness's `asyncio`/`uvloop` backends add on top of the same client is the difference.
@@ -36,7 +36,7 @@ def check_loopback(url: str) -> None:
 
 
 async def lean_loop(url: str, concurrency: int, seconds: float) -> tuple[int, int, float]:
-    from harness.http.lean import LeanAsyncClient
+    from harness.client.lean_async import LeanAsyncClient
 
     parts = urlsplit(url)
     client = LeanAsyncClient(f"http://{parts.netloc}", parts.path.lstrip("/"), concurrency,
@@ -99,7 +99,7 @@ def run(client: str, url: str, concurrency: int, seconds: float, use_uvloop: boo
     else:
         factory = asyncio.new_event_loop
     if client == "lean":  # imported before the CPU clock, as a cell does before its own
-        import harness.http.lean  # noqa: F401
+        import harness.client.lean_async  # noqa: F401
     else:
         import aiohttp  # noqa: F401
     cpu0 = time.process_time()

@@ -1,4 +1,4 @@
-"""How precisely the mock server applies its delays (issue 9). A measurement, not a test.
+"""How precisely the mock server applies its delays. A measurement, not a test.
 
 One ServerProcess per engine (aiohttp, fast) with two fixed-latency endpoints; an aiohttp client
 on uvloop fires each case's requests from `concurrency` loops: 50 in flight at 50 ms (1 000
@@ -30,8 +30,8 @@ import machine  # bench/machine.py, beside this script
 import psutil
 import uvloop
 
-from harness.http import DELAY_HEADER, DELAY_TARGET_HEADER
-from harness.server import ServerProcess
+from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER
+from harness.mock.process import ServerProcess
 
 SCENARIO = """\
 name: delay_precision

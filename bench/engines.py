@@ -1,4 +1,4 @@
-"""wrk against the mock server's engines, one after the other in one sitting (issue 10): the raw
+"""wrk against the mock server's engines, one after the other in one sitting: the raw
 canned-response floor (bench/raw_server.py), the fast engine and the aiohttp engine, each
 answering GET /api with a zero delay and a 128-byte body; with --processes N, the fast engine
 on N processes too. Printed per server: requests/s, the server's CPU (% of one core, its whole
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import psutil
 
-from harness.figures import median
-from harness.server import ServerProcess
+from harness.core.stats import median
+from harness.mock.process import ServerProcess
 
 SCENARIO = """\
 name: engines_bench

@@ -1,4 +1,4 @@
-"""The inference service as the system under test (issue 11): per cell of the
+"""The inference service as the system under test: per cell of the
 inference_service_* scenarios (or any run given), the response time's p50 and p99 — end −
 scheduled of the measured requests, so the time a request waited for the server counts — the
 rate it kept up with (ok requests ÷ first intended start to last end: below the arrival rate, a
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.figures import median, percentile
-from harness.output import find_run_dirs, read_run
+from harness.core.stats import median, percentile
+from harness.store.reader import find_run_dirs, read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("inline", "thread_pool", "process_pool")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.figures import median
-from harness.output import read_run
+from harness.core.stats import median
+from harness.store.reader import read_run
 
 SCENARIO = """name: kill{seq}
 workload: {{type: fake, duration: 2ms, exit_on: [{seq}]}}

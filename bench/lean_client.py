@@ -20,10 +20,11 @@ import time
 
 import uvloop
 
-from harness.http.aiohttp_client import AiohttpClient
-from harness.http.blocking import BlockingHttpClient
-from harness.http.lean import LeanAsyncClient, LeanBlockingClient
-from harness.server import ServerProcess
+from harness.client.lean_async import LeanAsyncClient
+from harness.client.lean_blocking import LeanBlockingClient
+from harness.client.standard_async import AiohttpClient
+from harness.client.standard_blocking import BlockingHttpClient
+from harness.mock.process import ServerProcess
 
 SCENARIO = """\
 name: lean_bench

@@ -1,4 +1,4 @@
-"""Memory stays flat (issue: records streamed to disk). Two measurements, one sitting:
+"""Memory stays flat (records are streamed to disk). Two measurements, one sitting:
 
 1. Peak RSS of a cell's whole process tree for a closed-loop cell (uvloop, 50 in flight, 0 ms
    endpoint) of 10 s and of 40 s: target 40 s ≤ 1.15 × 10 s.

@@ -1,4 +1,4 @@
-"""The open model's pacing targets (issue 11), measured from the Parquet rows of real runs. A
+"""The open model's pacing targets, measured from the Parquet rows of real runs. A
 benchmark, not a test: it prints what was measured and whether each target was met, and does
 not fail.
 
@@ -29,10 +29,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from harness.analysis import load_runs, measured, summarize
-from harness.arrivals import NS_PER_S, RateCurve, Stage, inter_arrival_cv
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
+from harness.analysis.summary import load_runs, measured, summarize
+from harness.core.stats import inter_arrival_cv
+from harness.run.runner import run_scenarios
+from harness.scenario.arrivals import NS_PER_S, RateCurve, Stage
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
 
 SERVER = """\
 server:

@@ -1,4 +1,4 @@
-"""Where one cell's per-request time goes (issue 10): a duration-bound closed cell run in this
+"""Where one cell's per-request time goes: a duration-bound closed cell run in this
 process by harness.cell.run_cell — the same code a `harness run` cell process runs — against
 a fresh mock with the `fast` engine (zero delay, 128-byte body). A measurement, not a test.
 
@@ -49,9 +49,10 @@ backends: [{backend}]
 
 
 def run(args, url: str, profiler: cProfile.Profile | None = None) -> dict:
-    from harness.backends.base import StopFlag
-    from harness.cell import CellJob, run_cell
-    from harness.keys import CellKey, key_dict
+    from harness.cell.backends.base import StopFlag
+    from harness.cell.main import run_cell
+    from harness.core.job import CellJob
+    from harness.core.keys import CellKey, key_dict
 
     with tempfile.TemporaryDirectory(prefix="profile-cell-") as tmp:
         spool = Path(tmp) / "spool"
@@ -156,11 +157,11 @@ def py_spy(args, url: str) -> None:
 
 def child(args) -> None:
     """Under py-spy: import, say ready, wait for the go, run the cell, print what it did."""
-    import harness.backends.aio  # noqa: F401  (the imports before py-spy attaches)
-    import harness.cell  # noqa: F401
-    import harness.http.aiohttp_client  # noqa: F401
-    import harness.http.lean  # noqa: F401
-    import harness.workloads.io  # noqa: F401
+    import harness.cell.backends.aio  # noqa: F401  (the imports before py-spy attaches)
+    import harness.cell.main  # noqa: F401
+    import harness.cell.workloads.io  # noqa: F401
+    import harness.client.lean_async  # noqa: F401
+    import harness.client.standard_async  # noqa: F401
 
     print("ready", flush=True)
     if sys.stdin.readline().strip() == "go":
@@ -182,7 +183,7 @@ def main() -> None:
         parser.error("--seconds must be 1..30 and --concurrency 1..1000")
     if args.child:
         return child(args)
-    from harness.server import ServerProcess
+    from harness.mock.process import ServerProcess
 
     with ServerProcess(SCENARIO.format(**vars(args))) as server:
         if args.py_spy:

@@ -1,4 +1,4 @@
-"""What each step the loop backends take per request costs, in isolation (issue 10): ns per call,
+"""What each step the loop backends take per request costs, in isolation: ns per call,
 the best of 5 repeats, on uvloop. A measurement, not a test; with bench/profile_cell.py it says
 where the harness's per-request time goes beyond the bare loop (bench/bare_loops.py), whose
 per-request work is the client call and a counter.
@@ -31,11 +31,13 @@ def per_call(stmt: str, n: int = N, **names) -> float:
 
 
 def sync_parts() -> list[tuple[str, float]]:
-    from harness.backends.base import CellSpec, Producer, StopFlag
-    from harness.gauge import InFlightGauge, now_ns
-    from harness.keys import CellKey
-    from harness.scenario import parse_scenario
-    from harness.schema import Outcome, RecordBuffer
+    from harness.cell.backends.base import CellSpec, Producer, StopFlag
+    from harness.cell.buffer import RecordBuffer
+    from harness.cell.gauge import InFlightGauge
+    from harness.core.clock import now_ns
+    from harness.core.keys import CellKey
+    from harness.core.schema import Outcome
+    from harness.scenario.loader import parse_scenario
 
     outcome = Outcome(True, 200, None, 12_345, server_delay_target_ns=12_000, bytes_sent=0,
                       bytes_received=128)
@@ -112,7 +114,8 @@ def drain_parts() -> list[tuple[str, float]]:
     import numpy as np
     import pyarrow as pa
 
-    from harness.schema import Outcome, RecordBuffer
+    from harness.cell.buffer import RecordBuffer
+    from harness.core.schema import Outcome
 
     pa.array([0])  # the first conversion of a list imports pandas: not a per-row cost
     outcome = Outcome(True, 200, None, 12_345, server_delay_target_ns=12_000, bytes_sent=0,

@@ -1,4 +1,4 @@
-"""`make bench-self` (issue 10): the harness measured against its peers and against itself, side by
+"""`make bench-self`: the harness measured against its peers and against itself, side by
 side in one sitting, every figure with its target and whether it was met. A benchmark, not a
 test: it exits 0 whatever it measured, and 1 only when a peer cannot be set up.
 
@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from a clone: the harness besid
 
 import machine  # noqa: E402  bench/machine.py, beside this script
 
-from harness.figures import median  # noqa: E402  (every median through the one function)
+from harness.core.stats import median
 
 LOCUST_VENV = BENCH / ".venv-locust"
 LOCUST_SPEC = "locust>=2.20,<3"
@@ -133,7 +133,7 @@ class Bench:
 
     def error_counts(self, run: Path) -> str:
         """`backend client: category n, …` of a harness run's failed requests."""
-        from harness.output import read_run
+        from harness.store.reader import read_run
 
         rows = read_run(run)["requests"].to_pandas()
         bad = rows[~rows["ok"]]
@@ -228,7 +228,7 @@ class Bench:
 
     def run_harness(self, name: str, text: str, timeout_s: float):
         """One `harness run` into the temporary folder; its cells' summary (a DataFrame)."""
-        from harness.analysis import load_runs, summarize
+        from harness.analysis.summary import load_runs, summarize
 
         path = self.tmp / f"{name}.yaml"
         path.write_text(text)
@@ -252,7 +252,7 @@ class Bench:
     def throughput(self) -> None:
         args, s = self.args, self.args.seconds
         say(f"\n== throughput: {CONNECTIONS} connections, zero delay, fast engine, {s} s each")
-        from harness.server import ServerProcess
+        from harness.mock.process import ServerProcess
 
         def peer(name: str, measure):
             def step() -> dict:
@@ -391,7 +391,7 @@ class Bench:
     def latency(self) -> None:
         s = self.args.seconds
         say(f"\n== latency at a fixed 50 ms delay, {CONNECTIONS} connections, {s} s each")
-        from harness.server import ServerProcess
+        from harness.mock.process import ServerProcess
 
         wrk = None
         if self.wrk:
@@ -440,7 +440,7 @@ class Bench:
         self.add("RecordBuffer.drain of 1 000 000 rows (to Arrow)", times["drain"], "s")
         self.add("Parquet write, 1 000 000 rows (requests schema, 64 Ki row groups)",
                  times["write"], "s", "≤ 0.5", lambda v: v <= 0.5)
-        self.add("Parquet read, 1 000 000 rows (harness.output.read_table)", times["read"], "s")
+        self.add("Parquet read, 1 000 000 rows (harness.store.reader.read_table)", times["read"], "s")
         self.add("cell end: spool → Parquet, 1 000 000 rows (RunWriter.write_cell_data)",
                  times["cell_end"], "s", "≤ 0.5", lambda v: v <= 0.5)
 
@@ -593,8 +593,9 @@ def time_loop(n: int, record: str | None, folder: Path | None = None) -> int:
     """ns for n iterations of a request-shaped loop body; `record`: None (no recording),
     "buffer" (RecordBuffer.append), "spooled" (append, with a Spooler thread draining the
     buffer to its IPC file every FLUSH_S as in a cell; its final flush included)."""
-    from harness.schema import RECORD_SCHEMA, Outcome, RecordBuffer
-    from harness.spool import Spooler
+    from harness.cell.buffer import RecordBuffer
+    from harness.core.schema import RECORD_SCHEMA, Outcome
+    from harness.store.spool import Spooler
 
     outcome = Outcome(True, 200, None, 12_345, server_delay_target_ns=12_000, bytes_sent=0,
                       bytes_received=128)
@@ -624,17 +625,12 @@ def time_loop(n: int, record: str | None, folder: Path | None = None) -> int:
 def parquet_times(folder: Path) -> dict:
     import pyarrow as pa
 
-    from harness.keys import CellKey, key_dict
-    from harness.output import (
-        KINDS,
-        ROW_GROUP_ROWS,
-        RunWriter,
-        _file_meta,
-        _with_keys,
-        parquet_writer,
-        read_table,
-    )
-    from harness.schema import Outcome, RecordBuffer
+    from harness.cell.buffer import RecordBuffer
+    from harness.core.keys import CellKey, key_dict
+    from harness.core.schema import Outcome
+    from harness.store.layout import KINDS, ROW_GROUP_ROWS
+    from harness.store.reader import read_table
+    from harness.store.writer import RunWriter, _file_meta, _with_keys, parquet_writer
 
     buffer = RecordBuffer()
     ok = Outcome(True, 200, None, 12_345, server_delay_target_ns=12_000, bytes_sent=0,

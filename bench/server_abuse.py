@@ -1,10 +1,10 @@
 """Throughput of the mock server under `harness serve` with and without 1 000 slow-loris clients
-(issue 8). A measurement, not a test.
+A measurement, not a test.
 
 `wrk -t1 -c50 -d5s` against a zero-latency endpoint (server-bound): clean, then while 1 000
 connections each send one header byte a second (never finishing it), then clean again. Printed:
-the three figures, errors and non-2xx counts, and loris ÷ the mean of the clean runs (the issue
-asks ≥ 0.5). Only 127.0.0.1; every phase bounded in time.
+the three figures, errors and non-2xx counts, and loris ÷ the mean of the clean runs (the target
+is ≥ 0.5). Only 127.0.0.1; every phase bounded in time.
 
     python bench/server_abuse.py [--seconds 5] [--loris 1000] [--connections 50]
 """

@@ -18,9 +18,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from harness.analysis import load_runs, measured, speedups, summarize
-from harness.figures import median, response_ns
-from harness.output import is_run_dir
+from harness.analysis.summary import load_runs, measured, speedups, summarize
+from harness.core.stats import median, response_ns
+from harness.store.reader import is_run_dir
 
 
 def newest_runs(root: Path) -> list[Path]:

@@ -15,9 +15,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.errors import HarnessError
-from harness.keys import BACKEND_NAMES, BACKENDS, key_label
-from harness.scenario import load_scenario
+from harness.core.errors import HarnessError
+from harness.core.keys import BACKEND_NAMES, BACKENDS, key_label
+from harness.scenario.loader import load_scenario
 
 EXIT_INTERRUPTED = 130
 # Piped or captured output gets a wide table instead of rich's 80-column default.
@@ -65,9 +65,9 @@ _WIDE_HELP = ("Show every column of the summary table (the default fits 100 colu
 def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None,
                          wide: bool = False) -> int:
     """Print the summary of run directories in `fmt`; returns the exit status it implies."""
-    from harness.analysis import cells_failed, load_runs, speedups, summarize
-    from harness.report import print_summary, print_thresholds, summary_markdown
-    from harness.thresholds import evaluate, failed
+    from harness.analysis.summary import cells_failed, load_runs, speedups, summarize
+    from harness.report.table import print_summary, print_thresholds, summary_markdown
+    from harness.scenario.thresholds import evaluate, failed
 
     runs = load_runs(dirs)
     summary = summarize(runs)
@@ -86,7 +86,7 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     else:
         click.echo(summary.to_csv(index=False), nl=False)
     if html is not None:
-        from harness.html import write_report
+        from harness.report.html import write_report
 
         write_report(runs, summary, checks, html)
         err_console.print(f"report: {html}")
@@ -110,7 +110,7 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
 def run(scenarios, backends, out, repeat, force, allow_remote, wide) -> None:
     """Run SCENARIO files and print a summary per cell. Exit 3 when a cell failed or lost
     rows, 1 when a threshold fails, 130 when interrupted."""
-    from harness.runner import run_scenarios
+    from harness.run.runner import run_scenarios
 
     loaded = [load_scenario(path) for path in scenarios]
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -161,15 +161,9 @@ def compare_cmd(base, new, between, fmt, fail_on_regression) -> None:
     test); 2 when the inputs cannot be compared."""
     from rich.table import Table
 
-    from harness.analysis import load_runs
-    from harness.compare import (
-        compare,
-        comparison_markdown,
-        comparison_rows,
-        regressed,
-        title,
-        too_few_note,
-    )
+    from harness.analysis.compare import compare, regressed, too_few_note
+    from harness.analysis.summary import load_runs
+    from harness.report.compare import comparison_markdown, comparison_rows, title
 
     pair = None
     if between:
@@ -210,7 +204,7 @@ def _option_value(option: str, parse, value):
 
 
 def _rate(value: str) -> float:
-    from harness.units import parse_rate_per_s
+    from harness.core.units import parse_rate_per_s
 
     try:
         return float(value)
@@ -260,10 +254,11 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
     step repeated for a range). Progress on
     stderr. Exit 0 when a rate was found for every backend, 1 when one fails even at the
     start rate, 130 when interrupted."""
-    from harness.knee import default_start_rate, results_table, run_search, step_line
-    from harness.meta import new_run_id
-    from harness.saturate import SearchOptions, describe, exit_code, parse_slo, results_json
-    from harness.units import format_rate, parse_duration_ns
+    from harness.core.units import format_rate, parse_duration_ns
+    from harness.report.saturate import results_table, step_line
+    from harness.saturate.probes import default_start_rate, run_search
+    from harness.saturate.search import SearchOptions, describe, exit_code, parse_slo, results_json
+    from harness.store.meta import new_run_id
 
     loaded = load_scenario(scenario)
     names = loaded.scenario.backends
@@ -309,7 +304,7 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editor completion and checks)."""
-    from harness.scenario import json_schema
+    from harness.scenario.model import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
 
@@ -347,9 +342,9 @@ def list_(folder: Path) -> None:
               help="Port on 127.0.0.1 (0: any free port).")
 def serve(scenario: Path, port: int) -> None:
     """Run SCENARIO's mock server in the foreground (e.g. to point wrk at it)."""
-    from harness.http import OWN_ROUTES
-    from harness.server import fds_wanted
-    from harness.server import serve as serve_forever
+    from harness.core.wire import OWN_ROUTES
+    from harness.mock.serve import fds_wanted
+    from harness.mock.serve import serve as serve_forever
 
     loaded = load_scenario(scenario).scenario
     config = loaded.server

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.analysis import Runs
-from harness.figures import in_flight_at, sweep_peak
-from harness.keys import CELL_KEYS, CellKey, key_dict
-from harness.schema import CELLS_SCHEMA
+from harness.analysis.summary import Runs
+from harness.core.keys import CELL_KEYS, CellKey, key_dict
+from harness.core.schema import CELLS_SCHEMA
+from harness.core.stats import in_flight_at, sweep_peak
 
 UNITS = 1_000_000  # calibrated kernel units per request in CPU cells
 

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis import cell_speedups, load_runs, speedups, summarize
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
-from harness.thresholds import FAILED, NOT_APPLICABLE, PASSED, SKIPPED, evaluate, failed
+from harness.analysis.summary import cell_speedups, load_runs, speedups, summarize
+from harness.run.runner import run_scenarios
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
+from harness.scenario.thresholds import FAILED, NOT_APPLICABLE, PASSED, SKIPPED, evaluate, failed
 from tests import synthetic
 from tests.conftest import small_scenario
 
@@ -250,7 +251,7 @@ def test_little_counts_every_finished_row_not_only_the_ok_ones():
 
 
 def test_the_mock_servers_start_up_cpu_is_not_counted():
-    from harness.server import ServerProcess
+    from harness.mock.process import ServerProcess
 
     with ServerProcess(small_scenario(latency="1ms")) as server:
         stats = server.stats()
@@ -374,7 +375,8 @@ def test_run_with_b_reports_the_left_out_threshold_as_skipped(cli, write_scenari
 
 def _shipped_summary() -> pd.DataFrame:
     """A summary of every cell of every shipped scenario, with the widest values they show."""
-    from harness.scenario import load_scenario, plan_cells
+    from harness.scenario.loader import load_scenario
+    from harness.scenario.model import plan_cells
 
     rows = []
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
@@ -411,7 +413,7 @@ def _render(renderable, width: int) -> list[str]:
 
 
 def test_the_default_summary_fits_100_columns_for_every_shipped_scenario():
-    from harness.report import speedup_tables, summary_tables
+    from harness.report.table import speedup_tables, summary_tables
 
     summary = _shipped_summary()
     tables = summary_tables(summary) + speedup_tables(speedups(summary))
@@ -425,7 +427,7 @@ def test_the_default_summary_fits_100_columns_for_every_shipped_scenario():
 
 
 def test_wide_shows_every_column_and_the_legend_defines_each_once():
-    from harness.report import _COLUMNS, _DEFINED_BY, legend, summary_grid
+    from harness.report.table import _COLUMNS, _DEFINED_BY, legend, summary_grid
 
     summary = _shipped_summary()
     narrow = {h for _, headers, _ in summary_grid(summary, wide=False) for h in headers}
@@ -449,7 +451,7 @@ def test_the_readme_legend_is_the_code_legend_and_each_figure_is_defined_in_code
     table is harness.report.LEGEND, and each entry names an object that exists."""
     import importlib
 
-    from harness.report import LEGEND
+    from harness.report.table import LEGEND
 
     readme = (ROOT / "README.md").read_text()
     table = readme.split("| figure | definition | computed in |\n", 1)[1].split("\n\n", 1)[0]
@@ -473,6 +475,6 @@ def test_every_percentile_goes_through_the_one_function():
     pattern = re.compile(r"np\.(percentile|quantile|median|nanpercentile)\(|\.quantile\(|"
                          r"\.median\(|statistics\.median\(")
     found = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in sources
-             if path.name != "figures.py"
+             if path.name != "stats.py"
              for line in path.read_text().splitlines() if pattern.search(line)]
     assert found == []

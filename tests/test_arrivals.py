@@ -9,31 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.arrivals import (
-    CHUNK,
+from harness.core.errors import ScenarioError
+from harness.core.keys import AXIS_DEFAULTS, CELL_KEYS, NULLABLE_KEYS, CellKey, key_label
+from harness.core.stats import (
     LATE_NS,
-    RateCurve,
-    Schedule,
-    Stage,
     achieved_rps,
-    arrival_seed,
     inter_arrival_cv,
     late,
     late_starts,
-    schedule_for,
+    percentile,
 )
-from harness.errors import ScenarioError
-from harness.figures import percentile
-from harness.keys import AXIS_DEFAULTS, CELL_KEYS, NULLABLE_KEYS, CellKey, key_label
-from harness.scenario import (
-    Load,
-    default_max_in_flight,
-    json_schema,
-    parse_scenario,
-    plan_cells,
-)
-from harness.thresholds import METRICS, evaluate, parse_threshold
-from harness.units import format_rate, parse_rate_per_s
+from harness.core.units import format_rate, parse_rate_per_s
+from harness.scenario.arrivals import CHUNK, RateCurve, Schedule, Stage, arrival_seed, schedule_for
+from harness.scenario.load import Load, default_max_in_flight
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import json_schema, plan_cells
+from harness.scenario.thresholds import METRICS, evaluate, parse_threshold
 
 S = 1_000_000_000
 

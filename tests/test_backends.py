@@ -7,11 +7,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from harness.analysis import sweep_peak
-from harness.output import read_metadata, read_run
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
-from harness.schema import CELLS_SCHEMA, META_KEY, REQUESTS_SCHEMA, SCHEMA_VERSION
+from harness.core.schema import CELLS_SCHEMA, META_KEY, REQUESTS_SCHEMA, SCHEMA_VERSION
+from harness.core.stats import sweep_peak
+from harness.run.runner import run_scenarios
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
+from harness.store.reader import read_metadata, read_run
 from tests.conftest import BACKENDS, small_scenario
 
 REQUESTS, CONCURRENCY, WORKERS = 60, 4, 3

@@ -1,4 +1,4 @@
-"""Hostile scenario files (issue 8): each is refused with one line `FILE: field: problem`, exit
+"""Hostile scenario files: each is refused with one line `FILE: field: problem`, exit
 status 2, never a traceback, within 5 s under a 1 GiB address-space limit; echoed values are cut
 to 60 characters. The corpus is tests/bad_scenarios/ (fragments in its expected.yaml); the
 megabyte cases are generated here; the shipped scenarios are mutated key by key."""
@@ -17,8 +17,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from harness.errors import ECHO_LIMIT, ScenarioError, brief
-from harness.scenario import MAX_FILE_BYTES, load_scenario, parse_scenario
+from harness.core.errors import ECHO_LIMIT, ScenarioError, brief
+from harness.scenario.loader import MAX_FILE_BYTES, load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "bad_scenarios"

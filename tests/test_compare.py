@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from harness.analysis import Runs, summarize
-from harness.compare import (
+from harness.analysis.compare import (
     FASTER,
     MIN_REPETITIONS,
     MORE_ERRORS,
@@ -23,7 +22,8 @@ from harness.compare import (
     regressed,
     verdicts,
 )
-from harness.schema import CELL_KEYS
+from harness.analysis.summary import Runs, summarize
+from harness.core.keys import CELL_KEYS
 
 CV = 0.05
 SIGMA = np.sqrt(np.log(1 + CV**2))  # the lognormal σ whose coefficient of variation is CV
@@ -269,7 +269,7 @@ def test_compare_between_backends_of_one_run():
 @pytest.fixture
 def cli_with(cli, monkeypatch):
     """The CLI in this process, with `load_runs` handing out synthetic runs by path."""
-    from harness import analysis
+    from harness.analysis import summary as analysis
 
     def call(runs: dict, *args):
         monkeypatch.setattr(analysis, "load_runs", lambda paths: runs[str(paths[0])])

@@ -1,4 +1,4 @@
-"""harness.deadline: waits that are never early, on both loops, precise (timerfd) or not."""
+"""harness.mock.deadlines: waits that are never early, on both loops, precise (timerfd) or not."""
 
 import asyncio
 import itertools
@@ -10,7 +10,7 @@ import weakref
 import pytest
 import uvloop
 
-from harness.deadline import EARLY_NS, Deadlines
+from harness.mock.deadlines import EARLY_NS, Deadlines
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 

@@ -14,12 +14,11 @@ import psutil
 import pytest
 from httptools import HttpResponseParser
 
-from harness import scenario as scenario_module
-from harness.errors import ScenarioError
-from harness.http import DELAY_HEADER, IN_FLIGHT_HEADER
-from harness.scenario import parse_scenario
-from harness.server import ServerProcess
-from harness.server_fast import DELAY_TARGET_HEADER
+from harness.core.errors import ScenarioError
+from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER, IN_FLIGHT_HEADER
+from harness.mock.process import ServerProcess
+from harness.scenario import server as scenario_module
+from harness.scenario.loader import parse_scenario
 from tests.conftest import harness
 
 ENGINES = ["aiohttp", "fast"]

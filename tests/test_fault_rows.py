@@ -7,9 +7,10 @@ import signal
 
 import pytest
 
-from harness.output import read_run
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
+from harness.run.runner import run_scenarios
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
+from harness.store.reader import read_run
 from tests.conftest import BACKENDS, harness
 
 FAULTS = """name: sick

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ScenarioError
-from harness.faults import draw, fault_for, scheduled_fault
-from harness.scenario import parse_scenario
+from harness.core.errors import ScenarioError
+from harness.scenario.faults import draw, fault_for, scheduled_fault
+from harness.scenario.loader import parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = """\
@@ -53,7 +53,7 @@ def test_the_choice_is_a_pure_function_of_seed_endpoint_and_seq():
     assert first != effects(server(), name="other")  # each endpoint draws apart
     assert first != effects(server(extra="").model_copy(update={"seed": 8}))
     # The same in another process (no PYTHONHASHSEED or per-process state in the draw).
-    code = ("from harness.faults import draw; "
+    code = ("from harness.scenario.faults import draw; "
             "print(repr([draw(7, 'api', s) for s in range(5)]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "123", "PYTHONPATH": str(ROOT)})

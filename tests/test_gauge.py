@@ -1,7 +1,8 @@
 import threading
 
-from harness.analysis import sweep_peak
-from harness.gauge import InFlightGauge, now_ns
+from harness.cell.gauge import InFlightGauge
+from harness.core.clock import now_ns
+from harness.core.stats import sweep_peak
 
 
 def test_live_and_sweep_peaks_equal_by_construction_under_contention():

@@ -50,7 +50,11 @@ def relative(text: str) -> str:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_output_is_unchanged(cli, monkeypatch, name):
+    import click.core
+
     monkeypatch.chdir(DATA.parent.parent)
+    # the program's name as a user types it, however pytest was started
+    monkeypatch.setattr(click.core, "_detect_program_name", lambda *a, **k: "harness")
     monkeypatch.setenv("COLUMNS", "100")
     result = cli(*CASES[name])
     check(name, f"exit {result.returncode}\n--- stdout\n{relative(result.stdout)}"

@@ -5,9 +5,9 @@ import socket
 
 import pytest
 
-from harness.http.aiohttp_client import AiohttpClient
-from harness.http.blocking import BlockingHttpClient
-from harness.server import ServerProcess
+from harness.client.standard_async import AiohttpClient
+from harness.client.standard_blocking import BlockingHttpClient
+from harness.mock.process import ServerProcess
 from tests.conftest import small_scenario
 
 OK = frozenset(range(200, 300))

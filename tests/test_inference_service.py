@@ -1,4 +1,4 @@
-"""The inference service as the system under test (issue 11): endpoints with `cpu` do the
+"""The inference service as the system under test: endpoints with `cpu` do the
 pipeline's pre-processing in the mock server — inline (blocking its loop), in a thread pool or in
 a process pool — and the server reports its own event-loop lag."""
 
@@ -13,15 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness import mock_cpu
-from harness.analysis import load_runs, summarize
-from harness.errors import ScenarioError
-from harness.keys import CellKey, key_dict
-from harness.mock import LAG_INTERVAL_NS, LagSamples
-from harness.output import CellRows
-from harness.scenario import parse_scenario
-from harness.schema import CELLS_SCHEMA
-from harness.server import STOP_WAIT_S, ServerProcess
+from harness.analysis.summary import load_runs, summarize
+from harness.core.errors import ScenarioError
+from harness.core.keys import CellKey, key_dict
+from harness.core.schema import CELLS_SCHEMA
+from harness.mock import cpu as mock_cpu
+from harness.mock.aiohttp_engine import LAG_INTERVAL_NS, LagSamples
+from harness.mock.process import STOP_WAIT_S, ServerProcess
+from harness.scenario.loader import parse_scenario
+from harness.store.writer import CellRows
 from tests.conftest import harness
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -243,7 +243,7 @@ def test_a_cell_without_the_server_lag_is_not_applicable_not_failed():
     import numpy as np
     import pandas as pd
 
-    from harness.thresholds import evaluate
+    from harness.scenario.thresholds import evaluate
 
     scenario = parse_scenario(SERVICE + "backends: [asyncio]\n"
                               "expect: [server_loop_lag_p99_ms < 20]\n")

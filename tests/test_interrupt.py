@@ -9,8 +9,8 @@ import time
 import psutil
 import pytest
 
-from harness.backends.base import GRACE_S
-from harness.output import read_run
+from harness.core.job import GRACE_S
+from harness.store.reader import read_run
 from tests.conftest import BACKENDS, small_scenario
 
 

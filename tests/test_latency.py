@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from harness.scenario import parse_scenario
+from harness.scenario.loader import parse_scenario
 
 N = 4000
 

@@ -1,4 +1,4 @@
-"""The lean HTTP clients (harness.http.lean): outcomes, failure categories, keep-alive, the pool.
+"""The lean HTTP clients (harness.client.lean_*): outcomes, failure categories, keep-alive, the pool.
 
 Every behaviour is checked on the blocking client and on the async client under both event
 loops, against the real mock server and against small raw socket servers (threads in this
@@ -19,11 +19,13 @@ from contextlib import ExitStack, contextmanager
 import pytest
 import uvloop
 
-from harness.http import RequestSpec, endpoint_request
-from harness.http.aiohttp_client import AiohttpClient
-from harness.http.blocking import BlockingHttpClient
-from harness.http.lean import LeanAsyncClient, LeanBlockingClient, RequestTemplate
-from harness.server import ServerProcess
+from harness.client.lean_async import LeanAsyncClient
+from harness.client.lean_blocking import LeanBlockingClient
+from harness.client.lean_parser import RequestTemplate
+from harness.client.standard_async import AiohttpClient
+from harness.client.standard_blocking import BlockingHttpClient
+from harness.core.wire import RequestSpec, endpoint_request
+from harness.mock.process import ServerProcess
 
 OK = frozenset(range(200, 300))
 CONNECT_S, TOTAL_S = 0.3, 0.5

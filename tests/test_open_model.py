@@ -1,4 +1,4 @@
-"""The open model's figures (issue 11): response time, service time and scheduling lag, late
+"""The open model's figures: response time, service time and scheduling lag, late
 starts, the `lagging` flag, warm-up rows left out of every figure, makespan from the end of the
 warm-up — on rows built by hand — and a small open run on every backend."""
 
@@ -13,14 +13,15 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from harness.analysis import load_runs, summarize
-from harness.arrivals import schedule_for
-from harness.compare import compare
-from harness.figures import percentile
-from harness.report import print_summary
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
-from harness.thresholds import FAILED, NOT_APPLICABLE, PASSED, evaluate
+from harness.analysis.compare import compare
+from harness.analysis.summary import load_runs, summarize
+from harness.core.stats import percentile
+from harness.report.table import print_summary
+from harness.run.runner import run_scenarios
+from harness.scenario.arrivals import schedule_for
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
+from harness.scenario.thresholds import FAILED, NOT_APPLICABLE, PASSED, evaluate
 from tests import synthetic
 from tests.conftest import BACKENDS
 
@@ -264,7 +265,7 @@ def test_a_small_open_run_keeps_its_schedule_on_every_backend(small_open_run):
 
 
 def _keys(scenario):
-    from harness.scenario import plan_cells
+    from harness.scenario.model import plan_cells
 
     return plan_cells(scenario)
 

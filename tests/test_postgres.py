@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.output import read_run
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
+from harness.run.runner import run_scenarios
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
+from harness.store.reader import read_run
 from tests.conftest import BACKENDS
 
 PG_BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
@@ -79,7 +80,7 @@ strategies: [thread_pool]
 
 
 def test_postgres_without_a_dsn_is_refused_before_running(tmp_path, monkeypatch):
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     monkeypatch.delenv("HARNESS_POSTGRES_DSN", raising=False)
     text = """

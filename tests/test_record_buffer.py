@@ -7,7 +7,8 @@ import threading
 
 import pyarrow as pa
 
-from harness.schema import BATCH_ROWS, RECORD_SCHEMA, Outcome, RecordBuffer
+from harness.cell.buffer import BATCH_ROWS, RecordBuffer
+from harness.core.schema import RECORD_SCHEMA, Outcome
 
 NULLABLE = ("server_delay_ns", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns",
             "server_delay_target_ns", "bytes_sent", "bytes_received")

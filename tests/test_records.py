@@ -15,13 +15,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.gauge import FileLock, SlotGauge
-from harness.keys import CellKey, key_dict
-from harness.output import ROW_GROUP_ROWS, CellRows, read_run
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
-from harness.schema import RECORD_SCHEMA, Outcome, RecordBuffer
-from harness.spool import Spooler, read_batches
+from harness.cell.buffer import RecordBuffer
+from harness.cell.gauge import FileLock, SlotGauge
+from harness.core.keys import CellKey, key_dict
+from harness.core.schema import RECORD_SCHEMA, Outcome
+from harness.run.runner import run_scenarios
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
+from harness.store.layout import ROW_GROUP_ROWS
+from harness.store.reader import read_run
+from harness.store.spool import Spooler, read_batches
+from harness.store.writer import CellRows
 from tests.conftest import BACKENDS, harness
 
 
@@ -278,7 +282,7 @@ def test_a_dead_mock_server_is_recorded_and_the_run_exits_3(tmp_path, backend):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.02)
     server = next(p for p in psutil.Process(proc.pid).children(recursive=True)
-                  if "harness.server" in " ".join(_cmdline(p)))
+                  if "harness.mock" in " ".join(_cmdline(p)))
     server.kill()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stderr

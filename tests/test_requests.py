@@ -3,10 +3,11 @@ byte counts; an external target behind the loopback guard."""
 
 import pytest
 
-from harness.output import read_run
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
-from harness.server import ServerProcess
+from harness.mock.process import ServerProcess
+from harness.run.runner import run_scenarios
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
+from harness.store.reader import read_run
 from tests.conftest import BACKENDS, harness
 
 MOCK = """name: {name}

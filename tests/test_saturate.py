@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.saturate import (
+from harness.saturate.search import (
     ProbeResult,
     SearchOptions,
     describe,
@@ -20,7 +20,8 @@ from harness.saturate import (
     saturate,
     search_knee,
 )
-from harness.scenario import parse_scenario, plan_cells
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import plan_cells
 
 KNEE = 730.0
 SLO = parse_slo("p99 < 50ms")
@@ -292,7 +293,7 @@ repeat: 5
 
 
 def test_a_failed_probe_cell_fails_the_probe_whatever_its_figures():
-    from harness.saturate import failure
+    from harness.saturate.search import failure
 
     clean = ProbeResult(p99_ms=1.0, error_rate=0.0, lagging=False)
     assert failure(clean, [SLO], "threads", 0.01) is None
@@ -303,8 +304,8 @@ def test_a_failed_probe_cell_fails_the_probe_whatever_its_figures():
 def test_a_probe_reads_its_verdict_from_the_cells_summary_row():
     """The real probe's glue (harness.knee): p99, error rate, the lagging flag and every figure
     for other SLOs come from analysis.summarize's row of the probe's one cell."""
-    from harness.analysis import summarize
-    from harness.knee import probe_result
+    from harness.analysis.summary import summarize
+    from harness.saturate.probes import probe_result
     from tests import synthetic
 
     ms = 1_000_000
@@ -328,8 +329,8 @@ def test_a_probe_reads_its_verdict_from_the_cells_summary_row():
 
 
 def test_a_probe_scenario_is_one_cell_per_backend():
-    from harness.knee import default_start_rate
-    from harness.scenario import LoadedScenario
+    from harness.saturate.probes import default_start_rate
+    from harness.scenario.model import LoadedScenario
 
     text = """\
 name: t

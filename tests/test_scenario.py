@@ -1,8 +1,9 @@
 import pytest
 
-from harness.errors import ScenarioError
-from harness.scenario import load_scenario, parse_scenario, plan_cells
-from harness.units import parse_duration_ns, parse_size_bytes
+from harness.core.errors import ScenarioError
+from harness.core.units import parse_duration_ns, parse_size_bytes
+from harness.scenario.loader import load_scenario, parse_scenario
+from harness.scenario.model import plan_cells
 
 BASE = """\
 name: t

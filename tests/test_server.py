@@ -11,16 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.faults import fault_for
-from harness.http import (
+from harness.core.wire import (
     BODY_BYTES_HEADER,
     DELAY_HEADER,
     DELAY_TARGET_HEADER,
     IN_FLIGHT_HEADER,
     OWN_ROUTES,
 )
-from harness.scenario import parse_scenario
-from harness.server import STOP_WAIT_S, ServerProcess
+from harness.mock.process import STOP_WAIT_S, ServerProcess
+from harness.scenario.faults import fault_for
+from harness.scenario.loader import parse_scenario
 from tests.conftest import small_scenario
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

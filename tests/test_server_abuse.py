@@ -1,4 +1,4 @@
-"""The mock server under `harness serve`, abused (issue 8): malformed request lines, a 64 KiB
+"""The mock server under `harness serve`, abused: malformed request lines, a 64 KiB
 header, 2 000 idle connections, slow-loris clients. It answers what it can with 400, keeps
 serving well-formed requests, stays quiet on stderr, and says when the system caps its
 open-file limit or its listen backlog."""
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import server as server_module
-from harness.server import backlog_note, raise_fd_limit
+from harness.core.system import raise_fd_limit
+from harness.mock import serve as server_module
+from harness.mock.serve import backlog_note
 
 SCENARIO = """\
 name: abuse
@@ -180,7 +181,7 @@ def test_the_server_says_when_the_system_caps_its_files_or_its_backlog(tmp_path,
     assert raise_fd_limit(8) is None
     if hard != resource.RLIM_INFINITY:
         note = raise_fd_limit(hard + 1)
-        assert note.startswith(f"note: mock server: open-file limit {hard} (hard {hard})")
+        assert note.startswith(f"open-file limit {hard} (hard {hard})")
     path = tmp_path / "somaxconn"
     path.write_text("128\n")
     monkeypatch.setattr(server_module, "_SOMAXCONN", str(path))

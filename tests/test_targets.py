@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.analysis import summarize
+from harness.analysis.summary import summarize
 from tests import synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def test_io_inference_race_and_lab_targets_met_and_missed():
 def test_a_speedup_without_its_base_is_no_data_not_a_verdict():
     summary = _gil_cpu(lambda rep: (25, 12.5), lambda rep: (20, 20.0))
     summary = summary[~((summary.concurrency == 1) & (summary.backend == "threads"))]
-    from harness.analysis import cell_speedups
+    from harness.analysis.summary import cell_speedups
 
     summary = summary.assign(speedup=cell_speedups(summary).to_numpy())
     assert verdicts(summary)[THREADS_CPU] == ("no data", None)

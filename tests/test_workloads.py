@@ -8,13 +8,14 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
-from harness.analysis import load_runs, summarize
-from harness.output import read_metadata, read_run, read_table
-from harness.runner import run_scenarios
-from harness.scenario import LoadedScenario, parse_scenario
-from harness.schema import REQUESTS_SCHEMA, VERSION_KEY
-from harness.workloads.cpu import KERNELS, calibrate, kernel_ns_per_unit, mean_ns_per_unit
-from harness.workloads.offload import Offload
+from harness.analysis.summary import load_runs, summarize
+from harness.core.kernels import KERNELS, calibrate, kernel_ns_per_unit, mean_ns_per_unit
+from harness.core.offload import Offload
+from harness.core.schema import REQUESTS_SCHEMA, VERSION_KEY
+from harness.run.runner import run_scenarios
+from harness.scenario.loader import parse_scenario
+from harness.scenario.model import LoadedScenario
+from harness.store.reader import read_metadata, read_run, read_table
 from tests import pool_probe
 from tests.conftest import BACKENDS
 
@@ -94,7 +95,7 @@ def test_process_pools_are_warmed_with_the_real_kernel_in_every_worker():
         speeds = await offload.start(kernel_ns_per_unit, "cpu", 2000)
         loop = asyncio.get_running_loop()
         seen = await asyncio.gather(*(loop.run_in_executor(
-            offload.pool, pool_probe.loaded, "harness.workloads.cpu") for _ in range(12)))
+            offload.pool, pool_probe.loaded, "harness.core.kernels") for _ in range(12)))
         offload.close()
         return speeds, seen
 
@@ -176,7 +177,7 @@ def test_loop_lag_is_measured_alike_on_both_loops_and_never_clipped(monkeypatch,
     negative lag on either loop, not as 0 on one of them."""
     import itertools
 
-    from harness.backends import aio, get_backend
+    from harness.cell.backends import aio, get_backend
 
     probe = get_backend(backend)
     clock = itertools.chain([0, 9_500_000, 20_000_000, 35_000_000], itertools.repeat(10**12))
@@ -200,8 +201,8 @@ def test_loop_lag_is_measured_alike_on_both_loops_and_never_clipped(monkeypatch,
 def test_timeline_shows_the_lag_in_progress_of_a_blocked_loop(monkeypatch):
     """A loop blocked for longer than a sample interval cannot wake its probe: the timeline
     takes the lag in progress (now − the probe's due time), not 0."""
-    from harness import sampler as sampler_module
-    from harness.sampler import Sampler
+    from harness.cell import sampler as sampler_module
+    from harness.cell.sampler import Sampler
 
     backend = SimpleNamespace(gauge=SimpleNamespace(in_flight=1, t0_ns=0), completed=0,
                               lag_samples=[(50_000_000, 2_000_000)], lag_due_ns=None)
@@ -256,7 +257,7 @@ def test_race_loses_updates_without_a_lock_and_none_with_one(race_run, backend):
 
 
 def test_race_rejects_processes():
-    from harness.errors import ScenarioError
+    from harness.core.errors import ScenarioError
 
     with pytest.raises(ScenarioError, match="does not run on 'processes'"):
         parse_scenario("name: r\nworkload: {type: race}\nload: {requests: 5, concurrency: 2}\n")
@@ -308,7 +309,7 @@ def test_version_1_files_are_read_with_new_columns_filled(tmp_path):
 def test_a_dsn_password_never_reaches_the_results(tmp_path):
     import json
 
-    from harness.meta import run_metadata
+    from harness.store.meta import run_metadata
 
     text = ("name: pg\nserver: {endpoints: {infer: {}}}\n"
             "workload: {type: pipeline, endpoint: infer, database: postgres,\n"
@@ -328,7 +329,7 @@ def test_a_dsn_password_never_reaches_the_results(tmp_path):
 def test_version_3_cells_lose_their_speedup_and_gain_a_null_kernel_speed(tmp_path):
     import pyarrow as pa
 
-    from harness.schema import CELLS_SCHEMA
+    from harness.core.schema import CELLS_SCHEMA
 
     v3_fields = [f for f in CELLS_SCHEMA if f.name != "kernel_ns_per_unit"]
     v3_fields.insert(v3_fields.index(CELLS_SCHEMA.field("server_cpu_s")),

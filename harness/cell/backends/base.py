@@ -1,0 +1,205 @@
+"""What every backend shares: the cell it runs, how it is told to stop, what it returns.
+
+The shape is the same everywhere: a producer feeds a queue; `workers` queue workers
+(dispatchers) take requests from it and run each in one of `concurrency` execution slots under
+one global limit. Backends differ only in what a slot is (thread, process, task+connection)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Protocol
+
+from harness.core.clock import now_ns
+from harness.core.job import GRACE_S
+from harness.core.keys import CellKey
+from harness.scenario.model import Scenario
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything a cell (and each of its slot processes) needs; picklable. The cell's axes
+    read through: `spec.concurrency` is `spec.key.concurrency`."""
+
+    scenario: Scenario
+    key: CellKey
+    server_url: str = ""  # empty when the workload calls no endpoint
+    units: int | None = None  # calibrated CPU work units, for cpu workloads
+    work_dir: str = ""  # the cell's scratch folder (e.g. the SQLite file)
+
+    @cached_property
+    def load(self):
+        """The scenario's load block this cell comes from."""
+        return self.scenario.load_for(self.key)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "key":  # not during unpickling
+            raise AttributeError(name)
+        return getattr(self.key, name)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        from harness.scenario.target import split_target
+
+        return split_target(self.server_url)
+
+
+@dataclass
+class CellOutput:
+    """What the cell observed besides its records (those went to the spool as they came)."""
+
+    released: int  # requests handed to a slot: each is a row
+    peak_live: int
+    interrupted: bool
+    extras: dict = field(default_factory=dict)  # the workload's cell-level results
+    slots_lost: int = 0
+
+
+@dataclass
+class StopFlag:
+    """Set from a signal handler (or a test); backends poll it or wake on it."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    grace_s: float = GRACE_S
+    set_at_ns: int = 0
+    reason: str = ""  # "signal" (the user), "server" (the mock server died), "disk"
+
+    def set(self, reason: str = "signal") -> None:
+        if not self.event.is_set():
+            self.set_at_ns = now_ns()
+            self.reason = reason
+            self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def grace_left_s(self) -> float:
+        return max(0.0, self.grace_s - (now_ns() - self.set_at_ns) / 1e9)
+
+
+class Backend(Protocol):
+    name: str
+    completed: int  # requests finished so far, read by the sampler
+    gauge: object | None  # the InFlightGauge once the clock has started
+    lag_samples: list | None  # (t_ns, lag_ns) of the event-loop probe; None without a loop
+
+    def run(self, spec: CellSpec, stop: StopFlag, spool) -> CellOutput:
+        """`spool`: a Spooler; the backend registers its record buffers with it before the
+        clock starts, and every row it appends reaches disk within the flush interval."""
+
+
+class Producer:
+    """Where a cell's requests come from. Closed model: tickets until `requests` (plus the
+    warm-up's) are made, `duration` (after the warm-up) has passed, or stop is set, whichever
+    comes first; a slot takes the next as soon as it is free. Open model: arrivals at intended
+    times from the cell's schedule (harness.arrivals), whatever is in flight.
+
+    A ticket becomes a request with a `seq` only when a dispatcher releases it to a slot
+    (`release`), so every cell's rows have seq 0…n−1 without gaps: the look-ahead left in the
+    queue at the end is never released."""
+
+    def __init__(self, spec: CellSpec, stop: StopFlag) -> None:
+        """Built before the clock starts (the schedule's first arrivals are computed here);
+        `start(t0)` when it does."""
+        self.load, self.stop = spec.load, stop
+        self.open = self.load.model == "open"
+        self.warmup_requests = self.load.warmup.requests
+        self.limit = (None if self.load.requests is None
+                      else self.load.requests + self.warmup_requests)
+        self._arrivals = None
+        if self.open:
+            from harness.scenario.arrivals import schedule_for
+
+            self._arrivals = _prefetched(schedule_for(self.load, spec.scenario.arrival_seed,
+                                                      spec.key))
+        self.start(now_ns())
+        self.produced = 0
+        self.released = 0
+        self.warmup_released = 0
+        self.exhausted = False  # no slot is left to run anything (every slot process died)
+        self._lock = threading.Lock()
+
+    def start(self, t0_ns: int) -> Producer:
+        load = self.load
+        self.t0_ns = t0_ns
+        self.warmup_end_ns = t0_ns + load.warmup.duration  # closed, warm-up by duration
+        self.deadline_ns = None
+        if not self.open and load.duration:
+            self.deadline_ns = t0_ns + load.warmup.duration + load.duration
+        return self
+
+    def take(self) -> bool:
+        """Closed model: one more ticket, or False when production is over."""
+        if self.over() or (self.limit is not None and self.produced >= self.limit):
+            return False
+        self.produced += 1
+        return True
+
+    def next_arrival(self):
+        """Open model: the next Arrival (intended start in ns since t0, warm-up or not), or
+        None when the schedule is done or production stopped. The caller waits for it."""
+        if self.over():
+            return None
+        arrival = next(self._arrivals, None)
+        if arrival is not None:
+            self.produced += 1
+        return arrival
+
+    def wait_until(self, at_ns: int) -> bool:
+        """From a thread: sleep until t0 + at_ns, never less (a deadline wait on the monotonic
+        clock, woken early only by stop). False when stopped meanwhile."""
+        target = self.t0_ns + at_ns
+        while (left := target - now_ns()) > 0:
+            if self.stop.event.wait(left / 1e9):
+                return False
+        return not self.stop.is_set()
+
+    def release(self, warmup: bool | None = None) -> tuple[int, bool]:
+        """(seq, warm-up?) of a request handed to a slot now (dispatchers may be threads).
+        `warmup`: the open model's arrival says; the closed model's warm-up is the first
+        `warmup.requests` released, or those released before the warm-up's end."""
+        with self._lock:
+            seq = self.released
+            self.released = seq + 1
+        if warmup is None:
+            warmup = seq < self.warmup_requests or (
+                self.warmup_end_ns > self.t0_ns and now_ns() < self.warmup_end_ns)
+        if warmup:
+            with self._lock:
+                self.warmup_released += 1
+        return seq, warmup
+
+    def over(self, at_ns: int | None = None) -> bool:
+        """Stopped, out of slots or past the duration (at `at_ns`, default now): queued
+        requests must not start any more."""
+        return self.stop.is_set() or self.exhausted or (
+            self.deadline_ns is not None and (at_ns or now_ns()) >= self.deadline_ns)
+
+
+def _prefetched(schedule):
+    """The schedule's iterator with its first chunk already computed."""
+    from itertools import chain
+
+    arrivals = iter(schedule)
+    first = next(arrivals, None)
+    return chain(() if first is None else (first,), arrivals)
+
+
+def warm_ahead(runner, spec: CellSpec, index: int | None = None) -> None:
+    """A blocking slot's connection, opened before the clock: at most load.connect_rate a
+    second over the cell (slot processes start together, so slot i waits i ÷ rate)."""
+    rate = spec.load.connect_rate
+    if not rate or not hasattr(runner, "warm"):
+        return
+    if index is not None:
+        time.sleep(index / rate)
+        runner.warm()
+        return
+    runner.warm()
+    time.sleep(1 / rate)
+
+
+def worker_name(i: int) -> str:
+    return f"worker-{i}"

@@ -1,0 +1,93 @@
+"""Producer, queue and dispatcher threads shared by the thread- and process-slot backends."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+from harness.cell.backends.base import CellSpec, Producer, StopFlag, worker_name
+from harness.core.clock import now_ns
+
+POLL_S = 0.05  # how often a blocked thread looks at the stop flag
+GIVE_UP_S = 3.0  # after cancelling, how long to wait before abandoning a stuck slot
+
+
+def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
+                   idle: queue.Queue, hand_over: Callable[[object, tuple], None]
+                   ) -> list[threading.Thread]:
+    """Start the producer and `workers` dispatcher threads. A dispatcher takes a ticket from the
+    queue, waits for a free slot from `idle` (the global limit), releases the request (its seq)
+    and calls hand_over(slot, (seq, worker, enqueued_ns, scheduled_ns, warmup)).
+
+    scheduled_ns: closed model, when it got its slot; open model, its intended start — the
+    producer queues each arrival at that time (a deadline wait, no polling), and a request that
+    waits for a slot (max_in_flight reached) keeps it."""
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    workers = spec.load.workers
+    # The producer stays at most concurrency + workers requests ahead, and stamps enqueued_ns
+    # only once there is room, so the stamp is when the request entered the queue.
+    room = threading.Semaphore(spec.concurrency + workers)
+
+    def produce_open() -> None:
+        while (arrival := producer.next_arrival()) is not None:
+            if not producer.wait_until(arrival.at_ns):
+                break
+            jobs.put((now_ns() - t0, arrival.at_ns, arrival.warmup))
+        for _ in range(workers):
+            jobs.put(None)
+
+    def produce() -> None:
+        while True:
+            while not room.acquire(timeout=POLL_S):
+                if stop.is_set():
+                    break
+            if not producer.take():
+                break
+            jobs.put((now_ns() - t0, None, None))
+        for _ in range(workers):
+            jobs.put(None)
+
+    def dispatch(worker: str) -> None:
+        while (job := jobs.get()) is not None:
+            enqueued_ns, intended_ns, warmup = job
+            if intended_ns is None:
+                room.release()
+            slot = None
+            while slot is None and not producer.over():
+                try:
+                    slot = idle.get(timeout=POLL_S)
+                except queue.Empty:
+                    pass
+            scheduled = now_ns()  # one stamp both for the deadline check and the record
+            if slot is not None and producer.over(scheduled):
+                idle.put(slot)
+                slot = None
+            if slot is not None:  # else: stopping or out of time; drain, start nothing new
+                seq, warmup = producer.release(warmup)
+                scheduled = scheduled - t0 if intended_ns is None else intended_ns
+                hand_over(slot, (seq, worker, enqueued_ns, scheduled, warmup))
+
+    threads = [threading.Thread(target=produce_open if producer.open else produce,
+                                name="producer", daemon=True)]
+    threads += [threading.Thread(target=dispatch, args=(worker_name(i),), name=worker_name(i),
+                                 daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def join_all(threads: list[threading.Thread], stop: StopFlag, cancel: Callable[[], None]) -> None:
+    """Wait for the threads. Once stop is set they get the grace period; then `cancel` is called
+    on every poll (it must be idempotent) until they end, or GIVE_UP_S later we stop waiting."""
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(POLL_S)
+            if stop.is_set() and stop.grace_left_s() == 0:
+                cancel()
+                if stop.grace_left_s() == 0 and _overdue(stop):
+                    return
+
+
+def _overdue(stop: StopFlag) -> bool:
+    return (now_ns() - stop.set_at_ns) / 1e9 > stop.grace_s + GIVE_UP_S

@@ -1,0 +1,120 @@
+"""`threads`: `concurrency` OS threads as slots, each with its own workload runner (for HTTP: a
+blocking keep-alive connection). Dispatcher threads hand a request to a free slot; the
+free-slot queue is the global limit. Each slot appends its rows to its own buffer, which the
+cell's spooler drains to disk."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from harness.cell.backends.base import CellOutput, CellSpec, Producer, StopFlag, warm_ahead
+from harness.cell.backends.dispatch import join_all, start_dispatch
+from harness.cell.buffer import RecordBuffer
+from harness.cell.gauge import InFlightGauge
+from harness.cell.workloads import make_workload
+from harness.core.clock import now_ns
+from harness.core.schema import CANCELLED_OUTCOME, RECORD_SCHEMA, internal_outcome
+
+
+class _Slot(threading.Thread):
+    def __init__(self, index: int, runner, gauge: InFlightGauge, idle: queue.Queue,
+                 backend: ThreadsBackend) -> None:
+        super().__init__(name=f"thread-{index}", daemon=True)
+        self.label = f"thread-{index}"
+        self.runner, self.gauge, self.idle, self.backend = runner, gauge, idle, backend
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.buffer = RecordBuffer()
+        self.cancelled = False
+        # The request in progress, (job, start_ns, in_flight), and whether the cell gave up
+        # waiting for it: then the cell wrote its row, and the slot must not write another.
+        self.current: tuple | None = None
+        self.abandoned = False
+        self._turn = threading.Lock()
+
+    def run(self) -> None:
+        gauge, runner, buffer, label = self.gauge, self.runner, self.buffer, self.label
+        while (job := self.inbox.get()) is not None:
+            seq, worker, enqueued_ns, scheduled_ns, warmup = job
+            if self.cancelled:  # handed over just before shutdown, never started
+                ts = gauge.stamp()
+                buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, ts, ts,
+                              CANCELLED_OUTCOME, 0, warmup)
+                continue
+            self.current = (job, None, 0)
+            start_ns, in_flight = gauge.enter()
+            self.current = (job, start_ns, in_flight)
+            try:
+                outcome = runner.run(seq)
+            except Exception as exc:  # a row, and the slot goes back to work
+                outcome = internal_outcome(exc)
+            finally:
+                end_ns = gauge.exit()
+            if self.cancelled and not outcome.ok:
+                outcome = CANCELLED_OUTCOME
+            with self._turn:
+                self.current = None
+                if self.abandoned:
+                    return
+                buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, start_ns, end_ns,
+                              outcome, in_flight, warmup)
+            self.backend.completed += 1  # approximate under races; only the sampler reads it
+            self.idle.put(self)
+        runner.close()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.runner.abort()
+
+    def abandon(self) -> None:
+        """The cell stops waiting for this slot: its request in progress becomes a cancelled
+        row ending now."""
+        with self._turn:
+            self.abandoned = True
+            if self.current is not None:
+                (seq, worker, enqueued_ns, scheduled_ns, warmup), start_ns, in_flight = \
+                    self.current
+                end_ns = self.gauge.stamp()
+                self.buffer.append(worker, self.label, seq, enqueued_ns, scheduled_ns,
+                                   end_ns if start_ns is None else start_ns, end_ns,
+                                   CANCELLED_OUTCOME, in_flight, warmup)
+                self.current = None
+
+
+class ThreadsBackend:
+    name = "threads"
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.gauge: InFlightGauge | None = None
+        self.lag_samples = None
+
+    def run(self, spec: CellSpec, stop: StopFlag, spool) -> CellOutput:
+        workload = make_workload(spec)
+        workload.prepare()
+        idle: queue.Queue = queue.Queue()
+        runners = [workload.sync_runner(f"thread-{i}") for i in range(spec.concurrency)]
+        for runner in runners:
+            warm_ahead(runner, spec)
+        producer = Producer(spec, stop)
+        # Threads started before the clock (t0 is set on the gauge before any slot has a job).
+        gauge = InFlightGauge(0)
+        slots = [_Slot(i, runner, gauge, idle, self) for i, runner in enumerate(runners)]
+        for slot in slots:
+            spool.add("requests", RECORD_SCHEMA, slot.buffer.drain)
+            slot.start()
+        t0 = gauge.t0_ns = now_ns()
+        self.gauge = gauge
+        producer.start(t0)
+        for slot in slots:
+            idle.put(slot)
+        threads = start_dispatch(spec, producer, t0, stop, idle,
+                                 lambda slot, job: slot.inbox.put(job))
+        join_all(threads, stop, cancel=lambda: None)
+        for slot in slots:
+            slot.inbox.put(None)
+        join_all(slots, stop, cancel=lambda: [slot.cancel() for slot in slots])
+        for slot in slots:
+            if slot.is_alive():  # stuck past the give-up time: its row is written for it
+                slot.abandon()
+        return CellOutput(producer.released, gauge.peak, stop.is_set(), workload.extras())

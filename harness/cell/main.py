@@ -1,0 +1,121 @@
+"""One measured cell in a fresh process: `python -m harness.cell`, driven by the runner.
+
+Protocol: a JSON job on stdin; JSON lines on stdout (`{"completed": n}` while running, then
+`{"done": ...}` with what the cell observed). Records, loop-lag samples and the timeline go to
+Arrow IPC spool files in the job's `spool_dir` as they come (harness.spool); the runner turns
+them into the cell's Parquet files. SIGINT and SIGTERM stop the cell gracefully."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from harness.cell.backends import get_backend
+from harness.cell.backends.base import CellSpec, StopFlag
+from harness.cell.sampler import LagDrain, Sampler
+from harness.core.clock import now_ns
+from harness.core.job import SERVER_DIED, CellJob
+from harness.core.keys import BACKENDS as BACKEND_TRAITS
+from harness.core.keys import CellKey
+from harness.core.schema import LAG_RECORD_SCHEMA, TIMELINE_RECORD_SCHEMA
+from harness.core.wire import post_t0
+from harness.scenario.loader import parse_scenario
+from harness.store.spool import Spooler
+
+PROGRESS_EVERY = 5  # samples (of 100 ms) between progress lines
+
+
+def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
+    spec = CellSpec(parse_scenario(job.scenario_text), CellKey(**job.key), job.server_url,
+                    job.units, job.work_dir)
+    backend = get_backend(spec.backend)
+    count = [0]
+
+    def progress(completed: int) -> None:
+        count[0] += 1
+        if count[0] % PROGRESS_EVERY == 0:
+            report(json.dumps({"completed": completed}))
+
+    spool = Spooler(Path(job.spool_dir))
+    spool.on_error = lambda message: stop.set("disk")  # a full disk ends the cell; rows stay
+    clock = (lambda t0: post_t0(job.server_url, t0, quiet=True)) if spec.scenario.server else None
+    sampler = Sampler(backend, on_sample=progress, on_clock=clock)
+    spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
+    spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))
+    spool.start()
+    sampler.start()
+    try:
+        output = backend.run(spec, stop, spool)
+    finally:
+        sampler.stop()
+        spool.stop()
+    gauge = backend.gauge
+    t0_unix_ns = (time.time_ns() - (now_ns() - gauge.t0_ns)) if gauge is not None else None
+    return {"done": True, "released": output.released, "peak_live": output.peak_live,
+            "t0_unix_ns": t0_unix_ns,
+            "interrupted": output.interrupted and stop.reason == "signal",
+            "extras": output.extras,
+            "slots_lost": output.slots_lost, "has_loop": backend.lag_samples is not None,
+            "cpu_user_s": sampler.cpu_user_s, "cpu_sys_s": sampler.cpu_sys_s,
+            "spool_error": spool.error}
+
+
+def preload(backend: str, workload: str, client: str) -> None:
+    """Import what the cell will run while the runner is still starting the mock server (the
+    job arrives once the server is ready), so the imports are not start-up on the critical
+    path. Nothing runs: only modules are loaded."""
+    import importlib
+
+    from harness.cell.backends import _REGISTRY as BACKENDS
+    from harness.cell.workloads import _REGISTRY as WORKLOADS
+
+    modules = [BACKENDS[backend].partition(":")[0], WORKLOADS[workload].partition(":")[0]]
+    if workload in ("io", "http", "pipeline"):
+        modules.append("harness.client.lean_async" if client == "lean" else
+                       "harness.client.standard_async" if BACKEND_TRAITS[backend].has_loop
+                       else "harness.client.standard_blocking")
+    if BACKEND_TRAITS[backend].has_loop:
+        modules.append("uvloop" if backend == "uvloop" else "asyncio")
+    for module in modules:
+        importlib.import_module(module)
+    import pyarrow as pa
+
+    pa.array(["x"])  # pyarrow imports pandas on its first list conversion: not in the clock
+
+
+def raise_fd_limit() -> None:
+    """Thousands of connections in flight need as many open files: the soft limit goes up to
+    the hard one (where allowed; a failure shows up as connect errors, in the rows)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def main() -> None:
+    raise_fd_limit()
+    if len(sys.argv) == 4:
+        preload(*sys.argv[1:])
+    stop = StopFlag()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    # From the runner: the mock server died. Release nothing more; what is in flight ends.
+    signal.signal(SERVER_DIED, lambda signum, frame: stop.set("server"))
+    job = CellJob(**json.loads(sys.stdin.read()))
+    result = run_cell(job, stop, report=lambda line: print(line, flush=True))
+    print(json.dumps(result), flush=True)
+    # Everything is on disk and reported: skip the interpreter's teardown (its module and
+    # thread clean-up costs a tenth of a second per cell and has nothing left to save).
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

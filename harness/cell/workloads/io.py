@@ -1,0 +1,110 @@
+"""`io`: one HTTP request to the mock server, or to an external target. Also the factory of the
+HTTP clients every HTTP workload uses: `client: standard | lean`, blocking or for a loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.core.wire import RequestSpec, endpoint_request
+from harness.scenario.target import split_target
+
+
+def http_settings(spec) -> dict:
+    workload = spec.scenario.workload
+    return {
+        "connect_timeout_s": workload.timeout.connect / 1e9,
+        "total_timeout_s": workload.timeout.total / 1e9,
+        "ok_status": frozenset(workload.ok_status),
+    }
+
+
+def request_spec(spec, method: str | None = None) -> RequestSpec:
+    """What every request of the cell sends, built once before the clock starts."""
+    workload = spec.scenario.workload
+    body = getattr(workload, "body", None)
+    if isinstance(body, int):
+        body = bytes(i % 251 for i in range(body)) if body else b""  # generated, not all one byte
+    elif body is not None:
+        body = Path(body.file).read_bytes()
+    common = {"method": method or getattr(workload, "method", "GET"),
+              "headers": tuple(getattr(workload, "headers", {}).items()), "body": body or b""}
+    if spec.scenario.target:
+        return RequestSpec(path=workload.path or "/", seq_query=False, **common)
+    return endpoint_request(workload.endpoint, **common)
+
+
+def blocking_client(spec, request: RequestSpec):
+    host, port = split_target(spec.server_url)
+    if spec.client == "lean":
+        from harness.client.lean_blocking import LeanBlockingClient as Client
+    else:
+        from harness.client.standard_blocking import BlockingHttpClient as Client
+    return Client(host, port, request, **http_settings(spec))
+
+
+def loop_client(spec, request: RequestSpec):
+    if spec.client == "lean":
+        from harness.client.lean_async import LeanAsyncClient as Client
+    else:
+        from harness.client.standard_async import AiohttpClient as Client
+    return Client(spec.server_url, request, spec.concurrency, **http_settings(spec))
+
+
+def fault_labeller(spec):
+    """`seq → the fault the mock scheduled` when the endpoint has faults, else None: the same
+    seeded function the server uses, so each row says which injected fault it met."""
+    server, name = spec.scenario.server, getattr(spec.scenario.workload, "endpoint", None)
+    if server is None or name is None or not server.endpoints[name].faults:
+        return None
+    from harness.scenario.faults import scheduled_fault
+
+    return lambda seq: scheduled_fault(server, name, seq)
+
+
+class _SyncIo:
+    def __init__(self, client, fault_of) -> None:
+        self.client = client
+        self.warm = client.warm
+        self.run = client.request
+        if fault_of is not None:
+            self.run = lambda seq: client.request(seq)._replace(fault=fault_of(seq))
+        self.abort = client.abort
+        self.close = client.close
+
+
+class _AsyncIo:
+    def __init__(self, client, fault_of) -> None:
+        self.client = client
+        self.run = client.request  # (outcome, connection label)
+        if fault_of is not None:
+            async def run(seq: int):
+                outcome, slot = await client.request(seq)
+                return outcome._replace(fault=fault_of(seq)), slot
+
+            self.run = run
+
+    async def warm(self, n: int, rate_per_s: float) -> None:
+        """Open up to n connections before the clock, at most rate_per_s a second."""
+        await self.client.warm(n, rate_per_s)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class IoWorkload:
+    def __init__(self, spec) -> None:
+        self.spec = spec
+        self.request = request_spec(spec)
+        self.fault_of = fault_labeller(spec)
+
+    def prepare(self) -> None:
+        pass
+
+    def sync_runner(self, slot: str) -> _SyncIo:
+        return _SyncIo(blocking_client(self.spec, self.request), self.fault_of)
+
+    async def async_runner(self) -> _AsyncIo:
+        return _AsyncIo(loop_client(self.spec, self.request), self.fault_of)
+
+    def extras(self) -> dict:
+        return {}

@@ -1,0 +1,89 @@
+"""aiohttp client for the event-loop backends: one ClientSession, connector bounded by the
+concurrency limit, keep-alive connections."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
+from harness.core.wire import (
+    DELAY_HEADER,
+    DELAY_TARGET_HEADER,
+    OWN_ROUTES,
+    RequestSpec,
+    as_request,
+    header_int,
+)
+
+
+class AiohttpClient:
+    def __init__(self, base_url: str, endpoint: str | RequestSpec, concurrency: int,
+                 connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int]
+                 ) -> None:
+        self._base = base_url.rstrip("/")
+        self._spec = as_request(endpoint)
+        self._headers = dict(self._spec.headers) or None
+        self._delays = self._spec.seq_query  # only the mock server's delay headers mean that
+        self._ok_status = ok_status
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency, force_close=False),
+            timeout=aiohttp.ClientTimeout(total=total_timeout_s, connect=connect_timeout_s),
+            auto_decompress=False,
+        )
+
+    async def request(self, seq: int, body: bytes | None = None) -> tuple[Outcome, str]:
+        """Returns the outcome and the slot label: the local port of the connection used.
+        `body` replaces the spec's body for this request (the pipeline's tensor)."""
+        spec = self._spec
+        body = spec.body if body is None else body
+        slot = "conn-?"
+        try:
+            async with self._session.request(spec.method, self._base + spec.target(seq),
+                                             data=body or None, headers=self._headers) as resp:
+                if resp.connection is not None and resp.connection.transport is not None:
+                    sockname = resp.connection.transport.get_extra_info("sockname")
+                    if sockname:
+                        slot = f"conn-{sockname[1]}"
+                content = await resp.read()
+        except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one too
+            return Outcome(False, 0, CONNECT), slot
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            return Outcome(False, 0, TIMEOUT), slot
+        except aiohttp.ClientConnectorError:
+            return Outcome(False, 0, CONNECT), slot
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError):
+            return Outcome(False, 0, RESET), slot
+        except aiohttp.ClientError:
+            return Outcome(False, 0, PROTOCOL), slot
+        ok = resp.status in self._ok_status
+        headers = resp.headers if self._delays else {}
+        return Outcome(ok, resp.status, None if ok else HTTP_STATUS,
+                       header_int(headers.get(DELAY_HEADER)),
+                       server_delay_target_ns=header_int(headers.get(DELAY_TARGET_HEADER)),
+                       bytes_sent=len(body), bytes_received=len(content)), slot
+
+    async def warm(self, n: int, rate_per_s: float | None = None) -> None:
+        """Open up to n keep-alive connections before the clock (at most rate_per_s new ones a
+        second): aiohttp opens a connection only for a request, so each is opened by a request
+        to the mock server's own health route, which the measurement never sees. Not for an
+        external target (its routes are the user's)."""
+        if not self._delays:
+            return
+        loop = asyncio.get_running_loop()
+        url, start = self._base + OWN_ROUTES + "/health", loop.time()
+
+        async def one(i: int) -> None:
+            if rate_per_s:
+                await asyncio.sleep(max(0.0, start + i / rate_per_s - loop.time()))
+            try:
+                async with self._session.get(url) as resp:
+                    await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # the requests will say what is wrong
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    async def close(self) -> None:
+        await self._session.close()

@@ -1,0 +1,102 @@
+"""Blocking keep-alive HTTP/1.1 client on http.client: one connection per thread or process slot."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+
+from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
+from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request, header_int
+
+CHUNK = 256 * 1024
+
+
+class BlockingHttpClient:
+    def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
+                 connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int]
+                 ) -> None:
+        self._conn = http.client.HTTPConnection(host, port, timeout=connect_timeout_s)
+        self._spec = as_request(endpoint)
+        self._headers = dict(self._spec.headers)
+        self._delays = self._spec.seq_query  # only the mock server's delay headers mean that
+        self._connect_timeout = connect_timeout_s
+        self._total = total_timeout_s
+        self._ok_status = ok_status
+
+    def request(self, seq: int, body: bytes | None = None) -> Outcome:
+        conn, spec = self._conn, self._spec
+        body = spec.body if body is None else body
+        deadline = time.monotonic() + self._total
+        try:
+            if conn.sock is None:
+                conn.timeout = min(self._connect_timeout, self._total)
+                conn.connect()
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except TimeoutError:  # cut short by the total timeout, when shorter: a `timeout`
+            return self._fail(TIMEOUT if self._total < self._connect_timeout else CONNECT)
+        except OSError:
+            return self._fail(CONNECT)
+        sock = conn.sock  # kept: http.client lets go of it after `Connection: close`
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            conn.request(spec.method, spec.target(seq), body=body or None, headers=self._headers)
+            response = conn.getresponse()
+        except TimeoutError:
+            return self._fail(TIMEOUT)
+        except (ConnectionError, http.client.RemoteDisconnected):  # before any response byte
+            return self._fail(RESET)
+        except (http.client.HTTPException, OSError, AttributeError):
+            # AttributeError: the socket was shut down and released by abort() mid-request.
+            return self._fail(PROTOCOL)
+        try:  # the body against the same deadline: a trickle must not outlast the total timeout
+            received = 0
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                if sock.fileno() != -1:  # -1 once http.client closed it (`Connection: close`);
+                    sock.settimeout(left)  # the response's file still reads, at the last timeout
+                chunk = response.read1(CHUNK)  # what has arrived: the deadline is checked
+                if not chunk:                   # between reads, however slow the body
+                    if response.length:  # closed before the declared Content-Length
+                        raise http.client.IncompleteRead(b"", response.length)
+                    break
+                received += len(chunk)
+            response.close()  # read1 leaves a finished response open; the connection is reused
+        except TimeoutError:
+            return self._fail(TIMEOUT)
+        except (http.client.HTTPException, OSError, AttributeError):  # cut short mid-body
+            return self._fail(PROTOCOL)
+        status = response.status
+        ok = status in self._ok_status
+        header = response.getheader if self._delays else (lambda name: None)
+        return Outcome(ok, status, None if ok else HTTP_STATUS, header_int(header(DELAY_HEADER)),
+                       server_delay_target_ns=header_int(header(DELAY_TARGET_HEADER)),
+                       bytes_sent=len(body), bytes_received=received)
+
+    def warm(self) -> None:
+        """Connect before the clock starts (a failure is left to the first request)."""
+        try:
+            if self._conn.sock is None:
+                self._conn.timeout = self._connect_timeout
+                self._conn.connect()
+                self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            self._conn.close()
+
+    def _fail(self, error: str) -> Outcome:
+        self._conn.close()  # the next request reconnects
+        return Outcome(False, 0, error, None)
+
+    def abort(self) -> None:
+        """From another thread: unblock a request in progress (used to cancel at shutdown)."""
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,72 @@
+"""What the clients and the mock server agree on: the headers the server answers with, its own
+routes, and what a request sends.
+
+Every client answers one request as a schema.Outcome. The server's applied delay (arrival to the
+start of the response, measured in the server) comes back in the DELAY_HEADER so the client's
+own overhead is end − start − server_delay; the drawn target in the DELAY_TARGET_HEADER. What
+to send is one RequestSpec per cell, built before the clock starts."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass
+
+DELAY_HEADER = "X-Harness-Delay-Ns"  # applied: arrival to the start of the response, >= target
+DELAY_TARGET_HEADER = "X-Harness-Delay-Target-Ns"  # drawn (+ a `delay` fault's extra)
+IN_FLIGHT_HEADER = "X-Harness-In-Flight"
+BODY_BYTES_HEADER = "X-Harness-Body-Bytes"  # request-body bytes the server read
+OWN_ROUTES = "/_harness"  # the mock server's own routes: /_harness/{health,stats,clock}
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """What every request of a cell sends. `seq_query`: append `?seq=N` (the mock server keys
+    its delays and faults by it); never for an external target, whose URL is the user's."""
+
+    path: str = "/"
+    seq_query: bool = True
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    def target(self, seq: int) -> str:
+        if not self.seq_query:
+            return self.path
+        return f"{self.path}{'&' if '?' in self.path else '?'}seq={seq}"
+
+
+def endpoint_request(endpoint: str, **kwargs) -> RequestSpec:
+    return RequestSpec(path=f"/{endpoint}", **kwargs)
+
+
+def as_request(what: str | RequestSpec) -> RequestSpec:
+    """A client takes an endpoint name (the mock's `/name?seq=N`) or a whole RequestSpec."""
+    return what if isinstance(what, RequestSpec) else endpoint_request(what)
+
+
+def header_int(value) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+# Loopback only: never route the harness's own control requests through an environment proxy.
+LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def post_t0(url: str, t0_ns: int, quiet: bool = False) -> None:
+    """Tell the mock server at `url` when the cell's clock started: its stalls and crash_after
+    count from there. The value is absolute (CLOCK_MONOTONIC is one clock for every process), so
+    the post may come a little after the clock started without shifting anything. `quiet`: an
+    engine without stalls or crashes has no clock, and a dead server is seen anyway."""
+    request = urllib.request.Request(url + OWN_ROUTES + "/clock", method="POST",
+                                     data=json.dumps({"t0_ns": t0_ns}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with LOCAL.open(request, timeout=5) as response:
+            response.read()
+    except OSError:
+        if not quiet:
+            raise

@@ -1,0 +1,94 @@
+"""The mock server in its own process, fresh for each cell: started, asked for its counts and
+told the cell's t0 over HTTP, stopped. Nothing of the server itself is imported here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from harness.core.errors import HarnessError
+from harness.core.wire import LOCAL, OWN_ROUTES, post_t0
+
+STOP_WAIT_S = 0.3  # the server's own wait for hanging handlers when it is told to stop
+
+
+
+class ServerProcess:
+    """Starts the mock server in a child process on 127.0.0.1:0 and hands back its URL."""
+
+    def __init__(self, scenario_text: str, startup_timeout_s: float = 15.0) -> None:
+        self._text = scenario_text  # the child re-parses the source: one parser, no re-encoding
+        self._timeout = startup_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self.ready_cpu_s = 0.0  # the server's CPU time when it was ready: its start-up
+
+    def __enter__(self) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.mock"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
+            # Its own process group: the parent decides when the server stops, so a terminal
+            # Ctrl-C cannot kill it while the cell's in-flight requests are still finishing.
+            start_new_session=True,
+        )
+        try:
+            self.proc.stdin.write(self._text)
+            self.proc.stdin.close()
+            self.url = self.proc.stdout.readline().strip()
+            if not self.url.startswith("http://"):
+                raise HarnessError(f"mock server failed to start (exit {self.proc.wait(5)})")
+            self._wait_ready()
+            self.ready_cpu_s = self.stats().get("cpu_s", 0.0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                with LOCAL.open(self.url + OWN_ROUTES + "/health", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"mock server at {self.url} not ready") from None
+                time.sleep(0.02)
+
+    def stats(self) -> dict:
+        """The server's own counts; empty when it no longer answers. `cpu_since_ready_s`: its
+        CPU time since it was ready, without its start-up (imports, binding)."""
+        try:
+            with LOCAL.open(self.url + OWN_ROUTES + "/stats", timeout=5) as resp:
+                found = json.loads(resp.read())
+        except (OSError, ValueError):
+            return {}
+        found["cpu_since_ready_s"] = found["cpu_s"] - self.ready_cpu_s
+        return found
+
+    def set_t0(self, t0_ns: int) -> None:
+        """Tell the server when the cell's clock started (now_ns() of any process): its stalls
+        and a crash_after duration count from there."""
+        post_t0(self.url, t0_ns)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(STOP_WAIT_S + 1)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+

@@ -1,0 +1,299 @@
+"""Runs scenarios: for each cell a fresh mock server and a fresh cell process; the cell's
+records reach disk while it runs (its spool), and its Parquet files are written once when it
+ends. Usable as a library (no Click here).
+
+Signals: the first SIGINT/SIGTERM stops producing and gives in-flight requests the grace period;
+a second one kills the cell at once (its flushed rows stay in the spool, read as an incomplete
+cell)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.core.errors import HarnessError
+from harness.core.job import GRACE_S, SERVER_DIED, CellJob
+from harness.core.keys import CellKey, key_dict, key_label
+from harness.mock.process import ServerProcess
+from harness.scenario.model import LoadedScenario, plan_cells
+from harness.scenario.target import is_loopback, split_target
+from harness.scenario.workload import MAX_BODY
+from harness.store.layout import prepare_out_dir
+from harness.store.meta import new_run_id, run_metadata
+from harness.store.writer import RunWriter
+
+KILL_AFTER_S = GRACE_S + 10  # after an interrupt, a cell process still alive then is killed
+
+
+class RunUI:
+    """Progress callbacks; the default shows nothing (library use)."""
+
+    def run_started(self, total_cells: int) -> None: ...
+    def cell_started(self, scenario: str, key: CellKey, requests: int | None) -> None: ...
+    def cell_progress(self, completed: int) -> None: ...
+    def cell_finished(self, cell: dict) -> None: ...
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    out_dirs: list[Path]
+    interrupted: bool = False
+    failures: list[str] = field(default_factory=list)  # cells that failed; the run went on
+
+
+@dataclass
+class _Interrupt:
+    """SIGINT/SIGTERM: mark the run interrupted and pass SIGTERM on to the running cell; a
+    second one aborts: the cell's process group is killed at once."""
+
+    requested: bool = False
+    aborted: bool = False
+    child: subprocess.Popen | None = None
+    _timer: threading.Timer | None = field(default=None, repr=False)
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            self.aborted = True
+            if self.child is not None:
+                _signal_group(self.child, signal.SIGKILL)
+            return
+        self.requested = True
+        child = self.child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # the cell process alone: it stops its slots
+            if self._timer is None:
+                self._timer = threading.Timer(KILL_AFTER_S, _signal_group, (child, signal.SIGKILL))
+                self._timer.daemon = True
+                self._timer.start()
+
+    def install(self) -> dict:
+        # Set explicitly: a background job of a non-interactive shell starts with SIGINT ignored.
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, self.handle)
+        return previous
+
+    def cell_done(self) -> None:
+        self.child = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the cell and its slot processes share a process group
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _out_dirs(loaded: list[LoadedScenario], out: Path | None, root: Path, run_id: str):
+    if out is not None:
+        return {s.scenario.name: out for s in loaded}
+    return {s.scenario.name: root / s.scenario.name / run_id for s in loaded}
+
+
+def _preflight(item: LoadedScenario, allow_remote: bool) -> None:
+    """What validation cannot know from the file alone, checked before anything runs."""
+    workload = item.scenario.workload
+    target = item.scenario.target
+    if target is not None and not allow_remote and not is_loopback(split_target(target)[0]):
+        raise HarnessError(f"{item.path}: target: {split_target(target)[0]} is not a loopback "
+                           "address; pass --allow-remote to load a remote service")
+    body = getattr(workload, "body", None)
+    if body is not None and not isinstance(body, int):
+        try:
+            size = os.stat(body.file).st_size
+            with open(body.file, "rb"):
+                pass
+        except OSError as exc:
+            raise HarnessError(f"{item.path}: workload.body.file: cannot read {body.file} "
+                               f"({exc.strerror})") from None
+        if size > MAX_BODY:
+            raise HarnessError(f"{item.path}: workload.body.file: {body.file} is over 64MiB")
+    if (workload.type == "pipeline" and workload.database == "postgres" and not workload.dsn
+            and not os.environ.get("HARNESS_POSTGRES_DSN")):
+        raise HarnessError(f"{item.path}: workload.dsn: required for database: postgres "
+                           "(or set HARNESS_POSTGRES_DSN)")
+
+
+def _calibrate(item: LoadedScenario) -> dict | None:
+    workload = item.scenario.workload
+    if workload.type not in ("cpu", "cpu_release"):
+        return None
+    from harness.core.kernels import calibrate
+
+    return calibrate(workload.type, workload.duration)
+
+
+def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
+                  repeat: int | None = None, out: Path | None = None, force: bool = False,
+                  results_root: Path = Path("results"), ui: RunUI | None = None,
+                  allow_remote: bool = False) -> RunResult:
+    ui = ui or RunUI()
+    names = [s.scenario.name for s in loaded]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"two scenarios share the name '{names[0]}': names must differ")
+    for item in loaded:
+        _preflight(item, allow_remote)
+    run_id = new_run_id()
+    dirs = _out_dirs(loaded, out, results_root, run_id)
+    for path in set(dirs.values()):
+        prepare_out_dir(path, force)
+    # CPU work is calibrated at the start of each run: the machine's speed drifts.
+    calibration = {s.scenario.name: _calibrate(s) for s in loaded}
+    writers: dict[Path, RunWriter] = {}
+    for path in dict.fromkeys(dirs.values()):
+        in_dir = [s for s in loaded if dirs[s.scenario.name] == path]
+        writers[path] = RunWriter(path, run_metadata(run_id, in_dir, calibration))
+    plans = [(s, plan_cells(s.scenario, backends or None, repeat)) for s in loaded]
+    ui.run_started(sum(len(cells) for _, cells in plans))
+    result = RunResult(run_id, list(writers))
+
+    interrupt = _Interrupt()
+    previous = interrupt.install()
+    try:
+        for item, cells in plans:
+            for key in cells:
+                if interrupt.requested:
+                    break
+                ui.cell_started(item.scenario.name, key, item.scenario.load_for(key).requests)
+                units = (calibration[item.scenario.name] or {}).get("units")
+                cell = _run_cell(item, key, run_id, units, writers[dirs[item.scenario.name]],
+                                 interrupt, ui, result)
+                if cell is not None:
+                    ui.cell_finished(cell)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for writer in writers.values():
+            writer.close()
+    result.interrupted = interrupt.requested
+    return result
+
+
+def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None,
+              writer: RunWriter, interrupt: _Interrupt, ui: RunUI, result: RunResult
+              ) -> dict | None:
+    """Runs one cell and writes its files; returns its cells row (None when aborted: then its
+    spool stays, to be read as an incomplete cell)."""
+    constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
+    index, spool = writer.open_cell(constants)
+    server_config = item.scenario.server
+    server_stats: dict = {}
+    with tempfile.TemporaryDirectory(prefix="harness-cell-") as tmp, \
+            open(Path(tmp) / "stderr.txt", "w+") as stderr:
+        # The cell process imports while the mock server starts; it waits for its job on stdin.
+        started_unix_ns = time.time_ns()
+        preload = [key.backend, item.scenario.workload.type, key.client]
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cell", *preload],
+                                stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                start_new_session=True)  # own group: we pass signals on
+        interrupt.child = proc
+        observed = finished_unix_ns = None
+        try:
+            with (ServerProcess(item.text) if server_config
+                  else contextlib.nullcontext()) as server:
+                url = server.url if server else (item.scenario.target or "")
+                job = CellJob(item.text, key_dict(key), url, units, tmp, str(spool))
+                watch = _watch_server(server, proc) if server else None
+                observed = _drive_cell_process(proc, job, interrupt, ui)
+                finished_unix_ns = time.time_ns()
+                if watch is not None:
+                    watch()  # stopped and joined: a poll() of its own in progress would make
+                    # ours answer None (Popen lets one thread wait at a time) for a dead server
+                if server and not interrupt.aborted:
+                    server_stats = server.stats()
+                    code = server.proc.poll()
+                    if code is None and not server_stats:  # not answering: dead or dying
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            code = server.proc.wait(SERVER_POLL_S * 10)
+                    server_stats["exit"] = code  # None: alive
+                if interrupt.aborted and server:
+                    server.kill()
+        finally:
+            interrupt.cell_done()
+            _signal_group(proc, signal.SIGKILL)  # nothing of the cell may outlive it
+            if proc.poll() is None:
+                proc.wait()
+        if interrupt.aborted:
+            return None
+        if observed is None or proc.returncode != 0:
+            stderr.seek(0)
+            tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
+            code = proc.returncode
+            detail = tail[0] if tail else (f"killed by {signal.Signals(-code).name}" if code < 0
+                                           else f"exit status {code}")
+            observed = None
+            result.failures.append(f"cell {item.scenario.name} {key_label(key)} failed: "
+                                   f"{detail}")
+    rows = writer.write_cell_data(index, spool, constants)
+    # speedups: the analysis, from all cells
+    cell = rows.cell_row(observed, server_stats, item.scenario.load_for(key).max_sched_lag)
+    cell.update(started_unix_ns=started_unix_ns, finished_unix_ns=finished_unix_ns)
+    writer.commit(index, spool, cell)
+    if observed and observed.get("spool_error"):
+        raise HarnessError(f"{observed['spool_error']} (rows flushed before are kept)")
+    return cell
+
+
+SERVER_POLL_S = 0.1
+
+
+def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> Callable[[], None]:
+    """Until the returned function is called (it stops the watcher and waits for it): when the
+    mock server dies, tell the cell (it releases nothing more; its requests in flight fail and
+    become rows). Polled, so within 1 s."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(SERVER_POLL_S):
+            if server.proc.poll() is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    cell.send_signal(SERVER_DIED)
+                return
+
+    watcher = threading.Thread(target=watch, name="server-watch", daemon=True)
+    watcher.start()
+
+    def stop() -> None:
+        done.set()
+        watcher.join()
+
+    return stop
+
+
+def _drive_cell_process(proc: subprocess.Popen, job: CellJob, interrupt: _Interrupt,
+                        ui: RunUI) -> dict | None:
+    """Send the job, relay progress, return the final message (None if there was none)."""
+    if interrupt.requested:  # a signal that came while the process was starting
+        interrupt.handle(signal.SIGTERM, None)
+    try:
+        proc.stdin.write(job.to_json())
+        proc.stdin.close()
+    except BrokenPipeError:
+        return None
+    result = None
+    try:
+        for line in proc.stdout:
+            message = json.loads(line)
+            if "completed" in message:
+                ui.cell_progress(message["completed"])
+            elif message.get("done"):
+                result = message
+    except (OSError, ValueError):  # killed mid-line
+        pass
+    proc.wait()
+    return result

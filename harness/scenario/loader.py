@@ -1,0 +1,274 @@
+"""Scenario files: YAML read safely, within limits, into the typed models; anything wrong is
+one line naming the file, the field and the problem."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import (
+    ValidationError,
+)
+
+from harness.core.errors import ECHO_LIMIT, ScenarioError, brief
+from harness.scenario.model import LoadedScenario, Scenario
+
+# Limits on the file itself, checked before anything large is read, parsed or built: a real
+# scenario is a few hundred bytes, nests five levels and holds a few dozen values.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_NODES = 10_000
+MAX_INT_CHARS = 100
+MAX_LINE = 300  # characters of one problem description, whatever it quotes
+# C0 and C1 control characters except tab, newline and carriage return; lone surrogates.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster, same YAML
+
+
+class _UniqueKeyLoader(_Base):
+    """SafeLoader that rejects duplicate keys instead of silently keeping the last one, and
+    turns the constructors' own exceptions (a date in month 13, an integer of 5 000 digits)
+    into YAML errors with a line."""
+
+    def construct_mapping(self, node, deep=False):
+        if not isinstance(node, yaml.MappingNode):  # `!!map [a]`
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping, found a {node.id}", node.start_mark)
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value, not a list or mapping",
+                    key_node.start_mark) from None
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {brief(key)}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_object(self, node, deep=False):
+        if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_INT_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer too long ({len(node.value)} characters)", node.start_mark)
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:  # whatever a constructor raises on odd input
+            kind = node.tag.rpartition(":")[2] or "value"
+            shown = brief(node.value) if isinstance(node.value, str) else node.id
+            raise yaml.constructor.ConstructorError(
+                None, None, f"not a valid {kind}: {shown}", node.start_mark) from None
+
+    def construct_document(self, node):
+        try:
+            return super().construct_document(node)
+        except yaml.YAMLError:
+            raise
+        except Exception:  # collections are filled here, after construct_object returned
+            raise yaml.constructor.ConstructorError(
+                None, None, "cannot build the document", node.start_mark) from None
+
+
+_YAML_PROBLEMS = {
+    "second occurrence": "duplicate anchor",
+    "exceeded maximum nesting depth": f"nested more than {MAX_DEPTH} levels deep",
+    "but found another document": "a second document (---): one scenario per file",
+}
+
+
+def _line(text: str | bytes, pos: int) -> str:
+    """`line N` of the character (or byte) at pos, as a field of a one-line error."""
+    newline = b"\n" if isinstance(text, bytes) else "\n"
+    return f"line {text.count(newline, 0, pos) + 1}"
+
+
+def _one_line(problem: str) -> str:
+    problem = " ".join(problem.split())
+    return problem if len(problem) <= MAX_LINE else problem[: MAX_LINE - 1] + "…"
+
+
+def _check_shape(text: str, path: str) -> None:
+    """Walk the YAML events (a flat stream, no recursion) before anything is built: bounded
+    nesting keeps the recursive composer and the validators far from the recursion limit,
+    bounded node count keeps construction and validation fast."""
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_Base):
+        if isinstance(event, yaml.NodeEvent):  # scalars, aliases, collection starts
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise ScenarioError(path, f"line {event.start_mark.line + 1}",
+                                    f"more than {MAX_NODES} values (a scenario needs a few dozen)")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ScenarioError(path, f"line {event.start_mark.line + 1}",
+                                    f"nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_values(data: object, path: str) -> None:
+    """Every key a string, no control characters in keys or values (a `"\\e[2J"` escape in a
+    description would reach the terminal), no !!binary. Iterative; aliases visited once."""
+    stack: list[tuple[str, object]] = [("", data)]
+    seen: set[int] = set()
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if match := _CONTROL.search(value):
+                raise ScenarioError(path, where, f"control character U+{ord(match[0]):04X} not "
+                                                 f"allowed (got {brief(value)})")
+        elif isinstance(value, bytes | bytearray):
+            raise ScenarioError(path, where, "must not be binary (!!binary)")
+        elif isinstance(value, dict | list | tuple | set | frozenset):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, dict):
+                items = []
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise ScenarioError(path, where, f"key {brief(key)} must be a string "
+                                                         "(quote it)")
+                    if match := _CONTROL.search(key):
+                        raise ScenarioError(path, where, f"key {brief(key)}: control character "
+                                                         f"U+{ord(match[0]):04X} not allowed")
+                    items.append((f"{where}.{_cut(key)}" if where else _cut(key), item))
+            elif isinstance(value, list | tuple):
+                items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+            else:
+                items = [(where, item) for item in value]
+            stack.extend(reversed(items))  # document order: the first problem is reported
+
+
+_TAGS = {"fixed", "uniform", "exponential", "lognormal", "io", "http", "cpu", "cpu_release",
+         "race", "pipeline", "fake"}
+
+
+def _cut(key: str) -> str:
+    """A key as it appears in a field path, cut like an echoed value."""
+    return key if len(key) <= ECHO_LIMIT else key[: ECHO_LIMIT - 1] + "…"
+
+
+def _field_path(loc: tuple, data: object) -> str:
+    parts = []
+    for i, item in enumerate(loc):
+        if i == 1 and loc[0] == "load" and item in ("block", "blocks"):
+            continue  # the load's shape (one block or a list), not a key: data stays put
+        if isinstance(item, int):
+            if isinstance(data, list):  # `concurrency: 0` is reported without an index
+                parts.append(f"[{item}]")
+                data = data[item] if item < len(data) else None
+            continue
+        data = data.get(item) if isinstance(data, dict) else None
+        if "[" in item or (item in _TAGS and i > 0 and loc[i - 1] in ("latency", "workload")):
+            continue  # pydantic's internal union/validator tags, not the user's keys
+        parts.append(("." if parts else "") + _cut(item))
+    return "".join(parts)
+
+
+def _problem(err: dict) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    messages = {
+        "missing": "required",
+        "extra_forbidden": "unknown key",
+        "greater_than_equal": f"must be >= {ctx.get('ge')}",
+        "greater_than": f"must be > {ctx.get('gt')}",
+        "less_than_equal": f"must be <= {ctx.get('le')}",
+        "less_than": f"must be < {ctx.get('lt')}",
+        "int_type": "must be an integer",
+        "int_parsing": "must be an integer",
+        "int_from_float": "must be an integer",
+        "float_type": "must be a number",
+        "float_parsing": "must be a number",
+        "finite_number": "must be a finite number",
+        "string_type": "must be a string",
+        "dict_type": "must be a mapping",
+        "model_type": "must be a mapping",
+        "tuple_type": "must be a list",
+        "literal_error": f"must be {ctx.get('expected')}",
+        "string_pattern_mismatch": "must be letters, digits, '_', '.', '-'",
+        "string_too_long": f"must be at most {ctx.get('max_length')} characters",
+        "too_short": "must not be empty",
+        "too_long": f"must have at most {ctx.get('max_length')} items "
+                    f"(got {len(value) if isinstance(value, dict | list) else 'more'})",
+        "union_tag_invalid": f"must be one of {ctx.get('expected_tags')} "
+                             f"(got {brief(ctx.get('tag'))})",
+        "union_tag_not_found": f"needs '{ctx.get('discriminator', '').strip(chr(39))}'",
+    }
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    message = messages.get(kind, err["msg"])
+    if kind not in ("missing", "union_tag_not_found", "too_long") and not isinstance(
+            value, (dict, list)):
+        message += f" (got {brief(value)})"
+    return message
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """Read at most MAX_FILE_BYTES; a file that is not UTF-8 text is refused before parsing."""
+    path = str(path)
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_FILE_BYTES:  # a regular file; a pipe or device reports 0
+                raise ScenarioError(path, "", f"too large: {size} bytes (at most 1 MiB)")
+            data = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ScenarioError(path, "", "no such file") from None
+    except OSError as exc:
+        raise ScenarioError(path, "", _one_line(f"cannot read: {exc}")) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(path, "", "too large: more than 1 MiB")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ScenarioError(path, "", "not UTF-8 text (a UTF-16 byte-order mark): save it as UTF-8")
+    if (nul := data.find(b"\0")) >= 0:
+        raise ScenarioError(path, _line(data, nul), "not a text file (a NUL byte)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(path, _line(data, exc.start),
+                            f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    return LoadedScenario(path, text, parse_scenario(text, path))
+
+
+def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
+    """Validate scenario text; anything wrong is a ScenarioError of one line naming `path`, the
+    field (or line) and the problem, checked in order of cost: size and characters, the shape
+    of the YAML events, the built values, then the models."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError(path, "", "too large: more than 1 MiB")
+    if match := _CONTROL.search(text):
+        raise ScenarioError(path, _line(text, match.start()),
+                            f"control character U+{ord(match[0]):04X} not allowed")
+    try:
+        _check_shape(text, path)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"line {mark.line + 1}" if mark else "yaml"
+        problem = exc.problem or exc.context or "invalid YAML"
+        problem = _YAML_PROBLEMS.get(problem, problem)  # libyaml's wording, where unclear
+        raise ScenarioError(path, line, _one_line(problem)) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(path, "", _one_line(f"invalid YAML: {exc}")) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(path, "", "must be a YAML mapping with name, server, workload, load")
+    _check_values(data, path)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        field, problem = _field_path(errors[0]["loc"], data), _problem(errors[0])
+        if ": " in problem and not field:  # cross-field checks name their own field
+            field, problem = problem.split(": ", 1)
+        more = len(errors) - 1
+        problem = _one_line(problem + (f" (+{more} more)" if more else ""))
+        raise ScenarioError(path, field, problem) from None

@@ -1,0 +1,159 @@
+"""What one request is: the workload models (io, cpu, race, pipeline, fake) and their HTTP
+options."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from harness.core.errors import brief
+from harness.core.units import parse_size_bytes
+from harness.scenario.limits import (
+    MAX_ITEMS,
+    MAX_NAME,
+    MAX_REQUESTS,
+    Span,
+    Step,
+    StrictModel,
+    as_tuple,
+)
+
+
+class Timeouts(StrictModel):
+    connect: Span = Field(2_000_000_000, gt=0)
+    total: Span = Field(30_000_000_000, gt=0)
+
+
+def _status_set(value: object) -> object:
+    """`ok_status: [2xx, 304]` → a sorted tuple of concrete codes."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    codes: set[int] = set()
+    for item in items:
+        if isinstance(item, str) and re.fullmatch(r"[1-5]xx", item):
+            base = int(item[0]) * 100
+            codes.update(range(base, base + 100))
+        elif isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
+            codes.add(item)
+        else:
+            raise ValueError("must be status codes (100-599) or classes like 2xx "
+                             f"(got {brief(item)})")
+    return tuple(sorted(codes))
+
+
+
+
+MAX_BODY = 64 << 20  # a request body is generated or read once per cell and kept in memory
+MAX_HEADERS = 100
+Clients = Annotated[tuple[Literal["standard", "lean"], ...], BeforeValidator(as_tuple),
+                    Field(min_length=1, max_length=2)]
+
+
+def _body_size(value: object) -> object:
+    if parse_size_bytes(value) > MAX_BODY:
+        raise ValueError(f"must be <= 64MiB (got {brief(value)})")
+    return value
+
+
+class BodyFile(StrictModel):
+    file: str = Field(min_length=1, max_length=4096)  # read once before the clock starts
+
+
+class _HttpOptions(StrictModel):
+    endpoint: str | None = Field(None, max_length=MAX_NAME)
+    timeout: Timeouts = Timeouts()
+    ok_status: Annotated[tuple[int, ...], BeforeValidator(_status_set)] = tuple(range(200, 300))
+    # standard: aiohttp on the loops, http.client in threads/processes; lean: one small
+    # HTTP/1.1 client on httptools everywhere. A list makes it an axis of the cell matrix.
+    client: Clients = ("standard",)
+
+    @field_validator("client")
+    @classmethod
+    def _distinct_clients(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError(f"repeated (got {brief(list(value))})")
+        return value
+
+
+class IoWorkload(_HttpOptions):
+    """One HTTP request to an endpoint of the mock server (or to `path` of an external
+    `target`)."""
+
+    type: Literal["io", "http"] = "io"
+    path: str | None = Field(None, pattern=r"^/[!-~]*$", max_length=2048)  # target only
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    headers: dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+                                       max_length=256)],
+                  Annotated[str, Field(pattern=r"^[\t -~]*$", max_length=8192)]] = Field(
+        default_factory=dict, max_length=MAX_HEADERS)
+    body: Annotated[int, BeforeValidator(parse_size_bytes), BeforeValidator(_body_size)] \
+        | BodyFile | None = None
+    has_cpu_step: ClassVar[bool] = False
+
+
+class CpuWorkload(StrictModel):
+    """`cpu`: a pure-Python kernel that holds the GIL; `cpu_release`: C-level hashing that
+    releases it. Sized in work units, calibrated at the start of each run to `duration`."""
+
+    type: Literal["cpu", "cpu_release"]
+    duration: Step = Field(20_000_000, gt=0)
+    has_cpu_step: ClassVar[bool] = True
+
+
+class RaceWorkload(StrictModel):
+    """Each request increments a shared counter: read, switch point, write."""
+
+    type: Literal["race"]
+    variants: Annotated[tuple[Literal["no-lock", "lock"], ...], BeforeValidator(
+        lambda v: v if isinstance(v, (list, tuple)) else [v])] = ("no-lock", "lock")
+    has_cpu_step: ClassVar[bool] = False
+
+
+class PipelineWorkload(_HttpOptions):
+    """The inference service: CPU pre-processing of a generated image (NumPy), a call to the
+    mock server's inference endpoint, a write of the result to a database."""
+
+    type: Literal["pipeline"]
+    image: int = Field(256, ge=8, le=4096)  # side in pixels of the generated RGB image
+    database: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: str | None = Field(None, max_length=1024)  # postgres only; default: $HARNESS_POSTGRES_DSN
+    has_cpu_step: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _needs_endpoint(self):
+        if self.endpoint is None:
+            raise ValueError("workload.endpoint: required (the inference endpoint to POST to)")
+        return self
+
+
+class FakeWorkload(StrictModel):
+    """For testing the harness itself: each request sleeps `duration`; on a seq in `raise_on`
+    it raises, on a seq in `exit_on` the process running it is killed (SIGKILL)."""
+
+    type: Literal["fake"]
+    duration: Step = Field(1_000_000, ge=0)
+    raise_on: Annotated[tuple[Annotated[int, Field(ge=0, lt=MAX_REQUESTS)], ...],
+                        BeforeValidator(as_tuple), Field(max_length=MAX_ITEMS)] = ()
+    exit_on: Annotated[tuple[Annotated[int, Field(ge=0, lt=MAX_REQUESTS)], ...],
+                       BeforeValidator(as_tuple), Field(max_length=MAX_ITEMS)] = ()
+    has_cpu_step: ClassVar[bool] = False
+
+
+def _default_type(value: object) -> object:
+    if isinstance(value, dict) and "type" not in value:
+        return {"type": "io", **value}
+    return value
+
+
+Workload = Annotated[
+    IoWorkload | CpuWorkload | RaceWorkload | PipelineWorkload | FakeWorkload,
+    Field(discriminator="type"), BeforeValidator(_default_type),
+]
+
+

@@ -1,0 +1,101 @@
+"""Run metadata stored in every Parquet file's key-value metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import re
+import secrets
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from harness.core.schema import SCHEMA_VERSION
+
+_PACKAGES = ("harness", "aiohttp", "uvloop", "click", "pandas", "pyarrow", "numpy", "pydantic",
+             "PyYAML", "rich", "psutil")
+
+
+# A password in a connection string: `scheme://user:PASSWORD@host` or `password=PASSWORD`.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+(?=@)", re.I)
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'[^']*'|[^\s'\"]+)", re.I)
+
+
+def redact_passwords(text: str) -> str:
+    """The scenario text as kept in the results: every password in a `dsn:` (or anywhere) is
+    replaced by ***, so Parquet metadata and HTML reports never carry it in clear. The hash
+    recorded beside it is of the original text."""
+    text = _URL_PASSWORD.sub(r"\g<head>***", text)
+    return _KV_PASSWORD.sub(r"\g<head>***", text)
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """Sortable: UTC timestamp first, then a random suffix so two runs in a second differ."""
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None) -> dict:
+    """`scenarios`: LoadedScenario objects (their exact text and hash are recorded);
+    `calibration`: per scenario name, the CPU calibration this run measured (or None)."""
+    calibration = calibration or {}
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "build": " ".join(platform.python_build()),
+            "compiler": platform.python_compiler(),
+            "gil_enabled": gil,
+            "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+            "executable": sys.executable,
+        },
+        "packages": _versions(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+        "scenarios": [
+            {"name": s.scenario.name, "path": s.path, "sha256": s.sha256,
+             "text": redact_passwords(s.text),
+             "seeds": {"server": s.scenario.server.seed if s.scenario.server else None},
+             "calibration": calibration.get(s.scenario.name)}
+            for s in scenarios
+        ],
+    }
