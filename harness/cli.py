@@ -17,7 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.core.errors import HarnessError
 from harness.core.keys import BACKEND_NAMES, BACKENDS, key_label
+from harness.saturate.search import DEFAULT_PROBE_NS, SearchOptions
 from harness.scenario.loader import load_scenario
+
+_SEARCH = SearchOptions()  # the search's defaults, shown in `saturate --help`
 
 EXIT_INTERRUPTED = 130
 # Piped or captured output gets a wide table instead of rich's 80-column default.
@@ -223,18 +226,19 @@ def _rate(value: str) -> float:
 @click.option("--start-rate", metavar="RATE",
               help="Where the doubling starts: 50/s, 3/m or a number per second. Default: the "
                    "scenario's lowest open-model rate, else 10/s.")
-@click.option("--max-rate", metavar="RATE", default="1000000/s", show_default=True,
+@click.option("--max-rate", metavar="RATE", default=f"{_SEARCH.max_rate_per_s:.0f}/s",
+              show_default=True,
               help="The doubling stops here (a 'ceiling' result).")
-@click.option("--max-error-rate", type=float, default=0.01, show_default=True,
+@click.option("--max-error-rate", type=float, default=_SEARCH.max_error_rate, show_default=True,
               help="Most errors ÷ requests a probe may have and pass.")
-@click.option("--probe-duration", default="3s", show_default=True,
+@click.option("--probe-duration", default=f"{DEFAULT_PROBE_NS / 1e9:g}s", show_default=True,
               help="Each probe's measured length (its warm-up, if the scenario has one, comes "
                    "on top).")
-@click.option("--precision", type=float, default=0.05, show_default=True,
+@click.option("--precision", type=float, default=_SEARCH.precision, show_default=True,
               help="Bisect until (first fail − last pass) ÷ last pass is at most this.")
-@click.option("--repeats", type=int, default=3, show_default=True,
+@click.option("--repeats", type=int, default=_SEARCH.repeats, show_default=True,
               help="Probes repeated at each end of the final step, for the range.")
-@click.option("--confirm", type=int, default=1, show_default=True,
+@click.option("--confirm", type=int, default=_SEARCH.confirm, show_default=True,
               help="Extra tries of a failed probe (start, doubling, bisection) before it counts "
                    "as a failure: a stall of a shared machine is not the backend's.")
 @click.option("--out", "-o", type=click.Path(path_type=Path),

@@ -13,14 +13,14 @@ from harness.core.errors import ScenarioError
 from harness.core.keys import AXIS_DEFAULTS, CELL_KEYS, NULLABLE_KEYS, CellKey, key_label
 from harness.core.stats import (
     LATE_NS,
-    achieved_rps,
+    achieved_per_s,
     inter_arrival_cv,
     late,
     late_starts,
     percentile,
 )
 from harness.core.units import format_rate, parse_rate_per_s
-from harness.scenario.arrivals import CHUNK, RateCurve, Schedule, Stage, arrival_seed, schedule_for
+from harness.scenario.arrivals import CHUNK, Ramp, RateCurve, Schedule, arrival_seed, schedule_for
 from harness.scenario.load import Load, default_max_in_flight
 from harness.scenario.loader import parse_scenario
 from harness.scenario.model import json_schema, plan_cells
@@ -28,6 +28,19 @@ from harness.scenario.thresholds import METRICS, evaluate, parse_threshold
 
 S = 1_000_000_000
 
+
+
+def mean_rate_per_s(curve: RateCurve, duration_ns: float | None = None) -> float:
+    """Λ(T) ÷ T over [0, T): T the duration, default the curve's end."""
+    end = curve.end_ns if duration_ns is None else min(duration_ns, curve.end_ns)
+    if end == math.inf:
+        return float(curve.rate_at(0))
+    return float(curve.count(end)) / (end / 1e9)
+
+
+def measured_ns(arrivals) -> np.ndarray:
+    """The intended starts of the measured arrivals (the warm-up left out)."""
+    return arrivals.at_ns[~arrivals.warmup]
 
 def open_key(rate=1000.0, repetition=0, backend="threads", concurrency=100, **more) -> CellKey:
     return CellKey(backend=backend, concurrency=concurrency, repetition=repetition,
@@ -101,7 +114,7 @@ def test_poisson_arrivals_are_pinned_for_a_seed_and_key():
 
 
 def test_uniform_ramp_each_second_within_5_percent_of_the_line():
-    curve = RateCurve.ramps([Stage(500, 10 * S)], start_rate_per_s=100)
+    curve = RateCurve.ramps([Ramp(500, 10 * S)], start_rate_per_s=100)
     times = Schedule(curve).take().at_ns
     assert len(times) == 3000  # ∫ = (100 + 500) / 2 × 10 s
     for offset in (0.0, 0.5):  # whole seconds, and seconds straddling them
@@ -114,7 +127,7 @@ def test_uniform_ramp_each_second_within_5_percent_of_the_line():
 
 def test_poisson_ramp_rescales_to_unit_exponentials():
     """Time-rescaling: Λ(t_k) − Λ(t_k−1) of a non-homogeneous Poisson process are Exp(1)."""
-    curve = RateCurve.ramps([Stage(500, 10 * S), Stage(2000, 10 * S)], start_rate_per_s=100)
+    curve = RateCurve.ramps([Ramp(500, 10 * S), Ramp(2000, 10 * S)], start_rate_per_s=100)
     times = Schedule(curve, "poisson", entropy=arrival_seed(3, open_key(2000.0))).take().at_ns
     assert abs(len(times) / curve.total - 1) < 0.03
     rescaled = np.diff(curve.count(times))
@@ -125,7 +138,7 @@ def test_poisson_ramp_rescales_to_unit_exponentials():
 
 
 def test_stages_chain_each_from_the_previous_rate():
-    stages = [Stage(100, 10 * S), Stage(500, 10 * S), Stage(500, 5 * S), Stage(0, 5 * S)]
+    stages = [Ramp(100, 10 * S), Ramp(500, 10 * S), Ramp(500, 5 * S), Ramp(0, 5 * S)]
     curve = RateCurve.ramps(stages)
     assert curve.total == 500 + 3000 + 2500 + 1250
     assert curve.rate_at([0, 5 * S, 10 * S, 15 * S, 22 * S, 27.5 * S, 30 * S]).tolist() == [
@@ -138,24 +151,24 @@ def test_stages_chain_each_from_the_previous_rate():
 
 
 def test_a_stretch_at_rate_0_has_no_arrivals():
-    curve = RateCurve.ramps([Stage(0, 5 * S), Stage(100, 5 * S)])  # from 0, stay at 0, ramp up
+    curve = RateCurve.ramps([Ramp(0, 5 * S), Ramp(100, 5 * S)])  # from 0, stay at 0, ramp up
     times = Schedule(curve).take().at_ns
     assert times.min() == 5 * S and len(times) == 250
 
 
 def test_inverse_of_the_cumulative_count():
-    curve = RateCurve.ramps([Stage(400, 2 * S), Stage(100, 3 * S)], start_rate_per_s=200)
+    curve = RateCurve.ramps([Ramp(400, 2 * S), Ramp(100, 3 * S)], start_rate_per_s=200)
     counts = np.linspace(0, curve.total - 1e-6, 1001)
     assert np.allclose(curve.count(curve.time_ns(counts)), counts, atol=1e-6)
     assert curve.time_ns([curve.total]).tolist() == [math.inf]
 
 
 def test_mean_rates_of_curves():
-    ramp = RateCurve.ramps([Stage(500, 10 * S)], start_rate_per_s=100)
-    assert ramp.mean_rate_per_s() == 300 and ramp.mean_rate_per_s(5 * S) == 200
+    ramp = RateCurve.ramps([Ramp(500, 10 * S)], start_rate_per_s=100)
+    assert mean_rate_per_s(ramp) == 300 and mean_rate_per_s(ramp, 5 * S) == 200
     assert ramp.peak_rate_per_s == 500
-    assert RateCurve.constant(200).mean_rate_per_s() == 200
-    assert RateCurve.constant(200).mean_rate_per_s(3 * S) == pytest.approx(200)
+    assert mean_rate_per_s(RateCurve.constant(200)) == 200
+    assert mean_rate_per_s(RateCurve.constant(200), 3 * S) == pytest.approx(200)
 
 
 # ---- bounds ----------------------------------------------------------------------------------
@@ -168,7 +181,7 @@ def test_bounded_by_requests_or_duration_whichever_comes_first():
     assert len(times) == 20 and times.max() < 2 * S
     poisson = Schedule(curve, "poisson", entropy=7, requests=10**6, duration_ns=2 * S).take()
     assert poisson.at_ns.max() < 2 * S
-    stages = RateCurve.ramps([Stage(100, 10 * S)])
+    stages = RateCurve.ramps([Ramp(100, 10 * S)])
     assert len(Schedule(stages, requests=30).take()) == 30  # requests cap a ramp too
     assert len(Schedule(stages).take()) == 500  # the last stage's end bounds it
 
@@ -227,7 +240,7 @@ def test_warmup_count_is_prepended_and_counted_apart():
     warm = Schedule(curve, requests=50, warmup_requests=20).take()
     assert warm.warmup.tolist() == [True] * 20 + [False] * 50
     assert warm.at_ns[:20].tolist() == list(range(0, 200_000_000, 10_000_000))
-    assert np.array_equal(warm.measured_ns, plain.at_ns + 200_000_000)  # seamless spacing
+    assert np.array_equal(measured_ns(warm), plain.at_ns + 200_000_000)  # seamless spacing
 
 
 def test_warmup_duration_shifts_the_measured_schedule_unchanged():
@@ -237,14 +250,14 @@ def test_warmup_duration_shifts_the_measured_schedule_unchanged():
     warmup = warm.at_ns[warm.warmup]
     assert warmup.max() < 2 * S and abs(len(warmup) / 1000 - 1) < 0.1
     assert not warm.warmup[len(warmup):].any()  # warm-up first, then only measured
-    assert np.array_equal(warm.measured_ns, plain.at_ns + 2 * S)
+    assert np.array_equal(measured_ns(warm), plain.at_ns + 2 * S)
 
 
 def test_warmup_of_a_ramp_runs_at_its_first_stage_rate():
-    curve = RateCurve.ramps([Stage(200, 10 * S), Stage(400, 10 * S)], start_rate_per_s=50)
+    curve = RateCurve.ramps([Ramp(200, 10 * S), Ramp(400, 10 * S)], start_rate_per_s=50)
     warm = Schedule(curve, warmup_ns=1 * S, warmup_rate_per_s=200).take()
     assert warm.warmup.sum() == 200
-    assert warm.measured_ns.min() == 1 * S and len(warm.measured_ns) == round(curve.total)
+    assert measured_ns(warm).min() == 1 * S and len(measured_ns(warm)) == round(curve.total)
 
 
 def test_warmup_is_left_out_of_the_late_start_figures():
@@ -284,12 +297,12 @@ def test_late_start_count_and_their_p99():
 
 def test_achieved_and_target_rates():
     scheduled = np.arange(101) * 10_000_000  # 100/s
-    assert achieved_rps(scheduled) == pytest.approx(100)
+    assert achieved_per_s(scheduled) == pytest.approx(100)
     start = scheduled * 2  # the generator kept half the pace
-    assert achieved_rps(start) == pytest.approx(50)
+    assert achieved_per_s(start) == pytest.approx(50)
     warmup = np.arange(101) < 51
-    assert achieved_rps(start, warmup) == pytest.approx(50)
-    assert math.isnan(achieved_rps([5]))
+    assert achieved_per_s(start, warmup) == pytest.approx(50)
+    assert math.isnan(achieved_per_s([5]))
 
 
 # ---- rates as written ------------------------------------------------------------------------
@@ -475,7 +488,7 @@ def test_schedule_for_a_planned_cell():
     assert s.arrival_seed == 4
     keys = [k for k in plan_cells(s) if k.backend == "threads"]
     first = schedule_for(s.load_for(keys[0]), s.arrival_seed, keys[0]).take()
-    assert first.warmup.sum() == 10 and len(first.measured_ns) == 40
+    assert first.warmup.sum() == 10 and len(measured_ns(first)) == 40
     assert np.diff(first.at_ns).tolist() == [10_000_000] * 49
     second = schedule_for(s.load_for(keys[1]), s.arrival_seed, keys[1]).take()
     assert np.diff(second.at_ns).tolist() == [5_000_000] * 49

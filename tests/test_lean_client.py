@@ -1,4 +1,4 @@
-"""The lean HTTP clients (harness.client.lean_*): outcomes, failure categories, keep-alive, the pool.
+"""The lean HTTP clients: outcomes, failure categories, keep-alive, the pool.
 
 Every behaviour is checked on the blocking client and on the async client under both event
 loops, against the real mock server and against small raw socket servers (threads in this

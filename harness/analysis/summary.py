@@ -13,7 +13,7 @@ import pandas as pd
 from harness.core.keys import CELL_KEYS
 from harness.core.stats import (
     PERCENTILE_METHOD,
-    achieved_rps,
+    achieved_per_s,
     in_flight_at,
     late_starts,
     median,
@@ -23,7 +23,7 @@ from harness.core.stats import (
     service_ns,
     speedup,
     sweep_peak,
-    throughput_rps,
+    throughput_per_s,
 )
 from harness.store.reader import find_run_dirs, read_metadata, read_run
 
@@ -204,87 +204,106 @@ def summarize(runs: Runs) -> pd.DataFrame:
     for cell in cells.itertuples(index=False):
         key = cell_key(getattr(cell, k) for k in CELL_KEYS)
         every = groups.get(key, requests.iloc[0:0])
-        reqs = measured(every)
-        ok = reqs[reqs["ok"]]
-        is_open = getattr(cell, "model", "closed") == "open"
-        latency_ms = pd.Series(response_ns(ok["scheduled_ns"], ok["end_ns"]) / 1e6)
-        service = service_ns(ok["start_ns"], ok["end_ns"])
-        service_ms = service / 1e6
-        lag = late_starts(reqs["start_ns"], reqs["scheduled_ns"])
-        # The client's own HTTP overhead: the HTTP step (the whole request when it is the only
-        # step) minus the delay the server applied.
-        http_ns = ok["io_ns"].where(ok["io_ns"].notna(), pd.Series(service, index=ok.index))
-        overhead_ms = (http_ns - ok["server_delay_ns"]).dropna() / 1e6
-        makespan_ns = measured_span_ns(every, cell.makespan_ns)
-        makespan_s = makespan_ns / 1e9
-        delays = reqs["server_delay_ns"].dropna()
-        # Σ delay ÷ concurrency bounds the makespan only when the server's delay is all there
-        # is, and only in the closed model (an open cell's pace is its schedule's).
-        only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
-        bound_s = (delays.sum() / cell.concurrency / 1e9 if only_io and not is_open
-                   else float("nan"))
         residual, little, flags = _self_checks(
             cell, every, samples.get(key, timeline.iloc[0:0]), cores.get(cell.run_id))
-        if is_open and getattr(cell, "generator_lagging", None) is True:
-            flags.append("lagging")  # the numbers describe the generator, not the server
-        throughput = throughput_rps(len(ok), makespan_ns)
-        kernel = _nan(getattr(cell, "kernel_ns_per_unit", None))
-        errors = int((~reqs["ok"].astype(bool)).sum())
-        rows.append({
-            **dict(zip(CELL_KEYS, key, strict=True)),
-            "requests": len(reqs),
-            "errors": errors,
-            "error_rate": errors / len(reqs) if len(reqs) else float("nan"),
-            "throughput_rps": throughput,
-            "p50_ms": percentile(latency_ms, 50),
-            "p90_ms": percentile(latency_ms, 90),
-            "p99_ms": percentile(latency_ms, 99),
-            "p999_ms": percentile(latency_ms, 99.9),
-            "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan"),
-            "service_p50_ms": percentile(service_ms, 50),
-            "service_p99_ms": percentile(service_ms, 99),
-            "sched_lag_p99_ms": lag.lag_p99_ns / 1e6,
-            "late_starts": lag.late,
-            "achieved_rps": achieved_rps(reqs["start_ns"]),
-            "target_rps": achieved_rps(reqs["scheduled_ns"]) if is_open else float("nan"),
-            "overhead_p50_ms": percentile(overhead_ms, 50),
-            "overhead_p99_ms": percentile(overhead_ms, 99),
-            "cpu_p50_ms": _p50_ms(ok["cpu_ns"]),
-            "cpu_wait_p50_ms": _p50_ms(ok["cpu_wait_ns"]),
-            "io_p50_ms": _p50_ms(ok["io_ns"]),
-            "db_p50_ms": _p50_ms(ok["db_ns"]),
-            "loop_lag_p99_ms": _nan(cell.loop_lag_p99_ns) / 1e6,
-            "lost_updates": _nan(cell.lost_updates),
-            "kernel_ns_per_unit": kernel,
-            "normalised_rate": normalised_rate(
-                throughput, units.get((cell.run_id, cell.scenario)),
-                None if np.isnan(kernel) else kernel),
-            "cpu_user_s": _nan(cell.cpu_user_s),
-            "cpu_sys_s": _nan(cell.cpu_sys_s),
-            "server_cpu_s": _nan(getattr(cell, "server_cpu_s", None)),
-            "server_loop_lag_p99_ms": _nan(getattr(cell, "server_loop_lag_p99_ns", None)) / 1e6,
-            "peak_in_flight": cell.peak_in_flight,
-            "peak_in_flight_live": cell.peak_in_flight_live,
-            "peak_in_flight_server": cell.peak_in_flight_server,
-            "makespan_s": makespan_s,
-            "bound_s": bound_s,
-            "efficiency": bound_s / makespan_s if makespan_s > 0 else float("nan"),
-            "workers": every["worker"].nunique(),
-            "interrupted": bool(cell.interrupted),
-            "complete": bool(cell.complete),
-            "released": cell.released,
-            "warmup_requests": len(every) - len(reqs),
-            "slots_lost": cell.slots_lost,
-            "server_exit": cell.server_exit,
-            "little_residual": residual,
-            "little_check": little,
-            "flags": " ".join(flags),
-        })
+        rows.append({**dict(zip(CELL_KEYS, key, strict=True)),
+                     **_cell_figures(cell, every, units.get((cell.run_id, cell.scenario))),
+                     "little_residual": residual, "little_check": little,
+                     "flags": " ".join(_flags(cell, flags))})
     summary = pd.DataFrame(rows)
     if len(summary):
         summary.insert(summary.columns.get_loc("normalised_rate") + 1, "speedup",
                        cell_speedups(summary).to_numpy())
     return summary
+
+
+def _flags(cell, flags: list[str]) -> list[str]:
+    if getattr(cell, "model", "closed") == "open" and getattr(cell, "generator_lagging",
+                                                               None) is True:
+        flags.append("lagging")  # the numbers describe the generator, not the server
+    return flags
+
+
+def _cell_figures(cell, every: pd.DataFrame, units) -> dict:
+    """A cell's figures from its rows (the measured ones) and its cells row, in the summary's
+    column order."""
+    reqs = measured(every)
+    ok = reqs[reqs["ok"]]
+    is_open = getattr(cell, "model", "closed") == "open"
+    makespan_ns = measured_span_ns(every, cell.makespan_ns)
+    makespan_s = makespan_ns / 1e9
+    throughput = throughput_per_s(len(ok), makespan_ns)
+    kernel = _nan(getattr(cell, "kernel_ns_per_unit", None))
+    errors = int((~reqs["ok"].astype(bool)).sum())
+    bound_s = _bound_s(reqs, cell.concurrency, is_open)
+    return {
+        "requests": len(reqs),
+        "errors": errors,
+        "error_rate": errors / len(reqs) if len(reqs) else float("nan"),
+        "throughput_rps": throughput,
+        **_latency_figures(reqs, ok, is_open),
+        "cpu_p50_ms": _p50_ms(ok["cpu_ns"]),
+        "cpu_wait_p50_ms": _p50_ms(ok["cpu_wait_ns"]),
+        "io_p50_ms": _p50_ms(ok["io_ns"]),
+        "db_p50_ms": _p50_ms(ok["db_ns"]),
+        "loop_lag_p99_ms": _nan(cell.loop_lag_p99_ns) / 1e6,
+        "lost_updates": _nan(cell.lost_updates),
+        "kernel_ns_per_unit": kernel,
+        "normalised_rate": normalised_rate(throughput, units,
+                                           None if np.isnan(kernel) else kernel),
+        "cpu_user_s": _nan(cell.cpu_user_s),
+        "cpu_sys_s": _nan(cell.cpu_sys_s),
+        "server_cpu_s": _nan(getattr(cell, "server_cpu_s", None)),
+        "server_loop_lag_p99_ms": _nan(getattr(cell, "server_loop_lag_p99_ns", None)) / 1e6,
+        "peak_in_flight": cell.peak_in_flight,
+        "peak_in_flight_live": cell.peak_in_flight_live,
+        "peak_in_flight_server": cell.peak_in_flight_server,
+        "makespan_s": makespan_s,
+        "bound_s": bound_s,
+        "efficiency": bound_s / makespan_s if makespan_s > 0 else float("nan"),
+        "workers": every["worker"].nunique(),
+        "interrupted": bool(cell.interrupted),
+        "complete": bool(cell.complete),
+        "released": cell.released,
+        "warmup_requests": len(every) - len(reqs),
+        "slots_lost": cell.slots_lost,
+        "server_exit": cell.server_exit,
+    }
+
+
+def _latency_figures(reqs: pd.DataFrame, ok: pd.DataFrame, is_open: bool) -> dict:
+    """Response and service time of the ok requests, the schedule's figures, and the client's
+    own HTTP overhead: the HTTP step (the whole request when it is the only step) minus the
+    delay the server applied."""
+    latency_ms = pd.Series(response_ns(ok["scheduled_ns"], ok["end_ns"]) / 1e6)
+    service = service_ns(ok["start_ns"], ok["end_ns"])
+    service_ms = service / 1e6
+    lag = late_starts(reqs["start_ns"], reqs["scheduled_ns"])
+    http_ns = ok["io_ns"].where(ok["io_ns"].notna(), pd.Series(service, index=ok.index))
+    overhead_ms = (http_ns - ok["server_delay_ns"]).dropna() / 1e6
+    return {
+        "p50_ms": percentile(latency_ms, 50),
+        "p90_ms": percentile(latency_ms, 90),
+        "p99_ms": percentile(latency_ms, 99),
+        "p999_ms": percentile(latency_ms, 99.9),
+        "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan"),
+        "service_p50_ms": percentile(service_ms, 50),
+        "service_p99_ms": percentile(service_ms, 99),
+        "sched_lag_p99_ms": lag.lag_p99_ns / 1e6,
+        "late_starts": lag.late,
+        "achieved_rps": achieved_per_s(reqs["start_ns"]),
+        "target_rps": achieved_per_s(reqs["scheduled_ns"]) if is_open else float("nan"),
+        "overhead_p50_ms": percentile(overhead_ms, 50),
+        "overhead_p99_ms": percentile(overhead_ms, 99),
+    }
+
+
+def _bound_s(reqs: pd.DataFrame, concurrency: int, is_open: bool) -> float:
+    """Σ applied delay ÷ concurrency bounds the makespan only when the server's delay is all
+    there is, and only in the closed model (an open cell's pace is its schedule's)."""
+    delays = reqs["server_delay_ns"].dropna()
+    only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
+    return delays.sum() / concurrency / 1e9 if only_io and not is_open else float("nan")
 
 
 def _nan(value) -> float:

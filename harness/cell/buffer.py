@@ -77,7 +77,7 @@ class RecordBuffer:
     def append(self, worker: str, slot: str, seq: int, enqueued_ns: int, scheduled_ns: int,
                start_ns: int, end_ns: int, outcome: Outcome, in_flight: int,
                warmup: bool = False) -> None:
-        (ok, status, error, delay, cpu, wait, io, db, detail, target, sent, recv,
+        (ok, status, error, delay, cpu, wait, io, db, detail, drawn, sent, recv,
          fault) = outcome
         codes = self._codes
         try:
@@ -88,7 +88,7 @@ class RecordBuffer:
             w, s, e, d, f, seq, enqueued_ns, scheduled_ns, start_ns, end_ns, in_flight, status,
             -1 if delay is None else delay, -1 if cpu is None else cpu,
             -1 if wait is None else wait, -1 if io is None else io, -1 if db is None else db,
-            -1 if target is None else target, -1 if sent is None else sent,
+            -1 if drawn is None else drawn, -1 if sent is None else sent,
             -1 if recv is None else recv, ok, warmup))
 
     def __len__(self) -> int:

@@ -2,7 +2,7 @@
 
 Protocol: a JSON job on stdin; JSON lines on stdout (`{"completed": n}` while running, then
 `{"done": ...}` with what the cell observed). Records, loop-lag samples and the timeline go to
-Arrow IPC spool files in the job's `spool_dir` as they come (harness.spool); the runner turns
+Arrow IPC spool files in the job's `spool_dir` as they come (harness.store.spool); the runner turns
 them into the cell's Parquet files. SIGINT and SIGTERM stop the cell gracefully."""
 
 from __future__ import annotations
@@ -70,14 +70,14 @@ def preload(backend: str, workload: str, client: str) -> None:
     path. Nothing runs: only modules are loaded."""
     import importlib
 
-    from harness.cell.backends import _REGISTRY as BACKENDS
-    from harness.cell.workloads import _REGISTRY as WORKLOADS
+    from harness.cell.backends import backend_module
+    from harness.cell.workloads import workload_module
 
-    modules = [BACKENDS[backend].partition(":")[0], WORKLOADS[workload].partition(":")[0]]
+    modules = [backend_module(backend), workload_module(workload)]
     if workload in ("io", "http", "pipeline"):
-        modules.append("harness.client.lean_async" if client == "lean" else
-                       "harness.client.standard_async" if BACKEND_TRAITS[backend].has_loop
-                       else "harness.client.standard_blocking")
+        kind = "lean" if client == "lean" else "standard"
+        form = "async" if BACKEND_TRAITS[backend].has_loop else "blocking"
+        modules.append(f"harness.client.{kind}_{form}")
     if BACKEND_TRAITS[backend].has_loop:
         modules.append("uvloop" if backend == "uvloop" else "asyncio")
     for module in modules:

@@ -60,9 +60,9 @@ class RequestTemplate:
     def __init__(self, host: str, request: RequestSpec | str) -> None:
         request = as_request(request)
         marker = 9_876_543_210_123
-        target = request.target(marker)
-        self.seq_query = str(marker) in target
-        before, _, after = target.partition(str(marker))
+        path = request.path_for(marker)
+        self.seq_query = str(marker) in path
+        before, _, after = path.partition(str(marker))
         lines = "".join(f"{k}: {v}\r\n" for k, v in (("Host", host), *request.headers))
         self.prefix = f"{request.method} {before}".encode("latin-1")
         self.head_end = f"{after} HTTP/1.1\r\n{lines}".encode("latin-1")
@@ -102,7 +102,7 @@ class ResponseReader:
         self.complete = False
         self.received = 0
         self.body_bytes = 0
-        self.target_ns: int | None = None
+        self.drawn_ns: int | None = None
         self.stale_parser = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -113,7 +113,7 @@ class ResponseReader:
         elif name == _DELAY:
             self.delay_ns = _int(value)
         elif name == _TARGET:
-            self.target_ns = _int(value)
+            self.drawn_ns = _int(value)
         elif name in _FRAMING:
             self.framed = True
 
@@ -146,7 +146,7 @@ class ResponseReader:
         status = self.status
         ok = status in ok_status
         return Outcome(ok, status, None if ok else HTTP_STATUS, self.delay_ns,
-                       server_delay_target_ns=self.target_ns, bytes_sent=self.body_sent,
+                       server_delay_target_ns=self.drawn_ns, bytes_sent=self.body_sent,
                        bytes_received=self.body_bytes)
 
     def _eof_outcome(self, ok_status: frozenset[int], clean: bool = True) -> Outcome:

@@ -40,7 +40,7 @@ class AiohttpClient:
         body = spec.body if body is None else body
         slot = "conn-?"
         try:
-            async with self._session.request(spec.method, self._base + spec.target(seq),
+            async with self._session.request(spec.method, self._base + spec.path_for(seq),
                                              data=body or None, headers=self._headers) as resp:
                 if resp.connection is not None and resp.connection.transport is not None:
                     sockname = resp.connection.transport.get_extra_info("sockname")

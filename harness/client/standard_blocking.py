@@ -40,7 +40,7 @@ class BlockingHttpClient:
         sock = conn.sock  # kept: http.client lets go of it after `Connection: close`
         try:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            conn.request(spec.method, spec.target(seq), body=body or None, headers=self._headers)
+            conn.request(spec.method, spec.path_for(seq), body=body or None, headers=self._headers)
             response = conn.getresponse()
         except TimeoutError:
             return self._fail(TIMEOUT)

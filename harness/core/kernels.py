@@ -64,8 +64,8 @@ def mean_ns_per_unit(values) -> float | None:
     return len(values) / sum(1 / v for v in values) if values else None
 
 
-def calibrate(kind: str, target_ns: int, trials: int = 5) -> dict:
-    """Units that take `target_ns` on this machine now: grow a probe until it runs >= 20 ms,
+def calibrate(kind: str, duration_ns: int, trials: int = 5) -> dict:
+    """Units that take `duration_ns` on this machine now: grow a probe until it runs >= 20 ms,
     then take the median rate of several trials (the machine's speed drifts; run per run)."""
     kernel = KERNELS[kind]
     units = 1 if kind == "cpu_release" else 1000
@@ -82,5 +82,5 @@ def calibrate(kind: str, target_ns: int, trials: int = 5) -> dict:
         kernel(units)
         rates.append(units / (now_ns() - start))
     rate = median(rates)  # units per ns
-    return {"kind": kind, "target_ns": target_ns, "units": max(1, round(rate * target_ns)),
+    return {"kind": kind, "target_ns": duration_ns, "units": max(1, round(rate * duration_ns)),
             "units_per_s": rate * 1e9, "trials": trials}

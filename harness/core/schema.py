@@ -20,7 +20,7 @@ META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
 VERSION_KEY = b"harness.schema_version"
 
 _ARROW = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
-# Columns constant over a cell, derived from the one definition in harness.keys: added by the
+# Columns constant over a cell, derived from the one definition in harness.core.keys: added by the
 # runner, not carried per row by the backends.
 CELL_KEY_FIELDS = [pa.field(name, _ARROW[kind], nullable=name in NULLABLE_KEYS)
                    for name, kind in KEY_TYPES.items()]

@@ -1,6 +1,6 @@
-"""One definition per figure derived from rows: the cells row (harness.output) and the analysis
-layer (harness.analysis, which computes every figure shown) use these and no other. NumPy only:
-no reporting stack."""
+"""One definition per figure derived from rows: the cells row (harness.store.writer) and the
+analysis (harness.analysis, which computes every figure shown) use these and no other. NumPy
+only: no reporting stack."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def in_flight_at(start_ns, end_ns, t_ns) -> np.ndarray:
     return np.searchsorted(start, t, "right") - np.searchsorted(end, t, "right")
 
 
-def throughput_rps(ok_requests: int, makespan_ns: int) -> float:
+def throughput_per_s(ok_requests: int, makespan_ns: int) -> float:
     """The one definition of throughput: ok requests ÷ makespan (a request that failed is not
     work done, so a build that fails fast does not gain throughput by it); NaN for an empty
     cell."""
@@ -112,7 +112,7 @@ class LateStarts:
 
 def late_starts(start_ns, scheduled_ns, warmup=None, tolerance_ns: int = LATE_NS) -> LateStarts:
     """Late starts and scheduling lag over the measured requests (rows with `warmup` True are
-    left out). Percentiles: harness.figures.percentile (linear, like every figure)."""
+    left out). Percentiles: harness.core.stats.percentile (linear, like every figure)."""
     start = np.asarray(start_ns, dtype=np.int64)
     scheduled = np.asarray(scheduled_ns, dtype=np.int64)
     if warmup is not None:
@@ -124,7 +124,7 @@ def late_starts(start_ns, scheduled_ns, warmup=None, tolerance_ns: int = LATE_NS
                       percentile(lag[is_late], 99))
 
 
-def achieved_rps(times_ns, warmup=None) -> float:
+def achieved_per_s(times_ns, warmup=None) -> float:
     """Arrivals per second over the measured requests: (n − 1) ÷ (last − first). Over the
     intended times it is the target rate, over the actual starts the achieved one."""
     times = np.asarray(times_ns, dtype=np.int64)

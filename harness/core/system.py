@@ -11,11 +11,11 @@ def raise_fd_limit(wanted: int = 0) -> str | None:
     many open files); a note when it stays below `wanted`. A failure to raise it shows up as
     connect errors, in the rows."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for target in (hard, wanted):  # macOS refuses an unlimited soft limit: then ask for less
-        if soft < target and (hard == resource.RLIM_INFINITY or target <= hard):
+    for limit in (hard, wanted):  # macOS refuses an unlimited soft limit: then ask for less
+        if soft < limit and (hard == resource.RLIM_INFINITY or limit <= hard):
             with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-                soft = target
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+                soft = limit
                 break
     if soft != resource.RLIM_INFINITY and soft < wanted:
         return (f"open-file limit {soft} (hard {hard}), below the {wanted} connections it may "

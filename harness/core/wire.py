@@ -30,7 +30,7 @@ class RequestSpec:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
 
-    def target(self, seq: int) -> str:
+    def path_for(self, seq: int) -> str:
         if not self.seq_query:
             return self.path
         return f"{self.path}{'&' if '?' in self.path else '?'}seq={seq}"

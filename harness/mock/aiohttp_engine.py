@@ -1,14 +1,14 @@
 """The mock server's aiohttp app: the scenario's endpoints, their faults, the server-wide stalls
 and crash, and the harness's own routes under /_harness/.
 
-A request's delay target is drawn from its endpoint's seeded distribution keyed by the `seq`
+A request's delay is drawn from its endpoint's seeded distribution keyed by the `seq`
 query parameter (or an arrival counter when absent, e.g. under wrk), plus a `delay` fault's
-extra. The response starts once the target has passed and no stall is on (harness.deadline:
+extra. The response starts once that delay has passed and no stall is on (harness.mock.deadlines:
 never early, late by little); the delay actually applied, arrival to the start of the response,
-and the target go back in two headers. Every effect of a fault happens when the response would
+and the drawn one go back in two headers. Every effect of a fault happens when the response would
 start, except `hang`, which never answers.
 
-An endpoint with `cpu` first does that much CPU work per request (harness.mock_cpu: the
+An endpoint with `cpu` first does that much CPU work per request (harness.mock.cpu: the
 pipeline's image pre-processing, calibrated at start-up) in the event loop (`offload: inline`,
 blocking every other request), a thread pool or a process pool (forkserver, warmed and
 calibrated before the server is ready); the latency counts from when it is done. A probe
@@ -85,7 +85,7 @@ class LagSamples:
         return int(percentile(np.frombuffer(self.lag_ns, dtype=np.int64), 99))
 
 
-class _State:
+class ServerState:
     """Counts, the clock the stalls and the crash count from, and the server's shutdown."""
 
     def __init__(self, config: Server) -> None:
@@ -158,10 +158,10 @@ class _CpuSteps:
 
     def __init__(self, config: Server) -> None:
         self.endpoints = {name: e for name, e in config.endpoints.items() if e.cpu is not None}
-        self.pools: dict[str, object] = {}  # endpoint → harness.workloads.offload.Offload
+        self.pools: dict[str, object] = {}  # endpoint → harness.core.offload.Offload
         self.plans: dict[str, list] = {}  # endpoint → the plans of the processes running it
         self.stop = threading.Event()  # pool threads end their work early once it is set
-        self.work = None  # harness.mock_cpu.work, imported only when an endpoint has cpu
+        self.work = None  # harness.mock.cpu.work, imported only when an endpoint has cpu
 
     async def start(self) -> None:
         if not self.endpoints:
@@ -192,7 +192,7 @@ class _CpuSteps:
         else:
             await loop.run_in_executor(offload.pool, work, endpoint.cpu, seq)
 
-    def worker_pids(self) -> list[int]:
+    def pool_pids(self) -> list[int]:
         return [pid for offload in self.pools.values()
                 for pid in getattr(offload.pool, "_processes", None) or {}]
 
@@ -256,7 +256,7 @@ def _truncated(request: web.Request, status: int, headers: dict, body: bytes) ->
     return web.Response()
 
 
-async def _trickle(request: web.Request, state: _State, status: int, headers: dict,
+async def _trickle(request: web.Request, state: ServerState, status: int, headers: dict,
                    body: bytes, rate: int) -> web.StreamResponse:
     """Send the body in small chunks, never ahead of `rate` bytes a second."""
     response = web.StreamResponse(status=status, headers=headers)
@@ -273,7 +273,7 @@ async def _trickle(request: web.Request, state: _State, status: int, headers: di
     return response
 
 
-def _endpoint_handler(state: _State, name: str, endpoint: Endpoint):
+def _endpoint_handler(state: ServerState, name: str, endpoint: Endpoint):
     seed, dist = state.config.seed_of(name), endpoint.latency
     body = b"x" * endpoint.size
     bodies = {f.size: b"x" * f.size for f in endpoint.faults if f.size is not None}
@@ -298,16 +298,16 @@ def _endpoint_handler(state: _State, name: str, endpoint: Endpoint):
                 if state.stopping.is_set():  # the work was cut short: no answer
                     return _abort(request)
                 start_ns = now_ns()  # the latency follows the CPU step
-            target_ns = dist.sample_ns(seed, seq)
+            drawn_ns = dist.sample_ns(seed, seq)
             fault = fault_for(endpoint, seed, seq, name=name)
             if fault is not None and fault.hang:
                 await state.stopping.wait()  # or the client gives up, which cancels the handler
                 return _abort(request)
             if fault is not None and fault.delay:
-                target_ns += fault.delay
-            await state.hold(start_ns + target_ns)
+                drawn_ns += fault.delay
+            await state.hold(start_ns + drawn_ns)
             applied_ns = now_ns() - arrival_ns
-            headers = {DELAY_HEADER: str(applied_ns), DELAY_TARGET_HEADER: str(target_ns),
+            headers = {DELAY_HEADER: str(applied_ns), DELAY_TARGET_HEADER: str(drawn_ns),
                        IN_FLIGHT_HEADER: str(at_arrival), BODY_BYTES_HEADER: str(body_bytes)}
             if fault is None or fault.delay:
                 return web.Response(body=body, status=endpoint.status, headers=headers)
@@ -326,16 +326,25 @@ def _endpoint_handler(state: _State, name: str, endpoint: Endpoint):
     return handle
 
 
-STATE = web.AppKey("state", _State)
+STATE = web.AppKey("state", ServerState)
 
 
 def make_app(config: Server) -> web.Application:
-    state = _State(config)
+    state = ServerState(config)
     app = web.Application()
     app[STATE] = state
+    _add_own_routes(app, state)
+    _add_lifecycle(app, state)
+    for name, endpoint in config.endpoints.items():
+        app.router.add_route("*", f"/{name}", _endpoint_handler(state, name, endpoint))
+    return app
+
+
+def _add_own_routes(app: web.Application, state: ServerState) -> None:
+    """/_harness/stats (the server's counts and CPU), /health, and POST /clock."""
 
     async def stats(request: web.Request) -> web.Response:
-        cpu_s = time.process_time() + sum(process_cpu_s(pid) for pid in state.cpu.worker_pids())
+        cpu_s = time.process_time() + sum(process_cpu_s(pid) for pid in state.cpu.pool_pids())
         return web.json_response({"in_flight": state.in_flight, "peak_in_flight": state.peak,
                                   "requests": state.requests, "arrivals": state.arrivals,
                                   "t0_ns": state.t0_ns, "pid": os.getpid(),
@@ -359,8 +368,15 @@ def make_app(config: Server) -> web.Application:
         state.set_t0(t0_ns)
         return web.json_response({"t0_ns": t0_ns, "now_ns": now_ns()})
 
-    server_log = logging.getLogger("aiohttp.server")
+    app.router.add_get(OWN_ROUTES + "/stats", stats)
+    app.router.add_get(OWN_ROUTES + "/health", health)
+    app.router.add_post(OWN_ROUTES + "/clock", clock)
 
+
+def _add_lifecycle(app: web.Application, state: ServerState) -> None:
+    """Start: the CPU pools calibrated and warm, the loop-lag probe; stop: without waiting for
+    hung responses or CPU steps in progress."""
+    server_log = logging.getLogger("aiohttp.server")
     probe: list[asyncio.Task] = []
 
     async def startup(app: web.Application) -> None:
@@ -384,9 +400,3 @@ def make_app(config: Server) -> web.Application:
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
-    app.router.add_get(OWN_ROUTES + "/stats", stats)
-    app.router.add_get(OWN_ROUTES + "/health", health)
-    app.router.add_post(OWN_ROUTES + "/clock", clock)
-    for name, endpoint in config.endpoints.items():
-        app.router.add_route("*", f"/{name}", _endpoint_handler(state, name, endpoint))
-    return app

@@ -1,5 +1,5 @@
 """The CPU work of a mock endpoint with `cpu:` — the inference service's pre-processing, done
-by the server itself: `harness.workloads.pipeline.preprocess` (normalise, blur and downsample a
+by the server itself: `harness.core.image.preprocess` (normalise, blur and downsample a
 generated RGB image with NumPy, which releases the GIL for most of it, as OpenCV does), sized so
 that one request costs `cpu` of CPU time in the process that runs it.
 

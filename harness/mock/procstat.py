@@ -1,4 +1,4 @@
-"""CPU time of another process, for the mock servers' stats (pool workers, engine workers)."""
+"""CPU time of another process, for the mock servers' stats (pool workers, server processes)."""
 
 from __future__ import annotations
 

@@ -121,10 +121,10 @@ LEGEND: dict[str, tuple[str, str]] = {
     "requests": ("measured rows of the cell (every request released to a slot, the warm-up "
                  "left out, as from every figure)", "harness.analysis.summary.measured"),
     "errors": ("measured rows that are not ok", "harness.analysis.summary.summarize"),
-    "req/s": ("throughput: ok requests ÷ makespan", "harness.core.stats.throughput_rps"),
+    "req/s": ("throughput: ok requests ÷ makespan", "harness.core.stats.throughput_per_s"),
     "started/s": ("achieved rate: requests started per second, (n − 1) ÷ (last start − first "
                   "start); target/s: the same over their scheduled starts (open cells)",
-                  "harness.core.stats.achieved_rps"),
+                  "harness.core.stats.achieved_per_s"),
     "p50 ms": ("response time (end − scheduled start: the intended start in the open model, "
                "getting a slot in the closed) of ok requests: p50, p90, p99, p99.9 and max; "
                "every percentile by linear interpolation", "harness.core.stats.response_ns"),

@@ -215,12 +215,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                     watch()  # stopped and joined: a poll() of its own in progress would make
                     # ours answer None (Popen lets one thread wait at a time) for a dead server
                 if server and not interrupt.aborted:
-                    server_stats = server.stats()
-                    code = server.proc.poll()
-                    if code is None and not server_stats:  # not answering: dead or dying
-                        with contextlib.suppress(subprocess.TimeoutExpired):
-                            code = server.proc.wait(SERVER_POLL_S * 10)
-                    server_stats["exit"] = code  # None: alive
+                    server_stats = _server_stats(server)
                 if interrupt.aborted and server:
                     server.kill()
         finally:
@@ -231,14 +226,9 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
         if interrupt.aborted:
             return None
         if observed is None or proc.returncode != 0:
-            stderr.seek(0)
-            tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
-            code = proc.returncode
-            detail = tail[0] if tail else (f"killed by {signal.Signals(-code).name}" if code < 0
-                                           else f"exit status {code}")
             observed = None
             result.failures.append(f"cell {item.scenario.name} {key_label(key)} failed: "
-                                   f"{detail}")
+                                   f"{_failure(proc.returncode, stderr)}")
     rows = writer.write_cell_data(index, spool, constants)
     # speedups: the analysis, from all cells
     cell = rows.cell_row(observed, server_stats, item.scenario.load_for(key).max_sched_lag)
@@ -250,6 +240,26 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
 
 
 SERVER_POLL_S = 0.1
+
+
+def _server_stats(server: ServerProcess) -> dict:
+    """The server's counts after the cell, with its exit code (None: alive)."""
+    stats = server.stats()
+    code = server.proc.poll()
+    if code is None and not stats:  # not answering: dead or dying
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            code = server.proc.wait(SERVER_POLL_S * 10)
+    stats["exit"] = code
+    return stats
+
+
+def _failure(code: int, stderr) -> str:
+    """Why a cell process failed: the last line it wrote, else how it ended."""
+    stderr.seek(0)
+    tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
+    if tail:
+        return tail[0]
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
 
 def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> Callable[[], None]:

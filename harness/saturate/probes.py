@@ -1,13 +1,14 @@
-"""`harness saturate`, run for real: the knee search of harness.saturate (pure) with probes that
-are ordinary runs. No Click here (the CLI is thin); usable as a library.
+"""`harness saturate`, run for real: the knee search of harness.saturate.search (pure) with
+probes that are ordinary runs. No Click here (the CLI is thin); usable as a library.
 
-Each probe is one open cell at one rate, run by harness.runner.run_scenarios like any `harness
-run` — a fresh mock server, a fresh cell process, its Parquet files — into its own run folder,
-`OUT/probe-NNN/` (numbered in the order they ran, over every backend and client), and measured
-from those files by the analysis layer (harness.analysis.summarize): the response-time p99,
-the error rate over the measured requests, the `lagging` flag, and every other summary figure
-for SLOs on them. `harness report OUT` reads all the probes back; `OUT/saturate.json` holds
-the search: every probe's backend, client, phase, rate, verdict and folder, and the results.
+Each probe is one open cell at one rate, run by harness.run.runner.run_scenarios like any
+`harness run` — a fresh mock server, a fresh cell process, its Parquet files — into its own run
+folder, `OUT/probe-NNN/` (numbered in the order they ran, over every backend and client), and
+measured from those files by the analysis (harness.analysis.summary.summarize): the
+response-time p99, the error rate over the measured requests, the `lagging` flag, and every
+other summary figure for SLOs on them. `harness report OUT` reads all the probes back;
+`OUT/saturate.json` holds the search: every probe's backend, client, phase, rate, verdict and
+folder, and the results.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from harness.core.errors import HarnessError
 from harness.saturate.search import (
+    DEFAULT_PROBE_NS,
     KneeResult,
     ProbeResult,
     ProbeStep,
@@ -37,16 +39,14 @@ from harness.scenario.thresholds import Threshold
 
 SEARCH_FILE = "saturate.json"
 PROBE_PREFIX = "probe-"
-DEFAULT_PROBE_NS = 3_000_000_000
-DEFAULT_START_RATE = 10.0  # per second, when the scenario has no open block to start from
 
 
 def default_start_rate(loaded: LoadedScenario) -> float:
     """Where the doubling starts by default: the scenario's lowest open-model rate (its first
-    stage's, for a ramp), else DEFAULT_START_RATE."""
+    stage's, for a ramp), else the search's default."""
     rates = [rate for block in loaded.scenario.loads if block.model == "open"
              for rate in (block.rate or [s.rate for s in block.stages or () if s.rate > 0])]
-    return min(rates) if rates else DEFAULT_START_RATE
+    return min(rates) if rates else SearchOptions.start_rate_per_s
 
 
 def probe_result(row, failures: Sequence[str] = ()) -> ProbeResult:
@@ -71,7 +71,7 @@ class CellProbe:
     duration_ns: int = DEFAULT_PROBE_NS
     allow_remote: bool = False
     on_start: Callable[[str, str, float, Path], None] | None = None
-    run: Callable | None = None  # harness.runner.run_scenarios, or a stand-in
+    run: Callable | None = None  # harness.run.runner.run_scenarios, or a stand-in
     folders: list[Path] = field(default_factory=list)  # one per probe, in order
 
     def __call__(self, backend: str, client: str | None, rate_per_s: float) -> ProbeResult:

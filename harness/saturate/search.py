@@ -96,9 +96,14 @@ def parse_slo(text: str, backends: Sequence[str] = BACKEND_NAMES) -> Threshold:
 # ---- the search ------------------------------------------------------------------------------
 
 
+DEFAULT_PROBE_NS = 3_000_000_000  # each probe's measured length
+
+
 @dataclass(frozen=True)
 class SearchOptions:
-    start_rate_per_s: float = 10.0
+    """The search's settings, and the one home of their defaults (the CLI shows these)."""
+
+    start_rate_per_s: float = 10.0  # when the scenario has no open block to start from
     max_error_rate: float = 0.01
     precision: float = 0.05  # stop bisecting when (fail − pass) ÷ pass is at most this
     repeats: int = 3  # extra probes at each end of the final step

@@ -33,14 +33,14 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from harness.core.keys import ARRIVAL_KEYS
+from harness.core.stats import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 CHUNK = 4096  # arrivals generated at a time
 Arrivals = Literal["uniform", "poisson"]
 
 
 @dataclass(frozen=True)
-class Stage:
+class Ramp:
     """Ramp linearly from the previous stage's rate (or the start rate) to `rate_per_s`."""
 
     rate_per_s: float
@@ -79,7 +79,7 @@ class RateCurve:
         return cls([(rate_per_s, rate_per_s, math.inf)])
 
     @classmethod
-    def ramps(cls, stages: Sequence[Stage], start_rate_per_s: float = 0.0) -> RateCurve:
+    def ramps(cls, stages: Sequence[Ramp], start_rate_per_s: float = 0.0) -> RateCurve:
         """Each stage ramps linearly from the previous stage's rate (the first from
         `start_rate_per_s`) to its own, like k6's ramping-arrival-rate."""
         pieces, previous = [], start_rate_per_s
@@ -125,12 +125,6 @@ class RateCurve:
         t = (self._t0[i] + u) * NS_PER_S
         return np.where(c >= self.total, math.inf, t) if math.isfinite(self.total) else t
 
-    def mean_rate_per_s(self, duration_ns: float | None = None) -> float:
-        """Λ(T) ÷ T over [0, T): T the duration, default the curve's end."""
-        end = self.end_ns if duration_ns is None else min(duration_ns, self.end_ns)
-        if not 0 < end < math.inf:
-            return float(self._r0[0]) if end == math.inf and len(self._r0) == 1 else math.nan
-        return float(self.count(end)) / (end / NS_PER_S)
 
 
 def arrival_seed(seed: int, key) -> int:
@@ -166,10 +160,6 @@ class ArrivalArray:
 
     def __len__(self) -> int:
         return len(self.at_ns)
-
-    @property
-    def measured_ns(self) -> np.ndarray:
-        return self.at_ns[~self.warmup]
 
 
 def _phase(curve: RateCurve, arrivals: str, rng: np.random.Generator, offset_ns: int,
@@ -267,7 +257,7 @@ def schedule_for(load, seed: int, key) -> Schedule:
     """The schedule of one open cell: `load` is its block of the scenario (a Load with `rate`
     or `stages`), `key` its CellKey (`rate_per_s` is the cell's rate for a constant rate)."""
     if load.stages:
-        curve = RateCurve.ramps([Stage(s.rate, s.duration) for s in load.stages], load.start_rate)
+        curve = RateCurve.ramps([Ramp(s.rate, s.duration) for s in load.stages], load.start_rate)
         warm_rate = next(s.rate for s in load.stages if s.rate > 0) if any(
             s.rate > 0 for s in load.stages) else load.start_rate
         duration = None

@@ -1,7 +1,7 @@
 """Which fault, if any, an endpoint's request `seq` gets: a pure function of (seed, endpoint,
 seq), so the mock server and the client that records the `fault` column agree on every
-backend. The draw is a hash, a stream apart from the delays' (harness.latency): adding faults
-never changes a delay. Imports neither aiohttp nor the server."""
+backend. The draw is a hash, a stream apart from the delays' (harness.scenario.delays): adding
+faults never changes a delay. Imports neither aiohttp nor the server."""
 
 from __future__ import annotations
 

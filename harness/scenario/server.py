@@ -123,7 +123,7 @@ class Endpoint(StrictModel):
     status: int = Field(200, ge=100, le=599)
     seed: int | None = Field(None, ge=-INT64, lt=INT64)  # defaults to server.seed
     faults: Annotated[tuple[Fault, ...], Field(max_length=MAX_ITEMS)] = ()
-    # CPU work per request, done by the server before the latency (harness.mock_cpu): the
+    # CPU work per request, done by the server before the latency (harness.mock.cpu): the
     # pipeline's image pre-processing, calibrated at start-up to this much CPU time.
     cpu: Step | None = Field(None, gt=0)
     offload: Literal[STRATEGIES] = "inline"  # type: ignore[valid-type]  # only with cpu

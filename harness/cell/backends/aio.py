@@ -119,28 +119,6 @@ class AsyncioBackend:
                 buffer.append(worker, slot or "loop", seq, enqueued_ns, scheduled_ns, start_ns,
                               gauge.exit(), outcome, level, warmup)
 
-        async def produce() -> None:
-            while True:
-                await room.acquire()
-                if not producer.take():
-                    break
-                jobs.put_nowait((now_ns() - t0, None, None))
-            for _ in range(workers):
-                jobs.put_nowait(None)
-
-        async def produce_open() -> None:
-            # Arrivals at their intended times on the loop's own timers; a timer that fires
-            # early is re-armed, so none starts too soon. Timers count whole milliseconds
-            # (libuv truncates, epoll rounds up): a wait under 1 ms is armed for 1 ms, so the
-            # loop never spins re-arming sub-millisecond sleeps (at most 1 ms late, never early).
-            while (arrival := producer.next_arrival()) is not None:
-                target = t0 + arrival.at_ns
-                while (left := target - now_ns()) > 0:
-                    await asyncio.sleep(max(left, 1_000_000) / 1e9)
-                jobs.put_nowait((now_ns() - t0, arrival.at_ns, arrival.warmup))
-            for _ in range(workers):
-                jobs.put_nowait(None)
-
         async def dispatch(worker: str) -> None:
             while (job := await jobs.get()) is not None:
                 enqueued_ns, intended_ns, warmup = job
@@ -159,29 +137,69 @@ class AsyncioBackend:
                 task.add_done_callback(in_flight.discard)
 
         probe = asyncio.create_task(self._probe(t0))
-        feeders = [asyncio.create_task(produce_open() if producer.open else produce())]
+        feeders = [asyncio.create_task(_produce_open(producer, jobs, workers, t0)
+                                       if producer.open else
+                                       _produce_closed(producer, jobs, room, workers, t0))]
         feeders += [asyncio.create_task(dispatch(worker_name(i))) for i in range(workers)]
-        stop_wait = asyncio.create_task(stopping.wait())
-        await asyncio.wait([asyncio.gather(*feeders), stop_wait],
-                           return_when=asyncio.FIRST_COMPLETED)
-        while in_flight and not stopping.is_set():
-            await asyncio.wait([*in_flight, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-        if stopping.is_set():  # stop producing; in-flight requests get the grace period
-            for task in feeders:
-                task.cancel()
-            if in_flight:
-                await asyncio.wait(list(in_flight), timeout=stop.grace_left_s())
-            for task in list(in_flight):
-                task.cancel()
-            await asyncio.gather(*feeders, *in_flight, return_exceptions=True)
-        for seq, (worker, enqueued_ns, scheduled_ns, warmup) in list(unstarted.items()):
-            ts = gauge.stamp()  # released, cancelled before it started: a zero-length row
-            buffer.append(worker, "loop", seq, enqueued_ns, scheduled_ns, ts, ts,
-                          CANCELLED_OUTCOME, 0, warmup)
-        stop_wait.cancel()
+        await _wind_down(feeders, in_flight, stopping, stop)
+        _record_unstarted(unstarted, gauge, buffer)
         probe.cancel()
         self.warmup_released = producer.warmup_released
         return producer.released, gauge.peak
+
+
+def _record_unstarted(unstarted: dict, gauge: InFlightGauge, buffer: RecordBuffer) -> None:
+    """Released, cancelled before it started: a zero-length row each."""
+    for seq, (worker, enqueued_ns, scheduled_ns, warmup) in list(unstarted.items()):
+        ts = gauge.stamp()
+        buffer.append(worker, "loop", seq, enqueued_ns, scheduled_ns, ts, ts,
+                      CANCELLED_OUTCOME, 0, warmup)
+
+
+async def _produce_closed(producer: Producer, jobs: asyncio.Queue, room: asyncio.Semaphore,
+                          workers: int, t0: int) -> None:
+    """Closed model: a ticket whenever a slot (or a worker's hand) is free."""
+    while True:
+        await room.acquire()
+        if not producer.take():
+            break
+        jobs.put_nowait((now_ns() - t0, None, None))
+    for _ in range(workers):
+        jobs.put_nowait(None)
+
+
+async def _produce_open(producer: Producer, jobs: asyncio.Queue, workers: int, t0: int) -> None:
+    """Arrivals at their intended times on the loop's own timers; a timer that fires early is
+    re-armed, so none starts too soon. Timers count whole milliseconds (libuv truncates, epoll
+    rounds up): a wait under 1 ms is armed for 1 ms, so the loop never spins re-arming
+    sub-millisecond sleeps (at most 1 ms late, never early)."""
+    while (arrival := producer.next_arrival()) is not None:
+        due = t0 + arrival.at_ns
+        while (left := due - now_ns()) > 0:
+            await asyncio.sleep(max(left, 1_000_000) / 1e9)
+        jobs.put_nowait((now_ns() - t0, arrival.at_ns, arrival.warmup))
+    for _ in range(workers):
+        jobs.put_nowait(None)
+
+
+async def _wind_down(feeders: list[asyncio.Task], in_flight: set[asyncio.Task],
+                     stopping: asyncio.Event, stop: StopFlag) -> None:
+    """Until the producer and the workers are done and nothing is in flight; on a stop, the
+    feeders end at once and the requests in flight get the grace period, then are cancelled."""
+    stop_wait = asyncio.create_task(stopping.wait())
+    await asyncio.wait([asyncio.gather(*feeders), stop_wait],
+                       return_when=asyncio.FIRST_COMPLETED)
+    while in_flight and not stopping.is_set():
+        await asyncio.wait([*in_flight, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    if stopping.is_set():
+        for task in feeders:
+            task.cancel()
+        if in_flight:
+            await asyncio.wait(list(in_flight), timeout=stop.grace_left_s())
+        for task in list(in_flight):
+            task.cancel()
+        await asyncio.gather(*feeders, *in_flight, return_exceptions=True)
+    stop_wait.cancel()
 
 
 class UvloopBackend(AsyncioBackend):

@@ -39,12 +39,6 @@ class CellSpec:
             raise AttributeError(name)
         return getattr(self.key, name)
 
-    @property
-    def host_port(self) -> tuple[str, int]:
-        from harness.scenario.target import split_target
-
-        return split_target(self.server_url)
-
 
 @dataclass
 class CellOutput:
@@ -94,7 +88,7 @@ class Producer:
     """Where a cell's requests come from. Closed model: tickets until `requests` (plus the
     warm-up's) are made, `duration` (after the warm-up) has passed, or stop is set, whichever
     comes first; a slot takes the next as soon as it is free. Open model: arrivals at intended
-    times from the cell's schedule (harness.arrivals), whatever is in flight.
+    times from the cell's schedule (harness.scenario.arrivals), whatever is in flight.
 
     A ticket becomes a request with a `seq` only when a dispatcher releases it to a slot
     (`release`), so every cell's rows have seq 0…n−1 without gaps: the look-ahead left in the
@@ -150,8 +144,8 @@ class Producer:
     def wait_until(self, at_ns: int) -> bool:
         """From a thread: sleep until t0 + at_ns, never less (a deadline wait on the monotonic
         clock, woken early only by stop). False when stopped meanwhile."""
-        target = self.t0_ns + at_ns
-        while (left := target - now_ns()) > 0:
+        due = self.t0_ns + at_ns
+        while (left := due - now_ns()) > 0:
             if self.stop.event.wait(left / 1e9):
                 return False
         return not self.stop.is_set()

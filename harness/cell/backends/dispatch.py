@@ -29,25 +29,6 @@ def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
     # only once there is room, so the stamp is when the request entered the queue.
     room = threading.Semaphore(spec.concurrency + workers)
 
-    def produce_open() -> None:
-        while (arrival := producer.next_arrival()) is not None:
-            if not producer.wait_until(arrival.at_ns):
-                break
-            jobs.put((now_ns() - t0, arrival.at_ns, arrival.warmup))
-        for _ in range(workers):
-            jobs.put(None)
-
-    def produce() -> None:
-        while True:
-            while not room.acquire(timeout=POLL_S):
-                if stop.is_set():
-                    break
-            if not producer.take():
-                break
-            jobs.put((now_ns() - t0, None, None))
-        for _ in range(workers):
-            jobs.put(None)
-
     def dispatch(worker: str) -> None:
         while (job := jobs.get()) is not None:
             enqueued_ns, intended_ns, warmup = job
@@ -68,13 +49,38 @@ def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
                 scheduled = scheduled - t0 if intended_ns is None else intended_ns
                 hand_over(slot, (seq, worker, enqueued_ns, scheduled, warmup))
 
-    threads = [threading.Thread(target=produce_open if producer.open else produce,
-                                name="producer", daemon=True)]
+    feed = ((_produce_open, (producer, jobs, workers, t0)) if producer.open else
+            (_produce_closed, (producer, jobs, room, workers, t0, stop)))
+    threads = [threading.Thread(target=feed[0], args=feed[1], name="producer", daemon=True)]
     threads += [threading.Thread(target=dispatch, args=(worker_name(i),), name=worker_name(i),
                                  daemon=True) for i in range(workers)]
     for thread in threads:
         thread.start()
     return threads
+
+
+def _produce_open(producer: Producer, jobs: queue.SimpleQueue, workers: int, t0: int) -> None:
+    """Each arrival queued at its intended time (a deadline wait, no polling)."""
+    while (arrival := producer.next_arrival()) is not None:
+        if not producer.wait_until(arrival.at_ns):
+            break
+        jobs.put((now_ns() - t0, arrival.at_ns, arrival.warmup))
+    for _ in range(workers):
+        jobs.put(None)
+
+
+def _produce_closed(producer: Producer, jobs: queue.SimpleQueue, room: threading.Semaphore,
+                    workers: int, t0: int, stop: StopFlag) -> None:
+    """A ticket whenever there is room; the stop flag is looked at while waiting for it."""
+    while True:
+        while not room.acquire(timeout=POLL_S):
+            if stop.is_set():
+                break
+        if not producer.take():
+            break
+        jobs.put((now_ns() - t0, None, None))
+    for _ in range(workers):
+        jobs.put(None)
 
 
 def join_all(threads: list[threading.Thread], stop: StopFlag, cancel: Callable[[], None]) -> None:

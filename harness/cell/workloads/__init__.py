@@ -10,13 +10,13 @@ from typing import Protocol
 from harness.core.schema import Outcome
 
 _REGISTRY = {
-    "io": "harness.cell.workloads.io:IoWorkload",
-    "http": "harness.cell.workloads.io:IoWorkload",
-    "cpu": "harness.cell.workloads.compute:CpuWorkload",
-    "cpu_release": "harness.cell.workloads.compute:CpuWorkload",
-    "race": "harness.cell.workloads.race:RaceWorkload",
-    "pipeline": "harness.cell.workloads.pipeline:PipelineWorkload",
-    "fake": "harness.cell.workloads.fake:FakeWorkload",
+    "io": "harness.cell.workloads.io:IoWork",
+    "http": "harness.cell.workloads.io:IoWork",
+    "cpu": "harness.cell.workloads.compute:CpuWork",
+    "cpu_release": "harness.cell.workloads.compute:CpuWork",
+    "race": "harness.cell.workloads.race:RaceWork",
+    "pipeline": "harness.cell.workloads.pipeline:PipelineWork",
+    "fake": "harness.cell.workloads.fake:FakeWork",
 }
 
 
@@ -45,6 +45,11 @@ def merge_slot_extras(found: list[dict]) -> dict:
 
     speed = mean_ns_per_unit([extras.get("kernel_ns_per_unit") for extras in found])
     return {} if speed is None else {"kernel_ns_per_unit": speed}
+
+
+def workload_module(kind: str) -> str:
+    """The module that implements workload `kind` (a cell imports it before its job arrives)."""
+    return _REGISTRY[kind].partition(":")[0]
 
 
 def make_workload(spec) -> Workload:

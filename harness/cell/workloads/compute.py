@@ -42,7 +42,7 @@ class _AsyncCpu:
         self.offload.close()
 
 
-class CpuWorkload:
+class CpuWork:
     def __init__(self, spec) -> None:
         self.spec = spec
         self.kind = spec.scenario.workload.type

@@ -25,7 +25,7 @@ def _misbehave(seq: int, raise_on: frozenset, exit_on: frozenset) -> None:
 
 
 class _SyncFake:
-    def __init__(self, workload: FakeWorkload) -> None:
+    def __init__(self, workload: FakeWork) -> None:
         self.w = workload
 
     def run(self, seq: int) -> Outcome:
@@ -41,7 +41,7 @@ class _SyncFake:
 
 
 class _AsyncFake:
-    def __init__(self, workload: FakeWorkload) -> None:
+    def __init__(self, workload: FakeWork) -> None:
         self.w = workload
 
     async def run(self, seq: int) -> tuple[Outcome, None]:
@@ -53,7 +53,7 @@ class _AsyncFake:
         pass
 
 
-class FakeWorkload:
+class FakeWork:
     def __init__(self, spec) -> None:
         workload = spec.scenario.workload
         self.delay_s = workload.duration / 1e9

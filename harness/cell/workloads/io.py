@@ -91,7 +91,7 @@ class _AsyncIo:
         await self.client.close()
 
 
-class IoWorkload:
+class IoWork:
     def __init__(self, spec) -> None:
         self.spec = spec
         self.request = request_spec(spec)

@@ -128,7 +128,7 @@ class _AsyncPipeline:
         self.offload.close()
 
 
-class PipelineWorkload:
+class PipelineWork:
     def __init__(self, spec) -> None:
         self.spec = spec
         self.postgres = spec.scenario.workload.database == "postgres"

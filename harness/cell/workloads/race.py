@@ -12,13 +12,13 @@ from harness.core.schema import Outcome
 _OK = Outcome(True)
 
 
-class _State:
+class Counter:
     def __init__(self) -> None:
         self.counter = 0
 
 
 class _SyncRace:
-    def __init__(self, state: _State, lock: threading.Lock | None) -> None:
+    def __init__(self, state: Counter, lock: threading.Lock | None) -> None:
         self.state, self.lock = state, lock
 
     def run(self, seq: int) -> Outcome:
@@ -42,7 +42,7 @@ class _SyncRace:
 
 
 class _AsyncRace:
-    def __init__(self, state: _State, lock: asyncio.Lock | None) -> None:
+    def __init__(self, state: Counter, lock: asyncio.Lock | None) -> None:
         self.state, self.lock = state, lock
 
     async def run(self, seq: int) -> tuple[Outcome, None]:
@@ -62,10 +62,10 @@ class _AsyncRace:
         pass
 
 
-class RaceWorkload:
+class RaceWork:
     def __init__(self, spec) -> None:
         self.locked = spec.variant == "lock"
-        self.state = _State()
+        self.state = Counter()
         self._thread_lock = threading.Lock() if self.locked else None
 
     def prepare(self) -> None:

@@ -85,15 +85,15 @@ class SharedCounts:
 
     def stats(self) -> dict:
         view, me = self.view, os.getpid()
-        workers, cpu_s = [], 0.0
+        processes, cpu_s = [], 0.0
         for base in range(0, len(view), FIELDS):
             pid = view[base + PID]
-            workers.append({"pid": pid, "in_flight": view[base + IN_FLIGHT],
+            processes.append({"pid": pid, "in_flight": view[base + IN_FLIGHT],
                             "peak_in_flight": view[base + PEAK],
                             "requests": view[base + REQUESTS]})
             cpu_s += process_cpu_s(pid) if pid != me else time.process_time()
         return {"in_flight": sum(self.in_flights), "peak_in_flight": max(self.peaks),
-                "requests": sum(w["requests"] for w in workers), "pid": self.supervisor,
-                "cpu_s": cpu_s + process_cpu_s(self.supervisor), "processes": workers}
+                "requests": sum(w["requests"] for w in processes), "pid": self.supervisor,
+                "cpu_s": cpu_s + process_cpu_s(self.supervisor), "processes": processes}
 
 

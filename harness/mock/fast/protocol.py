@@ -14,10 +14,10 @@ are written together). A zero delay is answered inside data_received. Any other 
 deadline on harness.mock.deadlines' timerfd (`Deadlines.call_at`: a kernel hrtimer at the deadline
 itself, one timerfd for all the pending responses), not on the loop's timers: libuv counts whole
 milliseconds, which made responses 0.2–0.3 ms late at the p50 and up to 1.7 ms at the p99. The
-applied delay is never shorter than the target.
+applied delay is never shorter than the drawn delay.
 
 The headers: DELAY_HEADER is the delay applied, measured from the request's arrival (the end
-of its message) to the start of its response; DELAY_TARGET_HEADER is the drawn target;
+of its message) to the start of its response; DELAY_TARGET_HEADER is the drawn delay;
 IN_FLIGHT_HEADER the server's in-flight count at arrival, this request included.
 
 Pipelining: responses leave in request order. A connection keeps the responses not yet sent
@@ -109,9 +109,9 @@ class _Route:
                      f"{IN_FLIGHT_HEADER}: %d\r\n\r\n").encode("latin-1")
         self.small = len(self.body) <= SMALL_BODY
 
-    def render(self, applied_ns: int, target_ns: int, in_flight: int, head_only: bool):
+    def render(self, applied_ns: int, drawn_ns: int, in_flight: int, head_only: bool):
         """The response as bytes, or (head, body) for a large body (written without a copy)."""
-        head = self.head % (applied_ns, target_ns, in_flight)
+        head = self.head % (applied_ns, drawn_ns, in_flight)
         if head_only:
             return head
         return head + self.body if self.small else (head, self.body)
@@ -140,12 +140,12 @@ class EngineState:
 class _Pending:
     """A delayed response: its timer, then its bytes."""
 
-    __slots__ = ("conn", "route", "arrival", "deadline", "target", "in_flight", "head_only",
+    __slots__ = ("conn", "route", "arrival", "deadline", "drawn", "in_flight", "head_only",
                  "handle", "data")
 
-    def __init__(self, conn, route, arrival, target, in_flight, head_only) -> None:
-        self.conn, self.route, self.arrival, self.target = conn, route, arrival, target
-        self.deadline = arrival + target
+    def __init__(self, conn, route, arrival, drawn, in_flight, head_only) -> None:
+        self.conn, self.route, self.arrival, self.drawn = conn, route, arrival, drawn
+        self.deadline = arrival + drawn
         self.in_flight, self.head_only = in_flight, head_only
         self.data = None
         self.handle = conn.app.deadlines.call_at(self.deadline, self.fire)
@@ -153,7 +153,7 @@ class _Pending:
     def fire(self) -> None:
         now = now_ns()  # past the deadline: Deadlines.call_at is never early
         self.handle = None
-        self.data = self.route.render(now - self.arrival, self.target, self.in_flight,
+        self.data = self.route.render(now - self.arrival, self.drawn, self.in_flight,
                                       self.head_only)
         self.conn.app.counts.depart()
         self.conn.drain()
@@ -239,14 +239,14 @@ class ServerConnection(asyncio.Protocol):
             return
         if seq is None:
             seq = counts.arrival_seq()
-        target = route.fixed if route.fixed is not None else route.dist.sample_ns(route.seed, seq)
-        if target > 0:
-            self.queue.append(_Pending(self, route, arrival, target, in_flight, head_only))
+        drawn = route.fixed if route.fixed is not None else route.dist.sample_ns(route.seed, seq)
+        if drawn > 0:
+            self.queue.append(_Pending(self, route, arrival, drawn, in_flight, head_only))
             if len(self.queue) >= MAX_PIPELINE and not self.read_paused:
                 self.read_paused = True
                 self.transport.pause_reading()
             return
-        response = route.render(now_ns() - arrival, target, in_flight, head_only)
+        response = route.render(now_ns() - arrival, drawn, in_flight, head_only)
         if not self.queue and type(response) is bytes:  # the common case: out at once
             self.out.append(response)
         else:

@@ -28,7 +28,7 @@ def serve_fast(config: Server, host: str = "127.0.0.1", port: int = 0, announce=
                backlog: int = BACKLOG) -> None:
     """Run in the foreground until SIGINT/SIGTERM; `announce` gets the URL once it listens."""
     global _backlog
-    _backlog = backlog  # the workers of processes: N are forked: they inherit it
+    _backlog = backlog  # the N server processes are forked: they inherit it
     if config.processes > 1:
         _supervise(config, host, port, announce)
         return
@@ -54,7 +54,7 @@ async def _run(config: Server, sock: socket.socket, counts, ready, life_fd=None)
     app.deadlines.close()
 
 
-def _worker(config: Server, host: str, port: int, array, index: int, supervisor: int,
+def _serve_process(config: Server, host: str, port: int, array, index: int, supervisor: int,
             ready_fd: int, life_fd: int, close_fds: tuple[int, ...]) -> None:
     """One of N processes (forked by the supervisor): its own SO_REUSEPORT socket on the port."""
     import uvloop
@@ -75,16 +75,17 @@ def _worker(config: Server, host: str, port: int, array, index: int, supervisor:
 
 
 def _supervise(config: Server, host: str, port: int, announce) -> None:
-    """N workers on one port; announce the URL once all listen; stop them on SIGINT/SIGTERM.
-    A worker that exits on its own (killed, crashed) stops the others and the supervisor, with
-    an error: the server the cell measures is gone. A worker that exits cleanly was told to
-    stop (a terminal's Ctrl-C reaches the whole process group): the supervisor stops too."""
+    """N server processes on one port; announce the URL once all listen; stop them on
+    SIGINT/SIGTERM. A process that exits on its own (killed, crashed) stops the others and the
+    supervisor, with an error: the server the cell measures is gone. A process that exits
+    cleanly was told to stop (a terminal's Ctrl-C reaches the whole process group): the
+    supervisor stops too."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")  # nothing runs yet: no threads, no loop
     n = config.processes
-    array = mmap.mmap(-1, n * FIELDS * 8)  # anonymous and shared: the workers see one array
-    # Holds the port (bound, never listening: it takes no connections) until the workers listen.
+    array = mmap.mmap(-1, n * FIELDS * 8)  # anonymous and shared: the processes see one array
+    # Holds the port (bound, never listening: it takes no connections) until the others listen.
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     holder.bind((host, port))
@@ -97,29 +98,29 @@ def _supervise(config: Server, host: str, port: int, announce) -> None:
     previous = {sig: signal.signal(sig, lambda *_: stopping.append(True))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     old_wakeup = signal.set_wakeup_fd(wake_w)
-    workers = []
+    processes = []
     failure = None
     try:
         sys.stdout.flush()
         sys.stderr.flush()
         close_fds = (holder.fileno(), ready_r, life_w, wake_r, wake_w)
         for index in range(n):
-            worker = ctx.Process(target=_worker, name=f"harness-server-{index}", args=(
+            process = ctx.Process(target=_serve_process, name=f"harness-server-{index}", args=(
                 config, host, port, array, index, os.getpid(), ready_w, life_r, close_fds))
-            worker.start()
-            workers.append(worker)
+            process.start()
+            processes.append(process)
         os.close(ready_w)
         ready_w = -1
-        failure = _await_ready(ready_r, workers, stopping, wake_r)
+        failure = _await_ready(ready_r, processes, stopping, wake_r)
         holder.close()
         if failure is None and not stopping:
             announce(f"http://{host}:{port}")
-            failure = _watch(workers, stopping, wake_r)
+            failure = _watch(processes, stopping, wake_r)
     finally:
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _stop_workers(workers)
+        _stop_processes(processes)
         holder.close()
         for fd in (ready_r, ready_w, life_r, life_w, wake_r, wake_w):
             if fd >= 0:
@@ -128,47 +129,47 @@ def _supervise(config: Server, host: str, port: int, announce) -> None:
         raise SystemExit(f"error: mock server: {failure}")
 
 
-def _await_ready(ready_r: int, workers, stopping: list, wake_r: int) -> str | None:
+def _await_ready(ready_r: int, processes, stopping: list, wake_r: int) -> str | None:
     from multiprocessing.connection import wait
 
     deadline, got = time.monotonic() + START_TIMEOUT_S, 0
-    while got < len(workers) and not stopping:
+    while got < len(processes) and not stopping:
         left = deadline - time.monotonic()
-        ready = wait([ready_r, wake_r, *(w.sentinel for w in workers)], timeout=max(left, 0))
+        ready = wait([ready_r, wake_r, *(w.sentinel for w in processes)], timeout=max(left, 0))
         if not ready:
-            return f"{len(workers) - got} of {len(workers)} processes not listening after " \
+            return f"{len(processes) - got} of {len(processes)} processes not listening after " \
                    f"{START_TIMEOUT_S:.0f}s"
         if wake_r in ready:
             os.read(wake_r, 512)
         if ready_r in ready:
             got += len(os.read(ready_r, 64))
-        for worker in workers:
-            if worker.exitcode is not None:
-                return f"process {worker.pid} exited during start (exit {worker.exitcode})"
+        for process in processes:
+            if process.exitcode is not None:
+                return f"process {process.pid} exited during start (exit {process.exitcode})"
     return None
 
 
-def _watch(workers, stopping: list, wake_r: int) -> str | None:
+def _watch(processes, stopping: list, wake_r: int) -> str | None:
     from multiprocessing.connection import wait
 
     while not stopping:
-        ready = wait([wake_r, *(w.sentinel for w in workers)])
+        ready = wait([wake_r, *(w.sentinel for w in processes)])
         if wake_r in ready:
             os.read(wake_r, 512)
-        for worker in workers:
-            code = worker.exitcode
+        for process in processes:
+            code = process.exitcode
             if code is not None and not stopping:
-                return None if code == 0 else f"process {worker.pid} exited (exit {code})"
+                return None if code == 0 else f"process {process.pid} exited (exit {code})"
     return None
 
 
-def _stop_workers(workers) -> None:
-    for worker in workers:
-        if worker.exitcode is None:
-            worker.terminate()
+def _stop_processes(processes) -> None:
+    for process in processes:
+        if process.exitcode is None:
+            process.terminate()
     deadline = time.monotonic() + STOP_WAIT_S
-    for worker in workers:
-        worker.join(max(deadline - time.monotonic(), 0))
-        if worker.exitcode is None:
-            worker.kill()
-            worker.join()
+    for process in processes:
+        process.join(max(deadline - time.monotonic(), 0))
+        if process.exitcode is None:
+            process.kill()
+            process.join()
