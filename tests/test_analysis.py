@@ -451,8 +451,8 @@ def test_the_readme_legend_is_the_code_legend_and_each_figure_is_defined_in_code
 
     from harness.report import LEGEND
 
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("| figure | definition | computed in |\n", 1)[1].split("\n\n", 1)[0]
+    doc = (ROOT / "docs" / "summary.md").read_text()
+    table = doc.split("| figure | definition | computed in |\n", 1)[1].split("\n\n", 1)[0]
     rows = re.findall(r"^\| `([^`]+)` \| (.+?) \| `([\w.]+)` \|$", table, re.M)
     assert {name: (text, where) for name, text, where in rows} == LEGEND
     for _, where in LEGEND.values():
