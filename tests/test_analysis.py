@@ -152,7 +152,7 @@ def test_schema_doc_examples_run(two_runs):
     root, _ = two_runs
     doc = (ROOT / "docs" / "schema.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 5
     for block in blocks:
         result = subprocess.run([sys.executable, "-c", block], cwd=root, capture_output=True,
                                 text=True, timeout=120)
@@ -453,8 +453,8 @@ def test_the_readme_legend_is_the_code_legend_and_each_figure_is_defined_in_code
 
     from harness.report.table import LEGEND
 
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("| figure | definition | computed in |\n", 1)[1].split("\n\n", 1)[0]
+    doc = (ROOT / "docs" / "summary.md").read_text()
+    table = doc.split("| figure | definition | computed in |\n", 1)[1].split("\n\n", 1)[0]
     rows = re.findall(r"^\| `([^`]+)` \| (.+?) \| `([\w.]+)` \|$", table, re.M)
     assert {name: (text, where) for name, text, where in rows} == LEGEND
     for _, where in LEGEND.values():
