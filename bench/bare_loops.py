@@ -3,7 +3,7 @@ one event loop, each doing requests back to back for `seconds` against one URL, 
 place — no producer, no dispatcher, no in-flight gauge, no records, no sampler. What the
 harness's `asyncio`/`uvloop` backends add on top of the same client is the difference.
 
-    python bench/bare_loops.py lean|aiohttp URL [--seconds 5] [--concurrency 50] [--asyncio]
+    python -m bench.bare_loops lean|aiohttp URL [--seconds 5] [--concurrency 50] [--asyncio]
                                [--json]
 
 `lean`: harness.http.lean.LeanAsyncClient (the client of `client: lean`), `request(seq)` as a

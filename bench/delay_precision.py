@@ -13,7 +13,7 @@ server that is not running when its deadline comes is late by the time it waits 
 which no timer can help; the machine's CPU pressure (/proc/pressure/cpu, share of time some task
 waited for a core) is printed for the same reason.
 
-    python bench/delay_precision.py [--scale 1.0]
+    python -m bench.delay_precision [--scale 1.0]
 
 --scale multiplies the request counts.
 """
@@ -26,10 +26,10 @@ import itertools
 import time
 
 import aiohttp
-import machine  # bench/machine.py, beside this script
 import psutil
 import uvloop
 
+from bench import machine
 from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER
 from harness.mock.process import ServerProcess
 

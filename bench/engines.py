@@ -7,7 +7,7 @@ fast ÷ aiohttp (target ≥ 3), of requests/s and of CPU per request. A measurem
 wrk and the server share the machine's cores (and the machine may be shared too: CPU per
 request is the steadier figure).
 
-    python bench/engines.py [--seconds 5] [--connections 50] [--threads 1] [--processes 2]
+    python -m bench.engines [--seconds 5] [--connections 50] [--threads 1] [--processes 2]
                             [--rounds 1]
 
 With --rounds R the sequence runs R times and the medians are compared.
@@ -20,10 +20,10 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 
+from bench import ROOT
 from harness.core.stats import median
 from harness.mock.process import ServerProcess
 
@@ -38,7 +38,6 @@ workload: {{endpoint: api}}
 load: {{requests: 1, concurrency: 1}}
 backends: [uvloop]
 """
-RAW = Path(__file__).with_name("raw_server.py")
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -63,7 +62,8 @@ def wrk(url: str, args, pid: int) -> dict:
 
 
 def run_raw(args) -> dict:
-    proc = subprocess.Popen([sys.executable, str(RAW)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.raw_server"], stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
     try:
         port = int(proc.stdout.readline())
         return wrk(f"http://127.0.0.1:{port}/api", args, proc.pid)

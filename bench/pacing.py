@@ -13,7 +13,7 @@ not fail.
 - A uniform ramp 100/s → 500/s over 10 s on uvloop and asyncio: each second's starts within
   5 % of the line's count for that second (∫ of the rate over it).
 
-    python bench/pacing.py [--out DIR] [--seconds 10]
+    python -m bench.pacing [--out DIR] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import machine  # bench/machine.py, beside this script
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench import machine
 from harness.analysis.summary import load_runs, measured, summarize
 from harness.core.stats import inter_arrival_cv
 from harness.run.runner import run_scenarios

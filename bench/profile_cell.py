@@ -15,7 +15,7 @@ Two profilers:
   share also as ns per request of the cell process's CPU time. Idle waits are left out; a
   thread that waits for a core is sampled in the frame it waits in.
 
-    python bench/profile_cell.py [--backend uvloop] [--client lean|standard] [--seconds 5]
+    python -m bench.profile_cell [--backend uvloop] [--client lean|standard] [--seconds 5]
                                  [--concurrency 50] [--top 25] [--py-spy]
 """
 
@@ -33,8 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-PY_SPY = BENCH / ".venv-locust" / "bin" / "py-spy"
+from bench import ROOT
+
+PY_SPY = ROOT / "bench" / ".venv-locust" / "bin" / "py-spy"
 RATE = 997  # samples a second (py-spy)
 SCENARIO = """\
 name: profile_cell
@@ -101,9 +102,10 @@ def py_spy(args, url: str) -> None:
         # The child imports everything, says so, and waits: py-spy attaches to it then, so the
         # samples are the cell's, not the start-up's.
         child = subprocess.Popen(
-            [sys.executable, __file__, "--child", url, "--backend", args.backend, "--client",
-             args.client, "--seconds", str(args.seconds), "--concurrency",
-             str(args.concurrency)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [sys.executable, "-m", "bench.profile_cell", "--child", url, "--backend",
+             args.backend, "--client", args.client, "--seconds", str(args.seconds),
+             "--concurrency", str(args.concurrency)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             if child.stdout.readline().strip() != "ready":
                 sys.exit("profile_cell: the child did not start")

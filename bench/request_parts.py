@@ -10,7 +10,7 @@ client call between gauge.enter and gauge.exit, limit.release, RecordBuffer.appe
 lean client builds an Outcome per response. The spooler thread drains the buffer to Arrow
 (RecordBuffer.drain) while the loop runs, under the same GIL.
 
-    python bench/request_parts.py
+    python -m bench.request_parts
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 import timeit
 from array import array
 
-import machine  # bench/machine.py, beside this script
+from bench import machine
 
 N = 200_000
 ROWS = 200_000

@@ -32,7 +32,7 @@ Results: results/bench-self/<UTC time>/bench-self.parquet (name, value, unit, ta
 bench-self.md (the same table) — names no glob that reads runs picks up; the harness runs made
 here go to a temporary folder. At most 12 minutes.
 
-    python bench/self.py [--seconds 5] [--rounds 3] [--quick]
+    python -m bench.self [--seconds 5] [--rounds 3] [--quick]
 
 --quick (for development): 2-second measurements, one round, a smaller 10 000-in-flight run
 (3 000 requests at concurrency 1 000) and thread ladder; its figures do not answer the targets.
@@ -41,7 +41,6 @@ here go to a temporary folder. At most 12 minutes.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -56,15 +55,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a clone: the harness beside it
-
-import machine  # noqa: E402  bench/machine.py, beside this script
-
+from bench import ROOT, engines, machine
 from harness.core.stats import median
 
-LOCUST_VENV = BENCH / ".venv-locust"
+LOCUST_VENV = ROOT / "bench" / ".venv-locust"
 LOCUST_SPEC = "locust>=2.20,<3"
 BUDGET_S = 12 * 60
 CONNECTIONS = 50
@@ -216,12 +210,12 @@ class Bench:
         return {"rps": requests / span, "errors": failures}
 
     def run_bare(self, client: str, url: str, seconds: int, loop: str) -> dict:
-        cmd = [sys.executable, str(BENCH / "bare_loops.py"), client, url, "--seconds",
+        cmd = [sys.executable, "-m", "bench.bare_loops", client, url, "--seconds",
                str(seconds), "--concurrency", str(CONNECTIONS), "--json"]
         if loop == "asyncio":
             cmd.append("--asyncio")
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
-                              check=True, env=child_env())
+                              check=True, env=child_env(), cwd=ROOT)
         found = json.loads(done.stdout)
         found["cpu_us"] = 1e6 * found["cpu_s"] / max(found["requests"], 1)
         return found
@@ -374,8 +368,6 @@ class Bench:
             for name in ("raw", "fast", "aiohttp"):
                 self.skip(f"engine {name} under wrk: requests/s", "req/s", None, "no wrk")
             return
-        sys.path.insert(0, str(BENCH))
-        engines = importlib.import_module("engines")
         settings = argparse.Namespace(threads=1, connections=CONNECTIONS, seconds=s)
         found = {"raw": engines.run_raw(settings),
                  "fast": engines.run_engine("fast", 1, settings),
@@ -440,7 +432,8 @@ class Bench:
         self.add("RecordBuffer.drain of 1 000 000 rows (to Arrow)", times["drain"], "s")
         self.add("Parquet write, 1 000 000 rows (requests schema, 64 Ki row groups)",
                  times["write"], "s", "≤ 0.5", lambda v: v <= 0.5)
-        self.add("Parquet read, 1 000 000 rows (harness.store.reader.read_table)", times["read"], "s")
+        self.add("Parquet read, 1 000 000 rows (harness.store.reader.read_table)",
+                 times["read"], "s")
         self.add("cell end: spool → Parquet, 1 000 000 rows (RunWriter.write_cell_data)",
                  times["cell_end"], "s", "≤ 0.5", lambda v: v <= 0.5)
 

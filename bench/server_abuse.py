@@ -6,7 +6,7 @@ connections each send one header byte a second (never finishing it), then clean 
 the three figures, errors and non-2xx counts, and loris ÷ the mean of the clean runs (the target
 is ≥ 0.5). Only 127.0.0.1; every phase bounded in time.
 
-    python bench/server_abuse.py [--seconds 5] [--loris 1000] [--connections 50]
+    python -m bench.server_abuse [--seconds 5] [--loris 1000] [--connections 50]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Speedups are the analysis's one definition (harness.analysis.cell_speedups, medi
 repetitions): for the CPU scenarios, ratios of normalised rates (busy cores), so a cell that
 ran in a process with a faster or slower kernel does not pass or fail a GIL target by luck.
 
-    python bench/targets.py [DIR...]
+    python -m bench.targets [DIR...]
 """
 
 from __future__ import annotations
