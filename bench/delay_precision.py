@@ -84,11 +84,6 @@ async def run_case(url: str, endpoint: str, concurrency: int, requests: int, spr
     return slack, latency
 
 
-def cpu_pressure() -> str:
-    found = machine.cpu_pressure()
-    return "unknown" if found is None else f"{found['avg10']:.2f} %"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
@@ -100,7 +95,8 @@ def main() -> None:
           f"{'preempted':>9s}")
     for engine in args.engine or ENGINES:
         measure(engine, args.scale)
-    print(f"CPU pressure of the machine (some, last 10 s): {cpu_pressure()}")
+    print("CPU pressure of the machine (some, last 10 s): "
+          f"{machine.cpu_pressure_text(('avg10',))}")
 
 
 def measure(engine: str, scale: float) -> None:

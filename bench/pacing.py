@@ -43,6 +43,9 @@ server:
     api: {latency: 10ms, size: 64}
 workload: {type: io, endpoint: api}
 """
+# The CPU pressure's avg60 (the default window): the best single number for how shared the
+# machine was.
+PRESSURE_FORM = "{value:.0f} %"
 
 
 def scenarios(seconds: int) -> list[LoadedScenario]:
@@ -63,20 +66,14 @@ def scenarios(seconds: int) -> list[LoadedScenario]:
     return loaded
 
 
-def cpu_pressure() -> str:
-    """The machine's CPU pressure over the last 60 s, the best single number for how shared the
-    machine was."""
-    found = machine.cpu_pressure()
-    return "unknown" if found is None else f"{found['avg60']:.0f} %"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="where the runs go (default: a temp folder)")
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="pacing-"))
-    load_before, pressure_before = os.getloadavg()[0], cpu_pressure()
+    load_before = os.getloadavg()[0]
+    pressure_before = machine.cpu_pressure_text(form=PRESSURE_FORM)
     result = run_scenarios(scenarios(args.seconds), results_root=out)
     for failure in result.failures:
         print(f"cell failed: {failure}", file=sys.stderr)
@@ -127,9 +124,10 @@ def main() -> None:
               f" max |Δ| {int(np.abs(counts - line).max())} starts",
               bool((error <= 0.05).all()))
 
+    pressure_after = machine.cpu_pressure_text(form=PRESSURE_FORM)
     table = Table(title=f"pacing targets ({os.cpu_count()} cores; 1-minute load average "
                         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after; CPU "
-                        f"pressure {pressure_before} before, {cpu_pressure()} after)",
+                        f"pressure {pressure_before} before, {pressure_after} after)",
                   title_justify="left")
     for header in ("target", "measured", "met"):
         table.add_column(header)

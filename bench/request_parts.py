@@ -147,8 +147,10 @@ def main() -> None:
     rows += drain_parts()
     for label, ns in rows:
         print(f"{ns:9,.0f} ns  {label}")
-    if (found := machine.cpu_pressure()) is not None:
-        print("machine CPU pressure: " + ", ".join(f"{k} {v:.2f} %" for k, v in found.items()))
+    pressure = machine.cpu_pressure_text(("avg10", "avg60", "avg300"), "{window} {value:.2f} %",
+                                         unknown=None)
+    if pressure is not None:
+        print(f"machine CPU pressure: {pressure}")
 
 
 if __name__ == "__main__":

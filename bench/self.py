@@ -63,6 +63,7 @@ LOCUST_SPEC = "locust>=2.20,<3"
 BUDGET_S = 12 * 60
 CONNECTIONS = 50
 ROWS = 1_000_000
+PRESSURE = (("avg60", "avg300"), "{value:.2f} % ({window})")  # windows, form
 
 FAST = """\
 name: {name}
@@ -707,12 +708,6 @@ def kill_tree(proc: subprocess.Popen) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
-def cpu_pressure() -> str:
-    found = machine.cpu_pressure()
-    return "unknown" if found is None else \
-        f"{found['avg60']:.2f} % (avg60), {found['avg300']:.2f} % (avg300)"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -729,7 +724,7 @@ def main() -> None:
 
     header = [f"# bench-self {when}", "",
               f"{psutil.cpu_count()} cores; machine CPU pressure at the start "
-              f"{cpu_pressure()}"]
+              f"{machine.cpu_pressure_text(*PRESSURE)}"]
     with tempfile.TemporaryDirectory(prefix="bench-self-") as tmp:
         bench = Bench(args, Path(tmp))
         bench.setup_peers()
@@ -743,7 +738,7 @@ def main() -> None:
                 bench.notes.append(note)
                 say("  " + note)
     wall = bench.elapsed()
-    header += [f"machine CPU pressure at the end {cpu_pressure()}",
+    header += [f"machine CPU pressure at the end {machine.cpu_pressure_text(*PRESSURE)}",
                f"wall time {wall:.0f} s" + (" (--quick: not the targets' conditions)"
                                             if args.quick else ""), ""]
     header += [f"- {note}" for note in bench.notes]
