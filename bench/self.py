@@ -45,7 +45,6 @@ import json
 import math
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from pathlib import Path
 
 from bench import ROOT, engines, machine
 from harness.core.stats import median
+from harness.core.system import raise_fd_limit
 
 LOCUST_VENV = ROOT / "bench" / ".venv-locust"
 LOCUST_SPEC = "locust>=2.20,<3"
@@ -442,7 +442,10 @@ class Bench:
         quick = self.args.quick
         requests, concurrency = (3000, 1000) if quick else (30_000, 10_000)
         say(f"\n== {concurrency:,} in flight: 1 s delay, {requests:,} requests")
-        raise_fd_limit(concurrency + 1000)  # the cell's connections (the mock raises its own)
+        # The cell process inherits the runner's open-file limit, and so this process's: the
+        # cell's connections need more than the usual 1 024 (the mock raises its own).
+        if note := raise_fd_limit(concurrency + 1000):
+            say(f"  note: {note}")
         text = FAST.format(name="self_in_flight", latency="1s", clients="lean, standard",
                            load=f"requests: {requests}, concurrency: {concurrency}",
                            backends="asyncio, uvloop")
@@ -675,18 +678,6 @@ def child_env() -> dict:
     """The harness and the bare loops from this source tree, whatever the caller's path."""
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
-
-
-def raise_fd_limit(wanted: int) -> None:
-    """The cell process inherits the runner's open-file limit: 10 000 connections need more
-    than the usual 1 024."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = hard if hard == resource.RLIM_INFINITY else min(hard, max(wanted, soft))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        say(f"  note: open-file limit {soft}, below the {wanted} needed")
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
