@@ -19,12 +19,15 @@ not fail.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -66,6 +69,10 @@ def scenarios(seconds: int) -> list[LoadedScenario]:
     return loaded
 
 
+Rows = list[tuple[str, str, str]]  # (target, what was measured, met)
+Check = Callable[[str, str, bool | None], None]  # check(name, value, ok): one row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="where the runs go (default: a temp folder)")
@@ -79,11 +86,22 @@ def main() -> None:
         print(f"cell failed: {failure}", file=sys.stderr)
     runs = load_runs(result.out_dirs)
     summary = summarize(runs)
-    rows: list[tuple[str, str, str]] = []
+    requests = measured(runs.requests)
+    rows: Rows = []
+    check = functools.partial(_check, rows)
+    steady_checks(check, summary)
+    poisson_checks(check, summary, requests)
+    ramp_checks(check, requests, args.seconds)
+    print_table(rows, load_before, pressure_before)
+    print(f"runs: {', '.join(map(str, result.out_dirs))}")
 
-    def check(name: str, value: str, ok: bool | None) -> None:
-        rows.append((name, value, "-" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")))
 
+def _check(rows: Rows, name: str, value: str, ok: bool | None) -> None:
+    rows.append((name, value, "-" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")))
+
+
+def steady_checks(check: Check, summary: pd.DataFrame) -> None:
+    """1000/s: the achieved rate and the scheduling lag, judged on the event loops only."""
     steady = summary[summary["scenario"].isin(["pacing", "pacing_processes"])]
     for cell in steady.itertuples(index=False):
         gap = cell.achieved_rps / cell.target_rps - 1
@@ -98,7 +116,9 @@ def main() -> None:
                                                    else ""),
               cell.sched_lag_p99_ms < 2 if judged else None)
 
-    requests = measured(runs.requests)
+
+def poisson_checks(check: Check, summary: pd.DataFrame, requests: pd.DataFrame) -> None:
+    """Poisson 1000/s: the CV of the intended inter-arrival times and of the actual starts."""
     poisson = requests[requests["scenario"] == "pacing_poisson"]
     if len(poisson):
         actual = inter_arrival_cv(poisson["start_ns"])
@@ -111,9 +131,12 @@ def main() -> None:
               f"{(poisson['start_ns'] - poisson['scheduled_ns']).max() / 1e6:.1f} ms)",
               0.95 <= actual <= 1.05)
 
+
+def ramp_checks(check: Check, requests: pd.DataFrame, seconds: int) -> None:
+    """The ramp 100→500/s: each second's starts against the line's count for that second."""
     ramp = requests[requests["scenario"] == "pacing_ramp"]
-    curve = RateCurve.ramps([Stage(500, args.seconds * NS_PER_S)], start_rate_per_s=100)
-    edges = np.arange(args.seconds + 1) * NS_PER_S
+    curve = RateCurve.ramps([Stage(500, seconds * NS_PER_S)], start_rate_per_s=100)
+    edges = np.arange(seconds + 1) * NS_PER_S
     line = np.diff(curve.count(edges))
     for backend, rows_of in ramp.groupby("backend", sort=False):
         counts, _ = np.histogram(rows_of["start_ns"].to_numpy(), bins=edges)
@@ -124,6 +147,8 @@ def main() -> None:
               f" max |Δ| {int(np.abs(counts - line).max())} starts",
               bool((error <= 0.05).all()))
 
+
+def print_table(rows: Rows, load_before: float, pressure_before: str) -> None:
     pressure_after = machine.cpu_pressure_text(form=PRESSURE_FORM)
     table = Table(title=f"pacing targets ({os.cpu_count()} cores; 1-minute load average "
                         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after; CPU "
@@ -134,7 +159,6 @@ def main() -> None:
     for row in rows:
         table.add_row(*row)
     Console(width=None if sys.stdout.isatty() else 200).print(table)
-    print(f"runs: {', '.join(map(str, result.out_dirs))}")
 
 
 if __name__ == "__main__":
