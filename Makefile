@@ -46,7 +46,8 @@ bench-self: $(STAMP)
 	$(BIN)/python -m bench.self $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check harness tests
+	$(BIN)/ruff check harness tests bench
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
