@@ -1,5 +1,5 @@
 """Where one cell's per-request time goes: a duration-bound closed cell run in this
-process by harness.cell.run_cell — the same code a `harness run` cell process runs — against
+process by harness.cell.main.run_cell — the same code a `harness run` cell process runs — against
 a fresh mock with the `fast` engine (zero delay, 128-byte body). A measurement, not a test.
 
 Two profilers:

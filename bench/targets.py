@@ -2,8 +2,8 @@
 each scenario under results/ (or the run directories given). A benchmark, not a test: it
 reports what was measured and whether each target was met; it does not fail the build.
 
-Speedups are the analysis's one definition (harness.analysis.cell_speedups, median over the
-repetitions): for the CPU scenarios, ratios of normalised rates (busy cores), so a cell that
+Speedups are the analysis's one definition (harness.analysis.summary.cell_speedups, median over
+the repetitions): for the CPU scenarios, ratios of normalised rates (busy cores), so a cell that
 ran in a process with a faster or slower kernel does not pass or fail a GIL target by luck.
 
     python -m bench.targets [DIR...]
