@@ -104,8 +104,8 @@ def main() -> None:
             print(f"  round {round_ + 1}  {name:<9} {result['rps']:>10,.0f} req/s   server CPU "
                   f"{result['cpu_pct']:>4.0f}%, {result['cpu_us']:5.1f} µs/request   errors "
                   f"{result['errors']}", flush=True)
-    rps = {name: median(r["rps"] for r in runs) for name, runs in results.items()}
-    cpu = {name: median(r["cpu_us"] for r in runs) for name, runs in results.items()}
+    rps = {name: median([r["rps"] for r in runs]) for name, runs in results.items()}
+    cpu = {name: median([r["cpu_us"] for r in runs]) for name, runs in results.items()}
     label = "median " if args.rounds > 1 else ""
     for name, value in rps.items():
         print(f"{label}{name:<9} {value:>10,.0f} req/s   {cpu[name]:5.1f} µs CPU/request")
