@@ -29,24 +29,25 @@ test: $(STAMP)
 bench: $(STAMP)
 	@out=results/bench/$$(date -u +%Y%m%dT%H%M%SZ) && \
 	$(BIN)/harness run $(SCENARIOS) --out $$out && \
-	$(BIN)/python bench/targets.py $$out && \
+	$(BIN)/python -m bench.targets $$out && \
 	$(BIN)/harness report $$out --html results/report.html > /dev/null
 
 # The longer matrix: every scenario, 5 repetitions each (gil_io over 1, 10 and 50 included).
 bench-full: $(STAMP)
 	@out=results/bench-full/$$(date -u +%Y%m%dT%H%M%SZ) && \
 	$(BIN)/harness run $(FULL_SCENARIOS) --repeat 5 --out $$out; \
-	$(BIN)/python bench/targets.py $$out && \
+	$(BIN)/python -m bench.targets $$out && \
 	$(BIN)/harness report $$out --html results/report-full.html > /dev/null
 
 # The harness against its peers (wrk, Locust) and against itself, side by side in one sitting,
 # at most 12 minutes; sets up wrk (apt) and Locust (bench/.venv-locust) itself. Not part of test.
 # Writes results/bench-self/<UTC time>/bench-self.{parquet,md}.
 bench-self: $(STAMP)
-	$(BIN)/python bench/self.py
+	$(BIN)/python -m bench.self $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check harness tests
+	$(BIN)/ruff check harness tests bench
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

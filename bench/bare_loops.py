@@ -3,11 +3,11 @@ one event loop, each doing requests back to back for `seconds` against one URL, 
 place — no producer, no dispatcher, no in-flight gauge, no records, no sampler. What the
 harness's `asyncio`/`uvloop` backends add on top of the same client is the difference.
 
-    python bench/bare_loops.py lean|aiohttp URL [--seconds 5] [--concurrency 50] [--asyncio]
+    python -m bench.bare_loops lean|aiohttp URL [--seconds 5] [--concurrency 50] [--asyncio]
                                [--json]
 
-`lean`: harness.http.lean.LeanAsyncClient (the client of `client: lean`), `request(seq)` as a
-cell calls it. `aiohttp`: one aiohttp.ClientSession as one would write it by hand (a connector
+`lean`: harness.client.lean_async.LeanAsyncClient (the client of `client: lean`), `request(seq)`
+as a cell calls it. `aiohttp`: one aiohttp.ClientSession as one would write it by hand (a connector
 of `concurrency` keep-alive connections, `session.get(url)` and `read()` the body) — not the
 harness's AiohttpClient wrapper, which is part of what is measured against it. URL is the base
 (`http://127.0.0.1:PORT`) with the path after it (`/api`); the lean loop appends `?seq=N` as a

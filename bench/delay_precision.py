@@ -13,7 +13,7 @@ server that is not running when its deadline comes is late by the time it waits 
 which no timer can help; the machine's CPU pressure (/proc/pressure/cpu, share of time some task
 waited for a core) is printed for the same reason.
 
-    python bench/delay_precision.py [--scale 1.0]
+    python -m bench.delay_precision [--scale 1.0]
 
 --scale multiplies the request counts.
 """
@@ -26,10 +26,10 @@ import itertools
 import time
 
 import aiohttp
-import machine  # bench/machine.py, beside this script
 import psutil
 import uvloop
 
+from bench import machine
 from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER
 from harness.mock.process import ServerProcess
 
@@ -84,11 +84,6 @@ async def run_case(url: str, endpoint: str, concurrency: int, requests: int, spr
     return slack, latency
 
 
-def cpu_pressure() -> str:
-    found = machine.cpu_pressure()
-    return "unknown" if found is None else f"{found['avg10']:.2f} %"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
@@ -100,7 +95,8 @@ def main() -> None:
           f"{'preempted':>9s}")
     for engine in args.engine or ENGINES:
         measure(engine, args.scale)
-    print(f"CPU pressure of the machine (some, last 10 s): {cpu_pressure()}")
+    print("CPU pressure of the machine (some, last 10 s): "
+          f"{machine.cpu_pressure_text(('avg10',))}")
 
 
 def measure(engine: str, scale: float) -> None:

@@ -7,7 +7,7 @@ fast ÷ aiohttp (target ≥ 3), of requests/s and of CPU per request. A measurem
 wrk and the server share the machine's cores (and the machine may be shared too: CPU per
 request is the steadier figure).
 
-    python bench/engines.py [--seconds 5] [--connections 50] [--threads 1] [--processes 2]
+    python -m bench.engines [--seconds 5] [--connections 50] [--threads 1] [--processes 2]
                             [--rounds 1]
 
 With --rounds R the sequence runs R times and the medians are compared.
@@ -20,10 +20,10 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 
+from bench import ROOT
 from harness.core.stats import median
 from harness.mock.process import ServerProcess
 
@@ -38,7 +38,6 @@ workload: {{endpoint: api}}
 load: {{requests: 1, concurrency: 1}}
 backends: [uvloop]
 """
-RAW = Path(__file__).with_name("raw_server.py")
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -63,7 +62,8 @@ def wrk(url: str, args, pid: int) -> dict:
 
 
 def run_raw(args) -> dict:
-    proc = subprocess.Popen([sys.executable, str(RAW)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.raw_server"], stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
     try:
         port = int(proc.stdout.readline())
         return wrk(f"http://127.0.0.1:{port}/api", args, proc.pid)
@@ -104,8 +104,8 @@ def main() -> None:
             print(f"  round {round_ + 1}  {name:<9} {result['rps']:>10,.0f} req/s   server CPU "
                   f"{result['cpu_pct']:>4.0f}%, {result['cpu_us']:5.1f} µs/request   errors "
                   f"{result['errors']}", flush=True)
-    rps = {name: median(r["rps"] for r in runs) for name, runs in results.items()}
-    cpu = {name: median(r["cpu_us"] for r in runs) for name, runs in results.items()}
+    rps = {name: median([r["rps"] for r in runs]) for name, runs in results.items()}
+    cpu = {name: median([r["cpu_us"] for r in runs]) for name, runs in results.items()}
     label = "median " if args.rounds > 1 else ""
     for name, value in rps.items():
         print(f"{label}{name:<9} {value:>10,.0f} req/s   {cpu[name]:5.1f} µs CPU/request")

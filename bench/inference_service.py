@@ -5,8 +5,8 @@ rate it kept up with (ok requests ÷ first intended start to last end: below the
 queue grew), the mock server's own event-loop lag p99 and its CPU time; then the target: at the
 same rate, inline's response-time p99 several (≥ 3) times each pool's.
 
-    python bench/inference_service.py [DIR...]     # default: results/inference_service_*/newest
-    python bench/inference_service.py --run [--backend asyncio] [--out DIR]
+    python -m bench.inference_service [DIR...]     # default: results/inference_service_*/newest
+    python -m bench.inference_service --run [--backend asyncio] [--out DIR]
 
 `--run` runs the three scenarios first (`harness run`, into results/inference_service/<time>/).
 A benchmark, not a test: it prints what was measured and whether the target was met."""
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import ROOT
 from harness.core.stats import median, percentile
 from harness.store.reader import find_run_dirs, read_run
 
-ROOT = Path(__file__).resolve().parent.parent
 MODES = ("inline", "thread_pool", "process_pool")
 SCENARIOS = [ROOT / "scenarios" / f"inference_service_{mode}.yaml" for mode in MODES]
 FACTOR = 3.0  # inline's response-time p99 ≥ this × each pool's

@@ -5,7 +5,7 @@ A `fake` cell of back-to-back 2 ms requests (one slot) kills itself at the end o
 rows end at a steady period, so the death is at about (S + 1) periods and the loss is
 (S − last flushed seq) periods. Several S spread the kill over the flush interval.
 
-    python bench/kill_flush.py"""
+    python -m bench.kill_flush"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ a warm-up round that opens its connections. Printed per client: requests/s, the 
 (this process) and the server's, in % of one core and per request, and the ratio lean ÷
 aiohttp. CPU per request is the steadier figure on a shared machine.
 
-    python bench/lean_client.py [--seconds 5] [--concurrency 50] [--asyncio] [--blocking]
+    python -m bench.lean_client [--seconds 5] [--concurrency 50] [--asyncio] [--blocking]
 
 --asyncio repeats the pair on the default asyncio loop; --blocking also compares the blocking
 clients (LeanBlockingClient, BlockingHttpClient), one request at a time from one thread.

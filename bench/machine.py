@@ -13,3 +13,13 @@ def cpu_pressure() -> dict[str, float] | None:
         return {window: float(fields[window]) for window in ("avg10", "avg60", "avg300")}
     except (OSError, KeyError, ValueError):
         return None
+
+
+def cpu_pressure_text(windows: tuple[str, ...] = ("avg60",), form: str = "{value:.2f} %",
+                      unknown: str | None = "unknown") -> str | None:
+    """The pressure as a benchmark prints it: each window in `windows` written by `form` (its
+    fields: window, value), joined by commas; `unknown` where the kernel has none."""
+    found = cpu_pressure()
+    if found is None:
+        return unknown
+    return ", ".join(form.format(window=w, value=found[w]) for w in windows)

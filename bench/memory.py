@@ -4,7 +4,7 @@
    endpoint) of 10 s and of 40 s: target 40 s ≤ 1.15 × 10 s.
 2. The runner's RSS after 20 cells and after 200 (small `fake` cells): target ≤ 1.1 ×.
 
-    python bench/memory.py [--quick]
+    python -m bench.memory [--quick]
 
 A benchmark, not a test: it prints what it measured and whether each target was met."""
 

@@ -13,22 +13,25 @@ not fail.
 - A uniform ramp 100/s → 500/s over 10 s on uvloop and asyncio: each second's starts within
   5 % of the line's count for that second (∫ of the rate over it).
 
-    python bench/pacing.py [--out DIR] [--seconds 10]
+    python -m bench.pacing [--out DIR] [--seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-import machine  # bench/machine.py, beside this script
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from bench import machine
 from harness.analysis.summary import load_runs, measured, summarize
 from harness.core.stats import inter_arrival_cv
 from harness.run.runner import run_scenarios
@@ -43,6 +46,9 @@ server:
     api: {latency: 10ms, size: 64}
 workload: {type: io, endpoint: api}
 """
+# The CPU pressure's avg60 (the default window): the best single number for how shared the
+# machine was.
+PRESSURE_FORM = "{value:.0f} %"
 
 
 def scenarios(seconds: int) -> list[LoadedScenario]:
@@ -63,11 +69,8 @@ def scenarios(seconds: int) -> list[LoadedScenario]:
     return loaded
 
 
-def cpu_pressure() -> str:
-    """The machine's CPU pressure over the last 60 s, the best single number for how shared the
-    machine was."""
-    found = machine.cpu_pressure()
-    return "unknown" if found is None else f"{found['avg60']:.0f} %"
+Rows = list[tuple[str, str, str]]  # (target, what was measured, met)
+Check = Callable[[str, str, bool | None], None]  # check(name, value, ok): one row
 
 
 def main() -> None:
@@ -76,17 +79,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="pacing-"))
-    load_before, pressure_before = os.getloadavg()[0], cpu_pressure()
+    load_before = os.getloadavg()[0]
+    pressure_before = machine.cpu_pressure_text(form=PRESSURE_FORM)
     result = run_scenarios(scenarios(args.seconds), results_root=out)
     for failure in result.failures:
         print(f"cell failed: {failure}", file=sys.stderr)
     runs = load_runs(result.out_dirs)
     summary = summarize(runs)
-    rows: list[tuple[str, str, str]] = []
+    requests = measured(runs.requests)
+    rows: Rows = []
+    check = functools.partial(_check, rows)
+    steady_checks(check, summary)
+    poisson_checks(check, summary, requests)
+    ramp_checks(check, requests, args.seconds)
+    print_table(rows, load_before, pressure_before)
+    print(f"runs: {', '.join(map(str, result.out_dirs))}")
 
-    def check(name: str, value: str, ok: bool | None) -> None:
-        rows.append((name, value, "-" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")))
 
+def _check(rows: Rows, name: str, value: str, ok: bool | None) -> None:
+    rows.append((name, value, "-" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")))
+
+
+def steady_checks(check: Check, summary: pd.DataFrame) -> None:
+    """1000/s: the achieved rate and the scheduling lag, judged on the event loops only."""
     steady = summary[summary["scenario"].isin(["pacing", "pacing_processes"])]
     for cell in steady.itertuples(index=False):
         gap = cell.achieved_rps / cell.target_rps - 1
@@ -101,7 +116,9 @@ def main() -> None:
                                                    else ""),
               cell.sched_lag_p99_ms < 2 if judged else None)
 
-    requests = measured(runs.requests)
+
+def poisson_checks(check: Check, summary: pd.DataFrame, requests: pd.DataFrame) -> None:
+    """Poisson 1000/s: the CV of the intended inter-arrival times and of the actual starts."""
     poisson = requests[requests["scenario"] == "pacing_poisson"]
     if len(poisson):
         actual = inter_arrival_cv(poisson["start_ns"])
@@ -114,9 +131,12 @@ def main() -> None:
               f"{(poisson['start_ns'] - poisson['scheduled_ns']).max() / 1e6:.1f} ms)",
               0.95 <= actual <= 1.05)
 
+
+def ramp_checks(check: Check, requests: pd.DataFrame, seconds: int) -> None:
+    """The ramp 100→500/s: each second's starts against the line's count for that second."""
     ramp = requests[requests["scenario"] == "pacing_ramp"]
-    curve = RateCurve.ramps([Stage(500, args.seconds * NS_PER_S)], start_rate_per_s=100)
-    edges = np.arange(args.seconds + 1) * NS_PER_S
+    curve = RateCurve.ramps([Stage(500, seconds * NS_PER_S)], start_rate_per_s=100)
+    edges = np.arange(seconds + 1) * NS_PER_S
     line = np.diff(curve.count(edges))
     for backend, rows_of in ramp.groupby("backend", sort=False):
         counts, _ = np.histogram(rows_of["start_ns"].to_numpy(), bins=edges)
@@ -127,16 +147,18 @@ def main() -> None:
               f" max |Δ| {int(np.abs(counts - line).max())} starts",
               bool((error <= 0.05).all()))
 
+
+def print_table(rows: Rows, load_before: float, pressure_before: str) -> None:
+    pressure_after = machine.cpu_pressure_text(form=PRESSURE_FORM)
     table = Table(title=f"pacing targets ({os.cpu_count()} cores; 1-minute load average "
                         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after; CPU "
-                        f"pressure {pressure_before} before, {cpu_pressure()} after)",
+                        f"pressure {pressure_before} before, {pressure_after} after)",
                   title_justify="left")
     for header in ("target", "measured", "met"):
         table.add_column(header)
     for row in rows:
         table.add_row(*row)
     Console(width=None if sys.stdout.isatty() else 200).print(table)
-    print(f"runs: {', '.join(map(str, result.out_dirs))}")
 
 
 if __name__ == "__main__":

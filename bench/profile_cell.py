@@ -1,5 +1,5 @@
 """Where one cell's per-request time goes: a duration-bound closed cell run in this
-process by harness.cell.run_cell — the same code a `harness run` cell process runs — against
+process by harness.cell.main.run_cell — the same code a `harness run` cell process runs — against
 a fresh mock with the `fast` engine (zero delay, 128-byte body). A measurement, not a test.
 
 Two profilers:
@@ -15,7 +15,7 @@ Two profilers:
   share also as ns per request of the cell process's CPU time. Idle waits are left out; a
   thread that waits for a core is sampled in the frame it waits in.
 
-    python bench/profile_cell.py [--backend uvloop] [--client lean|standard] [--seconds 5]
+    python -m bench.profile_cell [--backend uvloop] [--client lean|standard] [--seconds 5]
                                  [--concurrency 50] [--top 25] [--py-spy]
 """
 
@@ -33,8 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-PY_SPY = BENCH / ".venv-locust" / "bin" / "py-spy"
+from bench import ROOT
+from bench.self_peers import LOCUST_VENV
+
+PY_SPY = LOCUST_VENV / "bin" / "py-spy"  # beside Locust
 RATE = 997  # samples a second (py-spy)
 SCENARIO = """\
 name: profile_cell
@@ -90,45 +92,57 @@ def print_cprofile(profiler: cProfile.Profile, requests: int, top: int) -> None:
 
 
 def py_spy(args, url: str) -> None:
+    """The cell in a child process under py-spy; its samples by thread and by function."""
+    ensure_py_spy()
+    with tempfile.TemporaryDirectory(prefix="profile-cell-") as tmp:
+        raw = Path(tmp) / "raw.txt"
+        result, err = record(args, url, raw)
+        if not raw.exists():
+            sys.exit(f"py-spy failed: {err.strip()[-500:]}")
+        stacks = raw.read_text().splitlines()
+    print_samples(args, result, stacks)
+
+
+def ensure_py_spy() -> None:
     if not PY_SPY.exists():
         venv = PY_SPY.parent.parent
         if not venv.exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
                         "--disable-pip-version-check", "py-spy"], check=True, timeout=600)
-    with tempfile.TemporaryDirectory(prefix="profile-cell-") as tmp:
-        raw = Path(tmp) / "raw.txt"
-        # The child imports everything, says so, and waits: py-spy attaches to it then, so the
-        # samples are the cell's, not the start-up's.
-        child = subprocess.Popen(
-            [sys.executable, __file__, "--child", url, "--backend", args.backend, "--client",
-             args.client, "--seconds", str(args.seconds), "--concurrency",
-             str(args.concurrency)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            if child.stdout.readline().strip() != "ready":
-                sys.exit("profile_cell: the child did not start")
-            spy = subprocess.Popen(
-                [str(PY_SPY), "record", "--nonblocking", "--threads", "--format", "raw", "-r",
-                 str(RATE), "-o", str(raw), "--pid", str(child.pid)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            time.sleep(1.0)  # py-spy attaches
-            child.stdin.write("go\n")
-            child.stdin.flush()
-            result = json.loads(child.stdout.readline())
-            child.stdin.close()
-            child.wait(30)
-            _, err = spy.communicate(timeout=60)
-        finally:
-            if child.poll() is None:
-                child.kill()
-        if not raw.exists():
-            sys.exit(f"py-spy failed: {err.strip()[-500:]}")
-        stacks = raw.read_text().splitlines()
-    requests = result["requests"]
-    cpu_ns = 1e9 * result["cpu_s"] / requests
-    print(f"{args.backend} + {args.client}: {requests:,} requests in {result['wall_s']:.2f} s "
-          f"({requests / args.seconds:,.0f} requests/s under py-spy); the cell process's CPU "
-          f"{result['cpu_s']:.2f} s = {cpu_ns:,.0f} ns per request")
+
+
+def record(args, url: str, raw: Path) -> tuple[dict, str]:
+    """py-spy's raw samples of the child's cell into `raw`; what the cell did, py-spy's stderr."""
+    # The child imports everything, says so, and waits: py-spy attaches to it then, so the
+    # samples are the cell's, not the start-up's.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.profile_cell", "--child", url, "--backend",
+         args.backend, "--client", args.client, "--seconds", str(args.seconds),
+         "--concurrency", str(args.concurrency)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        if child.stdout.readline().strip() != "ready":
+            sys.exit("profile_cell: the child did not start")
+        spy = subprocess.Popen(
+            [str(PY_SPY), "record", "--nonblocking", "--threads", "--format", "raw", "-r",
+             str(RATE), "-o", str(raw), "--pid", str(child.pid)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # py-spy attaches
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        result = json.loads(child.stdout.readline())
+        child.stdin.close()
+        child.wait(30)
+        _, err = spy.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return result, err
+
+
+def count_samples(stacks: list[str]) -> tuple[collections.Counter, ...]:
+    """py-spy's raw lines counted by thread, by own function and by inclusive function."""
     own: collections.Counter = collections.Counter()
     inclusive: collections.Counter = collections.Counter()
     threads: collections.Counter = collections.Counter()
@@ -143,6 +157,16 @@ def py_spy(args, url: str) -> None:
             own[frames[-1]] += n
             for frame in set(frames):
                 inclusive[frame] += n
+    return threads, own, inclusive
+
+
+def print_samples(args, result: dict, stacks: list[str]) -> None:
+    requests = result["requests"]
+    cpu_ns = 1e9 * result["cpu_s"] / requests
+    print(f"{args.backend} + {args.client}: {requests:,} requests in {result['wall_s']:.2f} s "
+          f"({requests / args.seconds:,.0f} requests/s under py-spy); the cell process's CPU "
+          f"{result['cpu_s']:.2f} s = {cpu_ns:,.0f} ns per request")
+    threads, own, inclusive = count_samples(stacks)
     total = sum(threads.values())
     print(f"\npy-spy: {total:,} samples of running or runnable threads at {RATE}/s; a share "
           f"of them × the CPU per request ≈ ns of CPU per request (a runnable thread waiting "

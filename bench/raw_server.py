@@ -1,6 +1,6 @@
 """The floor for bench/engines.py: one canned 200 per request, found by its blank line alone.
 
-    python bench/raw_server.py [PORT]   # 127.0.0.1; prints the port; SIGINT/SIGTERM stop it
+    python -m bench.raw_server [PORT]   # 127.0.0.1; prints the port; SIGINT/SIGTERM stop it
 """
 
 import asyncio
@@ -34,4 +34,5 @@ async def main(port: int) -> None:
     await stop.wait()
 
 
-uvloop.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+if __name__ == "__main__":
+    uvloop.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))

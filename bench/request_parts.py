@@ -10,7 +10,7 @@ client call between gauge.enter and gauge.exit, limit.release, RecordBuffer.appe
 lean client builds an Outcome per response. The spooler thread drains the buffer to Arrow
 (RecordBuffer.drain) while the loop runs, under the same GIL.
 
-    python bench/request_parts.py
+    python -m bench.request_parts
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 import timeit
 from array import array
 
-import machine  # bench/machine.py, beside this script
+from bench import machine
 
 N = 200_000
 ROWS = 200_000
@@ -147,8 +147,10 @@ def main() -> None:
     rows += drain_parts()
     for label, ns in rows:
         print(f"{ns:9,.0f} ns  {label}")
-    if (found := machine.cpu_pressure()) is not None:
-        print("machine CPU pressure: " + ", ".join(f"{k} {v:.2f} %" for k, v in found.items()))
+    pressure = machine.cpu_pressure_text(("avg10", "avg60", "avg300"), "{window} {value:.2f} %",
+                                         unknown=None)
+    if pressure is not None:
+        print(f"machine CPU pressure: {pressure}")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@ connections each send one header byte a second (never finishing it), then clean 
 the three figures, errors and non-2xx counts, and loris ÷ the mean of the clean runs (the target
 is ≥ 0.5). Only 127.0.0.1; every phase bounded in time.
 
-    python bench/server_abuse.py [--seconds 5] [--loris 1000] [--connections 50]
+    python -m bench.server_abuse [--seconds 5] [--loris 1000] [--connections 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import resource
 import select
 import shutil
 import signal
@@ -24,6 +23,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from harness.core.system import raise_fd_limit
 
 SCENARIO = """\
 name: abuse_bench
@@ -94,10 +95,8 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = args.loris + 200
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    if note := raise_fd_limit(args.loris + 200):  # the loris sockets, with room to spare
+        print(f"note: {note}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "abuse.yaml"
         path.write_text(SCENARIO)

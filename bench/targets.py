@@ -2,16 +2,18 @@
 each scenario under results/ (or the run directories given). A benchmark, not a test: it
 reports what was measured and whether each target was met; it does not fail the build.
 
-Speedups are the analysis's one definition (harness.analysis.cell_speedups, median over the
-repetitions): for the CPU scenarios, ratios of normalised rates (busy cores), so a cell that
+Speedups are the analysis's one definition (harness.analysis.summary.cell_speedups, median over
+the repetitions): for the CPU scenarios, ratios of normalised rates (busy cores), so a cell that
 ran in a process with a faster or slower kernel does not pass or fail a GIL target by luck.
 
-    python bench/targets.py [DIR...]
+    python -m bench.targets [DIR...]
 """
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -33,24 +35,37 @@ def newest_runs(root: Path) -> list[Path]:
     return runs
 
 
-def evaluate(summary: pd.DataFrame, requests: pd.DataFrame | None = None
-             ) -> list[tuple[str, str, bool | None]]:
-    """Every target on the summary; `requests` (the rows) for those that count requests."""
-    rows: list[tuple[str, str, bool | None]] = []
-    table = speedups(summary)
+Rows = list[tuple[str, str, bool | None]]  # (target, what was measured, met; None: not judged)
+Check = Callable[..., None]  # check(name, value, ok, fmt="{:.2f}"): one row
 
+
+def evaluate(summary: pd.DataFrame, requests: pd.DataFrame | None = None) -> Rows:
+    """Every target on the summary; `requests` (the rows) for those that count requests."""
+    rows: Rows = []
+    check = functools.partial(_check, rows)
+    _gil_targets(check, speedups(summary))
+    _gil_io_targets(check, summary)
+    _inference_targets(check, summary)
+    _race_targets(check, summary)
+    _open_stall_targets(check, summary, requests)
+    _lab_targets(check, summary)
+    return rows
+
+
+def _check(rows: Rows, name, value, ok, fmt="{:.2f}") -> None:
+    if value is None:
+        rows.append((name, "not run", None))
+    elif pd.isna(value):  # ran, but the figure could not be computed (e.g. no base cell)
+        rows.append((name, "no data", None))
+    else:
+        rows.append((name, fmt.format(value), bool(ok(value))))
+
+
+def _gil_targets(check: Check, table: pd.DataFrame) -> None:
     def speedup(scenario, backend, concurrency, strategy="inline"):
         sel = table[(table.scenario == scenario) & (table.backend == backend)
                     & (table.concurrency == concurrency) & (table.strategy == strategy)]
         return float(sel["speedup"].iloc[0]) if len(sel) else None
-
-    def check(name, value, ok, fmt="{:.2f}"):
-        if value is None:
-            rows.append((name, "not run", None))
-        elif pd.isna(value):  # ran, but the figure could not be computed (e.g. no base cell)
-            rows.append((name, "no data", None))
-        else:
-            rows.append((name, fmt.format(value), bool(ok(value))))
 
     check("gil_cpu: threads speedup (normalised) at 2 ≤ 1.2",
           speedup("gil_cpu", "threads", 2), lambda v: v <= 1.2)
@@ -59,12 +74,16 @@ def evaluate(summary: pd.DataFrame, requests: pd.DataFrame | None = None
     check("gil_release: threads speedup at 2 ≥ 1.5", speedup("gil_release", "threads", 2),
           lambda v: v >= 1.5)
 
+
+def _gil_io_targets(check: Check, summary: pd.DataFrame) -> None:
     io = summary[(summary.scenario == "gil_io") & (summary.concurrency == 10)]
     for backend, cells in io.groupby("backend", sort=False):
         ideal = 10 / median(cells["bound_s"] * 10 / cells["requests"])  # c ÷ mean delay
         check(f"gil_io: {backend} at 10 ≥ 0.8 × ideal", median(cells["throughput_rps"]) / ideal,
               lambda v: v >= 0.8, "{:.3f} × ideal")
 
+
+def _inference_targets(check: Check, summary: pd.DataFrame) -> None:
     inf = summary[summary.scenario == "inference"]
     for backend in ("asyncio", "uvloop"):
         mine = inf[inf.backend == backend]
@@ -79,6 +98,8 @@ def evaluate(summary: pd.DataFrame, requests: pd.DataFrame | None = None
                   lag.get(pool), lambda v, i=lag.get("inline", float("nan")): v < 20
                   and v <= i / 4, "{:.1f} ms")
 
+
+def _race_targets(check: Check, summary: pd.DataFrame) -> None:
     race = summary[summary.scenario == "race"]
     for backend, cells in race.groupby("backend", sort=False):
         lost = cells.groupby("variant")["lost_updates"]
@@ -88,6 +109,9 @@ def evaluate(summary: pd.DataFrame, requests: pd.DataFrame | None = None
         check(f"race: {backend} lock loses none (max over reps)", lost.max().get("lock"),
               lambda v: v == 0, "{:.0f}")
 
+
+def _open_stall_targets(check: Check, summary: pd.DataFrame,
+                        requests: pd.DataFrame | None) -> None:
     stall = summary[summary.scenario == "open_stall"]
     slow = _slow_requests(requests, "open_stall", STALL_SLOW_MS)
     for backend, cells in stall.groupby("backend", sort=False):
@@ -103,13 +127,14 @@ def evaluate(summary: pd.DataFrame, requests: pd.DataFrame | None = None
               by_model["service_p50_ms"].agg(median).max() if len(cells) else None,
               lambda v: v <= 12, "{:.1f} ms (the larger)")
 
+
+def _lab_targets(check: Check, summary: pd.DataFrame) -> None:
     lab = summary[summary.scenario == "lab"]
     for backend, cells in lab.groupby("backend", sort=False):
         check(f"lab: {backend} efficiency ≥ 0.9 (bound {median(cells.bound_s):.2f} s)",
               median(cells["efficiency"]), lambda v: v >= 0.9, "{:.3f}")
         check(f"lab: {backend} under 15 s", median(cells["makespan_s"]), lambda v: v < 15,
               "{:.2f} s")
-    return rows
 
 
 STALL_SLOW_MS = 100

@@ -1,18 +1,11 @@
 """bench/targets.py: each target on synthetic summaries built to meet it and to miss it."""
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
+from bench import targets
 from harness.analysis.summary import summarize
 from tests import synthetic
-
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("targets", ROOT / "bench" / "targets.py")
-targets = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(targets)
 
 
 def verdicts(summary: pd.DataFrame) -> dict:
