@@ -33,9 +33,9 @@ from rich.table import Table
 
 from bench import machine
 from harness.analysis.summary import load_runs, measured, summarize
-from harness.core.stats import inter_arrival_cv
+from harness.core.stats import NS_PER_S, inter_arrival_cv
 from harness.run.runner import run_scenarios
-from harness.scenario.arrivals import NS_PER_S, RateCurve, Stage
+from harness.scenario.arrivals import Ramp, RateCurve
 from harness.scenario.loader import parse_scenario
 from harness.scenario.model import LoadedScenario
 
@@ -135,7 +135,7 @@ def poisson_checks(check: Check, summary: pd.DataFrame, requests: pd.DataFrame) 
 def ramp_checks(check: Check, requests: pd.DataFrame, seconds: int) -> None:
     """The ramp 100→500/s: each second's starts against the line's count for that second."""
     ramp = requests[requests["scenario"] == "pacing_ramp"]
-    curve = RateCurve.ramps([Stage(500, seconds * NS_PER_S)], start_rate_per_s=100)
+    curve = RateCurve.ramps([Ramp(500, seconds * NS_PER_S)], start_rate_per_s=100)
     edges = np.arange(seconds + 1) * NS_PER_S
     line = np.diff(curve.count(edges))
     for backend, rows_of in ramp.groupby("backend", sort=False):
