@@ -261,7 +261,7 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
     from harness.core.units import format_rate, parse_duration_ns
     from harness.report.saturate import results_table, step_line
     from harness.saturate.probes import default_start_rate, run_search
-    from harness.saturate.search import SearchOptions, describe, exit_code, parse_slo, results_json
+    from harness.saturate.search import describe, exit_code, parse_slo, results_json
     from harness.store.meta import new_run_id
 
     loaded = load_scenario(scenario)

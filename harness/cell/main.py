@@ -22,6 +22,7 @@ from harness.core.job import SERVER_DIED, CellJob
 from harness.core.keys import BACKENDS as BACKEND_TRAITS
 from harness.core.keys import CellKey
 from harness.core.schema import LAG_RECORD_SCHEMA, TIMELINE_RECORD_SCHEMA
+from harness.core.system import raise_fd_limit
 from harness.core.wire import post_t0
 from harness.scenario.loader import parse_scenario
 from harness.store.spool import Spooler
@@ -87,21 +88,8 @@ def preload(backend: str, workload: str, client: str) -> None:
     pa.array(["x"])  # pyarrow imports pandas on its first list conversion: not in the clock
 
 
-def raise_fd_limit() -> None:
-    """Thousands of connections in flight need as many open files: the soft limit goes up to
-    the hard one (where allowed; a failure shows up as connect errors, in the rows)."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-
-
 def main() -> None:
-    raise_fd_limit()
+    raise_fd_limit()  # thousands of connections in flight need as many open files
     if len(sys.argv) == 4:
         preload(*sys.argv[1:])
     stop = StopFlag()

@@ -3,16 +3,16 @@ routes, and what a request sends.
 
 Every client answers one request as a schema.Outcome. The server's applied delay (arrival to the
 start of the response, measured in the server) comes back in the DELAY_HEADER so the client's
-own overhead is end − start − server_delay; the drawn target in the DELAY_TARGET_HEADER. What
+own overhead is end − start − server_delay; the drawn delay in the DELAY_TARGET_HEADER. What
 to send is one RequestSpec per cell, built before the clock starts."""
 
 from __future__ import annotations
 
+import functools
 import json
-import urllib.request
 from dataclasses import dataclass
 
-DELAY_HEADER = "X-Harness-Delay-Ns"  # applied: arrival to the start of the response, >= target
+DELAY_HEADER = "X-Harness-Delay-Ns"  # applied: arrival to the start of the response, >= drawn
 DELAY_TARGET_HEADER = "X-Harness-Delay-Target-Ns"  # drawn (+ a `delay` fault's extra)
 IN_FLIGHT_HEADER = "X-Harness-In-Flight"
 BODY_BYTES_HEADER = "X-Harness-Body-Bytes"  # request-body bytes the server read
@@ -52,8 +52,14 @@ def header_int(value) -> int | None:
         return None
 
 
-# Loopback only: never route the harness's own control requests through an environment proxy.
-LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+@functools.cache
+def local_opener():
+    """Loopback only: the harness's own control requests never go through an environment
+    proxy. Built on first use, so that the clients and the server, which import this module,
+    do not load urllib."""
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def post_t0(url: str, t0_ns: int, quiet: bool = False) -> None:
@@ -61,11 +67,13 @@ def post_t0(url: str, t0_ns: int, quiet: bool = False) -> None:
     count from there. The value is absolute (CLOCK_MONOTONIC is one clock for every process), so
     the post may come a little after the clock started without shifting anything. `quiet`: an
     engine without stalls or crashes has no clock, and a dead server is seen anyway."""
+    import urllib.request
+
     request = urllib.request.Request(url + OWN_ROUTES + "/clock", method="POST",
                                      data=json.dumps({"t0_ns": t0_ns}).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
-        with LOCAL.open(request, timeout=5) as response:
+        with local_opener().open(request, timeout=5) as response:
             response.read()
     except OSError:
         if not quiet:

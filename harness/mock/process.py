@@ -9,7 +9,7 @@ import sys
 import time
 
 from harness.core.errors import HarnessError
-from harness.core.wire import LOCAL, OWN_ROUTES, post_t0
+from harness.core.wire import OWN_ROUTES, local_opener, post_t0
 
 STOP_WAIT_S = 0.3  # the server's own wait for hanging handlers when it is told to stop
 
@@ -50,7 +50,7 @@ class ServerProcess:
         deadline = time.monotonic() + self._timeout
         while True:
             try:
-                with LOCAL.open(self.url + OWN_ROUTES + "/health", timeout=1) as resp:
+                with local_opener().open(self.url + OWN_ROUTES + "/health", timeout=1) as resp:
                     if resp.status == 200:
                         return
             except OSError:
@@ -62,7 +62,7 @@ class ServerProcess:
         """The server's own counts; empty when it no longer answers. `cpu_since_ready_s`: its
         CPU time since it was ready, without its start-up (imports, binding)."""
         try:
-            with LOCAL.open(self.url + OWN_ROUTES + "/stats", timeout=5) as resp:
+            with local_opener().open(self.url + OWN_ROUTES + "/stats", timeout=5) as resp:
                 found = json.loads(resp.read())
         except (OSError, ValueError):
             return {}

@@ -1,4 +1,4 @@
-"""`processes`: `concurrency` worker processes as slots, each with its own workload runner
+"""`processes`: `concurrency` slot processes, each with its own workload runner
 (for HTTP: a blocking keep-alive connection). Dispatcher threads in the cell process hand
 requests to free slot processes over pipes; each slot sends its request's record back as the
 request ends, so a slot holds nothing the cell does not already have but the request it runs.
