@@ -153,10 +153,15 @@ def test_offloaded_cpu_runs_in_a_pool_and_reports_where(lag_run):
 
 def test_inline_cpu_blocks_the_loop_and_the_probe_sees_it(lag_run, cpu_runs):
     cells = lag_run[2]["cells"].set_index(["backend", "strategy"])
+    rows = lag_run[2]["requests"]
     for backend in ("asyncio", "uvloop"):
         inline = cells.loc[(backend, "inline")]
-        # 20 ms kernels back to back in the coroutine: the 10 ms probe wakes up to one late
-        assert inline["loop_lag_p99_ns"] >= 10_000_000
+        # Kernels back to back in the coroutine: the 10 ms probe wakes up to one step late.
+        # Against the step as it ran (a run calibrated on a busy machine gets shorter steps
+        # than its 20 ms), so a loaded machine cannot make the bound wrong.
+        step_ns = rows.loc[(rows["backend"] == backend) & (rows["strategy"] == "inline"),
+                           "cpu_ns"].median()
+        assert inline["loop_lag_p99_ns"] >= 0.5 * step_ns
         # an inline coroutine never lets a second request start: peak in flight stays 1
         assert inline["peak_in_flight"] == 1
         for pool in ("thread_pool", "process_pool"):  # offloaded: both requests in flight
