@@ -32,10 +32,10 @@ def run(tmp_path, text, **kwargs):
 def test_calibration_hits_its_target_roughly(kind):
     cal = calibrate(kind, 10_000_000)
     assert cal["units"] >= 1 and cal["target_ns"] == 10_000_000
-    start = time.perf_counter_ns()
+    start = time.thread_time_ns()  # CPU time, as calibrated: a busy machine does not stretch it
     KERNELS[kind](cal["units"])
-    elapsed = time.perf_counter_ns() - start
-    assert 1_000_000 < elapsed < 200_000_000  # a noisy shared machine: the order is what counts
+    elapsed = time.thread_time_ns() - start
+    assert 5_000_000 < elapsed < 20_000_000  # within 0.5× to 2× of the target
 
 
 @pytest.fixture(scope="module")

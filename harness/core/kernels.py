@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 
 from harness.core.clock import now_ns
 from harness.core.stats import median
@@ -65,22 +66,24 @@ def mean_ns_per_unit(values) -> float | None:
 
 
 def calibrate(kind: str, duration_ns: int, trials: int = 5) -> dict:
-    """Units that take `duration_ns` on this machine now: grow a probe until it runs >= 20 ms,
-    then take the median rate of several trials (the machine's speed drifts; run per run)."""
+    """Units that take `duration_ns` of CPU on this machine now: grow a probe until it runs
+    >= 20 ms, then take the median rate of several trials (the machine's speed drifts; run per
+    run). Timed in this thread's own CPU time: wall time, which other work on a busy machine
+    stretches, would size the steps too small for the quieter moment they run in."""
     kernel = KERNELS[kind]
     units = 1 if kind == "cpu_release" else 1000
     while True:
-        start = now_ns()
+        start = time.thread_time_ns()
         kernel(units)
-        elapsed = now_ns() - start
+        elapsed = time.thread_time_ns() - start
         if elapsed >= 20_000_000:
             break
         units *= 2
     rates = []
     for _ in range(trials):
-        start = now_ns()
+        start = time.thread_time_ns()
         kernel(units)
-        rates.append(units / (now_ns() - start))
+        rates.append(units / max(time.thread_time_ns() - start, 1))
     rate = median(rates)  # units per ns
     return {"kind": kind, "target_ns": duration_ns, "units": max(1, round(rate * duration_ns)),
             "units_per_s": rate * 1e9, "trials": trials}
