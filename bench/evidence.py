@@ -1,0 +1,189 @@
+"""What a benchmark leaves behind: its verdicts, the exit status they give, and RUN/summary.md —
+the machine, the CPU pressure before and after, `git describe --dirty`, the date, and every
+figure with its target and verdict — small enough to commit under docs/measurements/.
+
+Every target-bearing script (bench.targets, bench.self, bench.pacing, …) judges through this
+module: a Verdict per figure, `status(verdicts)` for its exit code, `write_summary` for its file.
+
+Exit codes, one meaning each: 0 every judged target met; 1 a target missed (or, where a script
+says so, a target without data); 2 the benchmark could not be set up (a peer missing, bad
+arguments); 3 the run under measurement failed (a cell or command failed); 130 interrupted.
+`worst` combines steps: 130 > 3 > 2 > 1 > 0.
+
+    python -m bench.evidence publish RUN/summary.md NAME   # → docs/measurements/<date>-NAME.md
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import ROOT, machine
+
+MET, MISSED, NO_SETUP, FAILED, INTERRUPTED = 0, 1, 2, 3, 130
+SEVERITY = (INTERRUPTED, FAILED, NO_SETUP, MISSED, MET)  # worst first
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One figure: what it is, what was measured (as shown), its target, and whether it was
+    met — None when it is not judged (not run, no target, a --quick run, …); `why` says why
+    where the figure alone does not (e.g. "not attainable with this seed")."""
+    name: str
+    measured: str
+    target: str = "-"
+    met: bool | None = None
+    why: str = ""
+
+    def shown(self) -> str:
+        verdict = "-" if self.met is None else ("met" if self.met else "**missed**")
+        return f"{verdict} ({self.why})" if self.why else verdict
+
+
+def status(verdicts: list[Verdict]) -> int:
+    """1 when a judged target was missed, else 0."""
+    return MISSED if any(v.met is False for v in verdicts) else MET
+
+
+def worst(*codes: int) -> int:
+    """The worst of several steps' exit codes: 130 > 3 > 2 > 1 > 0 (others count as 3)."""
+    known = [code if code in SEVERITY else FAILED for code in codes]
+    return min(known, key=SEVERITY.index, default=MET)
+
+
+def missed(verdicts: list[Verdict]) -> list[str]:
+    return [v.name for v in verdicts if v.met is False]
+
+
+def describe_machine() -> str:
+    """CPU model, cores, memory, kernel and Python, on one line."""
+    model = _cpu_model()
+    memory = _memory_gib()
+    python = (f"Python {platform.python_version()} ({platform.python_implementation()}, "
+              f"GIL {'disabled' if sysconfig.get_config_var('Py_GIL_DISABLED') else 'enabled'})")
+    return (f"{model}, {os.cpu_count()} cores, "
+            f"{f'{memory:.0f} GiB' if memory else 'unknown'} memory, "
+            f"{platform.system()} {platform.release()}, {python}")
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    return found.group(1).strip() if found else (platform.processor() or "unknown CPU")
+
+
+def _memory_gib() -> float | None:
+    try:
+        found = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) / 2**20 if found else None
+
+
+def git_describe() -> str:
+    """`git describe --always --dirty` of the clone, or "unknown" outside one."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def pressure() -> str:
+    """The machine's CPU pressure, as every summary shows it."""
+    return machine.cpu_pressure_text(("avg10", "avg60", "avg300"), "{value:.1f} % ({window})")
+
+
+class Sitting:
+    """One benchmark sitting, for its summary: when it started, the pressure then, the command."""
+
+    def __init__(self, command: str | None = None) -> None:
+        self.started = datetime.now(UTC)
+        self.pressure_before = pressure()
+        self.command = command or " ".join(["python -m", _module_name(), *sys.argv[1:]])
+
+    def write_summary(self, out: Path, title: str, verdicts: list[Verdict],
+                      notes: list[str] = (), extra: str = "") -> Path:
+        """RUN/summary.md: the header lines (machine, commit, date, command, pressure, wall
+        time, exit status), notes, the verdict table, and any extra Markdown (e.g. the tables
+        as printed)."""
+        ended = datetime.now(UTC)
+        code = status(verdicts)
+        verdict = ("every judged target met" if code == MET
+                   else "missed: " + "; ".join(missed(verdicts)))
+        lines = [f"# {title}", "",
+                 f"- machine: {describe_machine()}",
+                 f"- commit: {git_describe()} (`git describe --always --dirty`)",
+                 f"- date: {self.started:%Y-%m-%d}, started {self.started:%H:%M:%S} UTC, "
+                 f"ended {ended:%H:%M:%S} UTC",
+                 f"- command: `{self.command}`",
+                 f"- CPU pressure (`/proc/pressure/cpu`, some): before {self.pressure_before};"
+                 f" after {pressure()}",
+                 f"- wall time: {(ended - self.started).total_seconds():.0f} s",
+                 f"- verdict: {verdict} (exit {code})"]
+        lines += [f"- {note}" for note in notes]
+        lines += ["", table(verdicts)]
+        if extra:
+            lines += ["", extra.rstrip()]
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "summary.md"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+def _module_name() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec and spec.name else Path(sys.argv[0]).name
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(verdicts: list[Verdict]) -> str:
+    lines = ["| target | measured | bound | met |", "| --- | --- | --- | --- |"]
+    lines += [f"| {_cell(v.name)} | {_cell(v.measured)} | {_cell(v.target)} | "
+              f"{_cell(v.shown())} |" for v in verdicts]
+    return "\n".join(lines)
+
+
+def publish(summary: Path, name: str, today: str | None = None) -> Path:
+    """Copy a run's summary.md to docs/measurements/<UTC date>-NAME.md (never over another)."""
+    date = today or datetime.now(UTC).strftime("%Y-%m-%d")
+    folder = ROOT / "docs" / "measurements"
+    target = folder / f"{date}-{name}.md"
+    n = 2
+    while target.exists():
+        target = folder / f"{date}-{name}-{n}.md"
+        n += 1
+    shutil.copyfile(summary, target)
+    return target
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] != "publish" or not Path(argv[1]).is_file():
+        print("usage: python -m bench.evidence publish RUN/summary.md NAME", file=sys.stderr)
+        return NO_SETUP
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", argv[2]):
+        print(f"bench.evidence: NAME {argv[2]!r}: lower-case letters, digits and '-' only",
+              file=sys.stderr)
+        return NO_SETUP
+    print(publish(Path(argv[1]), argv[2]).relative_to(ROOT))
+    return MET
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
