@@ -115,14 +115,15 @@ class Sitting:
         self.command = command or " ".join(["python -m", _module_name(), *sys.argv[1:]])
 
     def write_summary(self, out: Path, title: str, verdicts: list[Verdict],
-                      notes: list[str] = (), extra: str = "") -> Path:
+                      notes: list[str] = (), extra: str = "", code: int | None = None) -> Path:
         """RUN/summary.md: the header lines (machine, commit, date, command, pressure, wall
         time, exit status), notes, the verdict table, and any extra Markdown (e.g. the tables
-        as printed)."""
+        as printed). `code`: the script's exit status where it is not the verdicts' alone
+        (a cell failed: 3; the notes say why)."""
         ended = datetime.now(UTC)
-        code = status(verdicts)
-        verdict = ("every judged target met" if code == MET
-                   else "missed: " + "; ".join(missed(verdicts)))
+        code = status(verdicts) if code is None else code
+        verdict = ("missed: " + "; ".join(missed(verdicts)) if missed(verdicts)
+                   else "every judged target met")
         lines = [f"# {title}", "",
                  f"- machine: {describe_machine()}",
                  f"- commit: {git_describe()} (`git describe --always --dirty`)",
@@ -141,6 +142,12 @@ class Sitting:
         path = out / "summary.md"
         path.write_text("\n".join(lines) + "\n")
         return path
+
+
+def run_folder(script: str, out: Path | None = None) -> Path:
+    """Where a script's summary.md (and anything else it keeps) goes: its --out, else
+    results/<script>/<UTC time>/."""
+    return out or ROOT / "results" / script / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _module_name() -> str:
