@@ -13,9 +13,11 @@ server that is not running when its deadline comes is late by the time it waits 
 which no timer can help; the machine's CPU pressure (/proc/pressure/cpu, share of time some task
 waited for a core) is printed for the same reason.
 
-    python -m bench.delay_precision [--scale 1.0]
+    python -m bench.delay_precision [--scale 1.0] [--engine fast] [--out RUN]
 
---scale multiplies the request counts.
+--scale multiplies the request counts. Writes RUN/summary.md (default
+results/delay_precision/<UTC time>/); exits 0 when no response was early, 1 when one was, 3
+when the server or a request failed.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import psutil
 import uvloop
 
-from bench import machine
+from bench import evidence
+from bench.evidence import FAILED, Verdict
+from harness.core.errors import HarnessError
 from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER
 from harness.mock.process import ServerProcess
 
@@ -84,22 +90,60 @@ async def run_case(url: str, endpoint: str, concurrency: int, requests: int, spr
     return slack, latency
 
 
-def main() -> None:
+HEADER = (f"{'engine':7s} {'case':30s} {'n':>5s} {'applied−target p50':>19s} {'p99':>7s} "
+          f"{'max':>7s} {'early':>5s} {'client p50−target':>18s} {'server CPU':>10s} "
+          f"{'preempted':>9s}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--engine", action="append", choices=ENGINES,
                         help="the mock server's engine (repeatable; default: both)")
-    args = parser.parse_args()
-    print(f"{'engine':7s} {'case':30s} {'n':>5s} {'applied−target p50':>19s} {'p99':>7s} "
-          f"{'max':>7s} {'early':>5s} {'client p50−target':>18s} {'server CPU':>10s} "
-          f"{'preempted':>9s}")
-    for engine in args.engine or ENGINES:
-        measure(engine, args.scale)
-    print("CPU pressure of the machine (some, last 10 s): "
-          f"{machine.cpu_pressure_text(('avg10',))}")
+    parser.add_argument("--out", type=Path, help="RUN: where summary.md goes (default: "
+                                                 "results/delay_precision/<UTC time>/)")
+    args = parser.parse_args(argv)
+    if not 0 < args.scale <= 100:
+        parser.error("--scale must be in (0, 100]")
+    return args
 
 
-def measure(engine: str, scale: float) -> None:
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sitting = evidence.Sitting()
+    lines = [HEADER]
+    print(HEADER)
+    cases: list[dict] = []
+    code, notes = evidence.MET, []
+    try:
+        for engine in args.engine or ENGINES:
+            measure(engine, args.scale, cases, lines)
+    except (aiohttp.ClientError, KeyError, ValueError, OSError, HarnessError) as exc:
+        # (TimeoutError is an OSError)
+        notes.append(f"the measurement failed: {type(exc).__name__}: {str(exc)[:300]}")
+        print(f"bench.delay_precision: {notes[-1]}", file=sys.stderr)
+        code = FAILED
+    found = verdicts(cases)
+    code = evidence.worst(evidence.status(found), code)
+    path = sitting.write_summary(evidence.run_folder("delay_precision", args.out),
+                                 "Mock server delay precision", found, notes,
+                                 evidence.printed(lines), code=code)
+    print(f"CPU pressure of the machine: {evidence.pressure()}")
+    print(f"written: {path}")
+    return code
+
+
+def verdicts(cases: list[dict]) -> list[Verdict]:
+    """Per engine and case: no response early (applied < target)."""
+    return [Verdict(f"{c['engine']} {c['case']}: early responses",
+                    f"{c['early']} of {c['n']} (applied − target p50 {c['p50_us']:.0f} µs, "
+                    f"p99 {c['p99_us']:.0f} µs, max {c['max_us']:.0f} µs)", "0",
+                    c["early"] == 0) for c in cases]
+
+
+def measure(engine: str, scale: float, cases: list[dict], lines: list[str]) -> None:
+    """Each case against one engine's server, appended to `cases` and printed (kept in
+    `lines`) as it ends."""
     with ServerProcess(SCENARIO.format(engine=engine)) as server:
         proc = psutil.Process(server.proc.pid)
         for (endpoint, concurrency, requests, target), spread in itertools.product(
@@ -112,11 +156,16 @@ def measure(engine: str, scale: float) -> None:
             cpu = (server.stats()["cpu_s"] - cpu0) / (time.monotonic() - t0)
             switches = proc.num_ctx_switches().involuntary - switches
             name = f"{concurrency} at {target / 1e6:g} ms, {'spread' if spread else 'together'}"
-            print(f"{engine:7s} {name:30s} {len(slack):5d} {pct(slack, 0.5) / 1e3:16.0f} µs "
-                  f"{pct(slack, 0.99) / 1e3:4.0f} µs {max(slack) / 1e3:4.0f} µs "
-                  f"{sum(s < 0 for s in slack):5d} {pct(latency, 0.5) / 1e3:15.0f} µs "
-                  f"{cpu:9.0%} {switches:9d}")
+            case = {"engine": engine, "case": name, "n": len(slack),
+                    "early": sum(s < 0 for s in slack), "p50_us": pct(slack, 0.5) / 1e3,
+                    "p99_us": pct(slack, 0.99) / 1e3, "max_us": max(slack) / 1e3}
+            cases.append(case)
+            lines.append(f"{engine:7s} {name:30s} {case['n']:5d} {case['p50_us']:16.0f} µs "
+                         f"{case['p99_us']:4.0f} µs {case['max_us']:4.0f} µs "
+                         f"{case['early']:5d} {pct(latency, 0.5) / 1e3:15.0f} µs "
+                         f"{cpu:9.0%} {switches:9d}")
+            print(lines[-1], flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

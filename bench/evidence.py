@@ -43,6 +43,10 @@ class Verdict:
     met: bool | None = None
     why: str = ""
 
+    def __post_init__(self) -> None:
+        if self.met is not None:  # a NumPy bool is not `False`: status() tests `is False`
+            object.__setattr__(self, "met", bool(self.met))
+
     def shown(self) -> str:
         verdict = "-" if self.met is None else ("met" if self.met else "**missed**")
         return f"{verdict} ({self.why})" if self.why else verdict
@@ -148,6 +152,11 @@ def run_folder(script: str, out: Path | None = None) -> Path:
     """Where a script's summary.md (and anything else it keeps) goes: its --out, else
     results/<script>/<UTC time>/."""
     return out or ROOT / "results" / script / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def printed(lines: list[str]) -> str:
+    """Lines a script printed, as a Markdown block for a summary's `extra`."""
+    return "\n".join(["```text", *lines, "```"])
 
 
 def _module_name() -> str:

@@ -5,23 +5,26 @@ rate it kept up with (ok requests ÷ first intended start to last end: below the
 queue grew), the mock server's own event-loop lag p99 and its CPU time; then the target: at the
 same rate, inline's response-time p99 several (≥ 3) times each pool's.
 
-    python -m bench.inference_service [DIR...]     # default: results/inference_service_*/newest
-    python -m bench.inference_service --run [--backend asyncio] [--out DIR]
+    python -m bench.inference_service [DIR...] [--out RUN]  # default: the newest of each
+    python -m bench.inference_service --run [--backend asyncio] [--out RUN]
 
-`--run` runs the three scenarios first (`harness run`, into results/inference_service/<time>/).
-A benchmark, not a test: it prints what was measured and whether the target was met."""
+`--run` runs the three scenarios first (`harness run`, into RUN). RUN (default
+results/inference_service/<UTC time>/) gets summary.md. A benchmark, not a test: it prints what
+was measured and whether the target was met, and exits 0 when every inline/pool pair met it, 1
+when one missed, 2 without runs or without a pair to judge, 3 when a cell of --run failed."""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench import ROOT
+from bench import ROOT, evidence
+from bench.evidence import MET, MISSED, NO_SETUP, Verdict
+from harness.core.errors import HarnessError
 from harness.core.stats import median, percentile
 from harness.store.reader import find_run_dirs, read_run
 
@@ -71,45 +74,85 @@ def mode_of(scenario: str) -> str | None:
     return next((m for m in MODES if scenario.endswith(m)), None)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="*", type=Path)
-    parser.add_argument("--run", action="store_true", help="run the three scenarios first")
-    parser.add_argument("--backend", action="append", help="with --run: only these backends")
-    parser.add_argument("--out", type=Path, help="with --run: the run folder")
-    args = parser.parse_args(argv)
-    if args.run:
-        out = args.out or ROOT / "results" / "inference_service" / time.strftime(
-            "%Y%m%dT%H%M%SZ", time.gmtime())
-        backends = [a for b in args.backend or () for a in ("-b", b)]
-        subprocess.run([sys.executable, "-m", "harness", "run", *map(str, SCENARIOS),
-                        *backends, "--out", str(out)], check=False, stdout=subprocess.DEVNULL)
-        args.dirs = [out]
-    run_dirs = find_run_dirs(args.dirs) if args.dirs else newest(ROOT / "results")
-    if not run_dirs:
-        print("no inference_service run found; try --run", file=sys.stderr)
-        return 2
-    rows = figures(run_dirs)
-    print(f"{'scenario':<32} {'backend':<8} {'rate':>6} {'rep':>3} {'reqs':>5} {'err':>4} "
-          f"{'done/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'srv lag p99':>11} {'srv cpu s':>9}")
-    for r in rows:
-        print(f"{r['scenario']:<32} {r['backend']:<8} {r['rate']:>6.0f} {r['rep']:>3} "
-              f"{r['requests']:>5} {r['errors']:>4} {r['done_per_s']:>8.1f} {r['p50_ms']:>8.1f} "
-              f"{r['p99_ms']:>8.1f} {r['srv_lag_p99_ms']:>11.1f} {r['srv_cpu_s'] or 0:>9.2f}")
-    by = {}  # (backend, rate) → mode → median p99 over repetitions
+def verdicts(rows: list[dict]) -> list[Verdict]:
+    """Per backend and rate: inline's response-time p99 (median over repetitions) ÷ each
+    pool's, judged against FACTOR."""
+    by: dict = {}  # (backend, rate) → mode → p99 of each repetition
     for r in rows:
         if (mode := mode_of(r["scenario"])) is not None:
             by.setdefault((r["backend"], r["rate"]), {}).setdefault(mode, []).append(r["p99_ms"])
+    found = []
     for (backend, rate), modes in by.items():
         p99 = {mode: median(values) for mode, values in modes.items()}
         for pool in ("thread_pool", "process_pool"):
             if "inline" in p99 and pool in p99 and not np.isnan(p99[pool]):
                 ratio = p99["inline"] / p99[pool]
-                verdict = "met" if ratio >= FACTOR else "NOT met"
-                print(f"{backend} at {rate:.0f}/s: inline p99 {p99['inline']:.1f} ms = "
-                      f"{ratio:.1f} × {pool}'s {p99[pool]:.1f} ms (target ≥ {FACTOR:g} ×): "
-                      f"{verdict}")
-    return 0
+                found.append(Verdict(f"{backend} at {rate:.0f}/s: inline p99 ÷ {pool}'s",
+                                     f"{ratio:.1f} ({p99['inline']:.1f} ms ÷ {p99[pool]:.1f} ms)",
+                                     f"≥ {FACTOR:g}", bool(ratio >= FACTOR)))
+    return found
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = [f"{'scenario':<32} {'backend':<8} {'rate':>6} {'rep':>3} {'reqs':>5} {'err':>4} "
+             f"{'done/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'srv lag p99':>11} {'srv cpu s':>9}"]
+    lines += [f"{r['scenario']:<32} {r['backend']:<8} {r['rate']:>6.0f} {r['rep']:>3} "
+              f"{r['requests']:>5} {r['errors']:>4} {r['done_per_s']:>8.1f} "
+              f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['srv_lag_p99_ms']:>11.1f} "
+              f"{r['srv_cpu_s'] or 0:>9.2f}" for r in rows]
+    return lines
+
+
+def run(out: Path, backends: list[str] | None) -> int:
+    """`harness run` of the three scenarios into `out`: its exit status as ours (a scenario's
+    own threshold failing, its 1, is not this benchmark's target: 0)."""
+    flags = [a for b in backends or () for a in ("-b", b)]
+    done = subprocess.run([sys.executable, "-m", "harness", "run", *map(str, SCENARIOS),
+                           *flags, "--out", str(out)], check=False, stdout=subprocess.DEVNULL)
+    return MET if done.returncode in (MET, MISSED) else done.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="*", type=Path)
+    parser.add_argument("--run", action="store_true", help="run the three scenarios first")
+    parser.add_argument("--backend", action="append", help="with --run: only these backends")
+    parser.add_argument("--out", type=Path, help="RUN: summary.md, and with --run the runs "
+                                                 "(default: results/inference_service/<time>/)")
+    args = parser.parse_args(argv)
+    sitting = evidence.Sitting()
+    out = evidence.run_folder("inference_service", args.out)
+    ran = MET
+    if args.run:
+        ran = run(out, args.backend)
+        args.dirs = [out]
+    try:
+        run_dirs = find_run_dirs(args.dirs) if args.dirs else newest(ROOT / "results")
+    except HarnessError as exc:
+        run_dirs, message = [], str(exc)
+    else:
+        message = "no inference_service run found; try --run"
+    if not run_dirs:
+        print(f"bench.inference_service: {message}", file=sys.stderr)
+        return evidence.worst(ran, NO_SETUP)
+    rows = figures(run_dirs)
+    lines = table(rows)
+    found = verdicts(rows)
+    for v in found:
+        lines.append(f"{v.name}: {v.measured} (target {v.target}): {v.shown()}")
+    print("\n".join(lines))
+    notes = [f"runs: {', '.join(map(str, run_dirs))}"]
+    code = evidence.worst(evidence.status(found), ran)
+    if ran != MET:
+        notes.append(f"harness run exited {ran}")
+    if not found:
+        notes.append("no inline and pool cells at the same backend and rate: nothing to judge")
+        print(f"bench.inference_service: {notes[-1]}", file=sys.stderr)
+        code = evidence.worst(code, NO_SETUP)
+    path = sitting.write_summary(out, "The inference service", found, notes,
+                                 evidence.printed(lines), code=code)
+    print(f"written: {path}")
+    return code
 
 
 if __name__ == "__main__":

@@ -4,12 +4,16 @@
    endpoint) of 10 s and of 40 s: target 40 s ≤ 1.15 × 10 s.
 2. The runner's RSS after 20 cells and after 200 (small `fake` cells): target ≤ 1.1 ×.
 
-    python -m bench.memory [--quick]
+    python -m bench.memory [--quick] [--out RUN]
 
-A benchmark, not a test: it prints what it measured and whether each target was met."""
+A benchmark, not a test: it prints what it measured and whether each target was met, writes
+RUN/summary.md (default results/memory/<UTC time>/), and exits 0 when both were met, 1 when one
+was missed, 3 when a run failed. --quick (2 s and 8 s cells, 40 small cells) is a smoke run:
+its figures are shown, not judged."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -17,6 +21,9 @@ import time
 from pathlib import Path
 
 import psutil
+
+from bench import evidence
+from bench.evidence import FAILED, Verdict
 
 CELL = """name: mem{seconds}
 server:
@@ -32,6 +39,7 @@ load: {{requests: 20, concurrency: 2}}
 backends: [threads, asyncio]
 repeat: {repeat}
 """
+CELL_GROWTH, RUNNER_GROWTH = 1.15, 1.1  # targets: long ÷ short cell, late ÷ early runner RSS
 
 
 def _harness(scenario: Path, out: Path) -> subprocess.Popen:
@@ -61,7 +69,10 @@ def cell_peak_rss(seconds: int, folder: Path) -> int:
         peak = max(peak, _cell_tree_rss(runner))
         time.sleep(0.05)
     if proc.returncode != 0:
-        raise SystemExit(f"run failed: {proc.stderr.read().decode()[-500:]}")
+        raise RuntimeError(f"the {seconds} s cell's run failed: "
+                           f"{proc.stderr.read().decode()[-300:]}")
+    if peak == 0:
+        raise RuntimeError(f"the {seconds} s cell's process was never seen")
     return peak
 
 
@@ -79,24 +90,56 @@ def runner_rss(cells: int, folder: Path) -> tuple[int, int]:
                 at[label] = runner.memory_info().rss
         time.sleep(0.02)
     proc.wait()
+    if len(at) < 2:
+        raise RuntimeError(f"the run of {cells} cells ended (exit {proc.returncode}) before "
+                           "all its cells were written")
     return at["early"], at["late"]
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
-    short, long_ = (2, 8) if quick else (10, 40)
-    cells = 40 if quick else 200
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        a, b = cell_peak_rss(short, folder), cell_peak_rss(long_, folder)
-        print(f"cell tree peak RSS: {short} s cell {a / 2**20:.1f} MiB, {long_} s cell "
-              f"{b / 2**20:.1f} MiB, ratio {b / a:.3f} (target <= 1.15: "
-              f"{'met' if b <= 1.15 * a else 'MISSED'})")
-        early, late = runner_rss(cells, folder)
-        print(f"runner RSS: after {cells // 10} cells {early / 2**20:.1f} MiB, after {cells} "
-              f"{late / 2**20:.1f} MiB, ratio {late / early:.3f} (target <= 1.1: "
-              f"{'met' if late <= 1.1 * early else 'MISSED'})")
+def verdicts(cell: tuple[int, int, int, int], runner: tuple[int, int, int],
+             quick: bool) -> list[Verdict]:
+    """cell: (short s, its peak RSS, long s, its peak RSS); runner: (cells, RSS after a tenth
+    of them, RSS after all). Not judged on a --quick run."""
+    short, a, long_, b = cell
+    cells, early, late = runner
+    why = "--quick: not the targets' conditions" if quick else ""
+    return [Verdict(f"cell tree peak RSS, {long_} s ÷ {short} s cell",
+                    f"{b / a:.3f} ({b / 2**20:.1f} MiB ÷ {a / 2**20:.1f} MiB)",
+                    f"≤ {CELL_GROWTH:g}", None if quick else b / a <= CELL_GROWTH, why),
+            Verdict(f"runner RSS, after {cells} cells ÷ after {cells // 10}",
+                    f"{late / early:.3f} ({late / 2**20:.1f} MiB ÷ {early / 2**20:.1f} MiB)",
+                    f"≤ {RUNNER_GROWTH:g}", None if quick else late / early <= RUNNER_GROWTH,
+                    why)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run, not judged")
+    parser.add_argument("--out", type=Path, help="RUN: where summary.md goes (default: "
+                                                 "results/memory/<UTC time>/)")
+    args = parser.parse_args(argv)
+    short, long_ = (2, 8) if args.quick else (10, 40)
+    cells = 40 if args.quick else 200
+    sitting = evidence.Sitting()
+    found, notes, code = [], [], evidence.MET
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            a, b = cell_peak_rss(short, folder), cell_peak_rss(long_, folder)
+            found = verdicts((short, a, long_, b), (cells, *runner_rss(cells, folder)),
+                             args.quick)
+    except (RuntimeError, OSError, psutil.Error) as exc:
+        notes.append(f"the measurement failed: {str(exc)[:300]}")
+        print(f"bench.memory: {notes[-1]}", file=sys.stderr)
+        code = FAILED
+    for v in found:
+        print(f"{v.name}: {v.measured} (target {v.target}: {v.shown()})")
+    code = evidence.worst(evidence.status(found), code)
+    path = sitting.write_summary(evidence.run_folder("memory", args.out), "Memory stays flat",
+                                 found, notes, code=code)
+    print(f"written: {path}")
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,7 +6,10 @@ connections each send one header byte a second (never finishing it), then clean 
 the three figures, errors and non-2xx counts, and loris ÷ the mean of the clean runs (the target
 is ≥ 0.5). Only 127.0.0.1; every phase bounded in time.
 
-    python -m bench.server_abuse [--seconds 5] [--loris 1000] [--connections 50]
+    python -m bench.server_abuse [--seconds 5] [--loris 1000] [--connections 50] [--out RUN]
+
+Writes RUN/summary.md (default results/server_abuse/<UTC time>/); exits 0 when the target is
+met, 1 when it is missed, 2 without wrk, 3 when the server, wrk or a loris connection failed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench import evidence
+from bench.evidence import FAILED, NO_SETUP, Verdict
 from harness.core.system import raise_fd_limit
 
 SCENARIO = """\
@@ -40,7 +45,10 @@ def wrk(port: int, seconds: int, connections: int) -> tuple[float, str]:
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
                           f"http://127.0.0.1:{port}/api"],
                          capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise ValueError(f"wrk's output has no Requests/sec: {out[-300:]!r}")
+    rate = float(found[1])
     problems = " ".join(line.strip() for line in out.splitlines()
                         if "Socket errors" in line or "Non-2xx" in line)
     return rate, problems or "no errors"
@@ -87,25 +95,73 @@ class Loris:
             sock.close()
 
 
-def main() -> None:
+RATIO = 0.5  # target: loris ÷ the mean of the clean runs ≥ this
+
+
+def verdicts(clean1: float, loris: float, clean2: float, loris_count: int) -> list[Verdict]:
+    """The three rates, reported, and loris ÷ the mean of the clean ones, judged."""
+    ratio = loris / ((clean1 + clean2) / 2)
+    return [Verdict("clean, requests/s", f"{clean1:.0f}/s, then {clean2:.0f}/s"),
+            Verdict(f"{loris_count} slow-loris held, requests/s", f"{loris:.0f}/s"),
+            Verdict("loris ÷ clean", f"{ratio:.2f}", f"≥ {RATIO:g}", bool(ratio >= RATIO))]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--loris", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=50)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="RUN: where summary.md goes (default: "
+                                                 "results/server_abuse/<UTC time>/)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.seconds <= 60 or not 1 <= args.loris <= 10_000:
+        parser.error("--seconds must be 1..60 and --loris 1..10000")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not shutil.which("wrk"):
-        sys.exit("wrk is not installed")
+        print("bench.server_abuse: wrk is not installed (it loads the server)", file=sys.stderr)
+        return NO_SETUP
+    sitting = evidence.Sitting()
+    notes: list[str] = []
     if note := raise_fd_limit(args.loris + 200):  # the loris sockets, with room to spare
         print(f"note: {note}", file=sys.stderr)
+        notes.append(note)
+    lines: list[str] = []
+    try:
+        found = measure(args, lines)
+        code = evidence.status(found)
+    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        found, code = [], FAILED
+        notes.append(f"the measurement failed: {type(exc).__name__}: {str(exc)[:300]}")
+        print(f"bench.server_abuse: {notes[-1]}", file=sys.stderr)
+    path = sitting.write_summary(evidence.run_folder("server_abuse", args.out),
+                                 "Mock server under slow-loris", found, notes,
+                                 evidence.printed(lines), code=code)
+    print(f"written: {path}")
+    return code
+
+
+def measure(args: argparse.Namespace, lines: list[str]) -> list[Verdict]:
+    """Clean, with the loris clients, clean again: printed (and kept in `lines`) as it goes."""
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "abuse.yaml"
         path.write_text(SCENARIO)
         serve = subprocess.Popen([sys.executable, "-m", "harness", "serve", str(path)],
                                  stdout=subprocess.PIPE, text=True)
         try:
-            port = int(re.search(r"127\.0\.0\.1:(\d+)", serve.stdout.readline())[1])
+            found = re.search(r"127\.0\.0\.1:(\d+)", serve.stdout.readline())
+            if found is None:
+                raise ValueError(f"harness serve did not start (exit {serve.poll()})")
+            port = int(found[1])
             clean1, problems1 = wrk(port, args.seconds, args.connections)
-            print(f"clean                    {clean1:9.0f} requests/s  ({problems1})")
+            say(f"clean                    {clean1:9.0f} requests/s  ({problems1})")
             loris = Loris(port, args.loris)
             try:
                 deadline = time.monotonic() + 10
@@ -116,16 +172,18 @@ def main() -> None:
                 alive = loris.open()
             finally:
                 loris.close()
-            print(f"{args.loris} slow-loris held {rate:9.0f} requests/s  ({problems}; "
-                  f"the server held {held} sockets; {alive} loris connections still open after, "
-                  f"{loris.sent} bytes dripped)")
+            say(f"{args.loris} slow-loris held {rate:9.0f} requests/s  ({problems}; "
+                f"the server held {held} sockets; {alive} loris connections still open after, "
+                f"{loris.sent} bytes dripped)")
             clean2, problems2 = wrk(port, args.seconds, args.connections)
-            print(f"clean again              {clean2:9.0f} requests/s  ({problems2})")
-            print(f"ratio loris ÷ clean      {rate / ((clean1 + clean2) / 2):9.2f}")
+            say(f"clean again              {clean2:9.0f} requests/s  ({problems2})")
+            say(f"ratio loris ÷ clean      {rate / ((clean1 + clean2) / 2):9.2f} "
+                f"(target ≥ {RATIO:g})")
         finally:
             serve.send_signal(signal.SIGINT)
             serve.wait(10)
+    return verdicts(clean1, rate, clean2, args.loris)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
