@@ -5,8 +5,15 @@ import math
 
 import pytest
 
-from bench import delay_precision, engines, evidence, inference_service, kill_flush, memory
-from bench import server_abuse
+from bench import (
+    delay_precision,
+    engines,
+    evidence,
+    inference_service,
+    kill_flush,
+    memory,
+    server_abuse,
+)
 
 MIB = 2**20
 
