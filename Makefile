@@ -41,7 +41,8 @@ bench-full: $(STAMP)
 
 # The harness against its peers (wrk, Locust) and against itself, side by side in one sitting,
 # at most 12 minutes; sets up wrk (apt) and Locust (bench/.venv-locust) itself. Not part of test.
-# Writes results/bench-self/<UTC time>/bench-self.{parquet,md}.
+# Writes results/bench-self/<UTC time>/bench-self.parquet and summary.md; exits 1 on a missed
+# target, 2 when a peer cannot be set up, 3 when a section failed (0 with ARGS=--report-only).
 bench-self: $(STAMP)
 	$(BIN)/python -m bench.self $(ARGS)
 

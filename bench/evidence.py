@@ -119,15 +119,17 @@ class Sitting:
         self.command = command or " ".join(["python -m", _module_name(), *sys.argv[1:]])
 
     def write_summary(self, out: Path, title: str, verdicts: list[Verdict],
-                      notes: list[str] = (), extra: str = "", code: int | None = None) -> Path:
+                      notes: list[str] = (), extra: str = "", code: int | None = None,
+                      code_why: str = "") -> Path:
         """RUN/summary.md: the header lines (machine, commit, date, command, pressure, wall
         time, exit status), notes, the verdict table, and any extra Markdown (e.g. the tables
-        as printed). `code`: the script's exit status where it is not the verdicts' alone
-        (a cell failed: 3; the notes say why)."""
+        as printed). `code`: the exit status when it is not `status(verdicts)` (a failed step,
+        a --report-only run), `code_why` saying why."""
         ended = datetime.now(UTC)
-        code = status(verdicts) if code is None else code
-        verdict = ("missed: " + "; ".join(missed(verdicts)) if missed(verdicts)
-                   else "every judged target met")
+        judged = status(verdicts)
+        code = judged if code is None else code
+        verdict = ("every judged target met" if judged == MET
+                   else "missed: " + "; ".join(missed(verdicts)))
         lines = [f"# {title}", "",
                  f"- machine: {describe_machine()}",
                  f"- commit: {git_describe()} (`git describe --always --dirty`)",
@@ -137,7 +139,7 @@ class Sitting:
                  f"- CPU pressure (`/proc/pressure/cpu`, some): before {self.pressure_before};"
                  f" after {pressure()}",
                  f"- wall time: {(ended - self.started).total_seconds():.0f} s",
-                 f"- verdict: {verdict} (exit {code})"]
+                 f"- verdict: {verdict} (exit {code}{': ' + code_why if code_why else ''})"]
         lines += [f"- {note}" for note in notes]
         lines += ["", table(verdicts)]
         if extra:

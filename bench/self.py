@@ -1,11 +1,14 @@
 """`make bench-self`: the harness measured against its peers and against itself, side by
-side in one sitting, every figure with its target and whether it was met. A benchmark, not a
-test: it exits 0 whatever it measured, and 1 only when a peer cannot be set up.
+side in one sitting, every figure with its target and whether it was met. Exit status
+(bench/evidence.py): 0 every judged target met; 1 a judged target missed (a target whose figure
+was not measured counts as missed); 2 a peer cannot be set up, or bad arguments; 3 a section
+failed (its figures are missing); 130 interrupted. --report-only: measure and write everything,
+exit 0 whatever was missed or failed (still 2 on bad arguments or a missing peer).
 
 Peers, set up here: wrk from the distribution's packages (`apt-get install -y wrk` when it is
 missing) and Locust from PyPI into bench/.venv-locust (kept between runs). When one cannot be
-set up the script exits 1 saying so, unless BENCH_SELF_ALLOW_SKIP=1: then the figures that need
-it are reported as not measured.
+set up the script exits 2 saying so, unless BENCH_SELF_ALLOW_SKIP=1: then the figures that need
+it are reported as not measured, and not judged.
 
 What it measures, all on loopback against the mock server's `fast` engine (GET /api, 128-byte
 body), 50 connections, zero delay, `--seconds` each (default 5):
@@ -23,56 +26,62 @@ body), 50 connections, zero delay, `--seconds` each (default 5):
 4. Recording: ns per request that RecordBuffer.append adds (1 000 000 appends with the cell's
    spooler thread draining them to its Arrow IPC file, minus the same loop without), and
    Parquet write/read time of 1 000 000 rows (the requests schema; and the cell-end path, the
-   spool to Parquet through RunWriter.write_cell_data).
+   spool to Parquet through RunWriter.write_cell_data): each write cold (a fresh process's
+   first, as a run's first cell pays it) and warm (as every later cell pays it).
 5. 10 000 in flight: 1 s delay, 30 000 requests, concurrency 10 000, asyncio and uvloop × lean
    and standard: errors, the server's peak in flight, loop lag p99. Then the threads backend:
    the highest thread count (500 … 10 000, three requests per thread) it runs with 0 errors.
 
-Results: results/bench-self/<UTC time>/bench-self.parquet (name, value, unit, target, met) and
-bench-self.md (the same table) — names no glob that reads runs picks up; the harness runs made
-here go to a temporary folder. At most 12 minutes.
+Results in RUN = results/bench-self/<UTC time>/: bench-self.parquet (name, value, unit, target,
+met, verdict; the run's metadata under b"harness" in its key-value metadata) and summary.md
+(machine, commit, date, CPU pressure before and after, every figure with its target and
+verdict) — names no glob that reads runs picks up; the harness runs made here go to a temporary
+folder. At most 12 minutes.
 
-    python -m bench.self [--seconds 5] [--rounds 3] [--quick]
+    python -m bench.self [--seconds 5] [--rounds 3] [--quick] [--report-only]
 
 --quick (for development): 2-second measurements, one round, a smaller 10 000-in-flight run
-(3 000 requests at concurrency 1 000) and thread ladder; its figures do not answer the targets.
+(3 000 requests at concurrency 1 000) and thread ladder, one cold Parquet process; its figures
+do not answer the targets: `met` is null, the verdict "quick: not judged".
 
 This module runs the sitting; its parts, one job each: bench/self_sitting.py (the time budget,
 the figures and notes, a `harness run`), self_peers.py (wrk and Locust: set-up and one
 measurement each, and the bare loops), the sections in the order they run (self_recording.py,
-self_throughput.py, self_engines.py, self_latency.py, self_in_flight.py), self_report.py (the
-table and its files).
+self_throughput.py, self_engines.py, self_latency.py, self_in_flight.py), self_report.py
+(verdicts, the exit status, the files).
 """
 
 from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ROOT, machine
+from bench import ROOT, evidence
 from bench.self_engines import engines
 from bench.self_in_flight import in_flight
 from bench.self_latency import latency
 from bench.self_peers import setup_peers
 from bench.self_recording import recording
-from bench.self_report import table, write
+from bench.self_report import finish, metadata, outcome, verdicts, write_parquet
 from bench.self_sitting import Sitting, say
 from bench.self_throughput import throughput
 
 SECTIONS = (recording, throughput, engines, latency, in_flight)
-PRESSURE = (("avg60", "avg300"), "{value:.2f} % ({window})")  # windows, form
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true",
-                        help="development: 2 s each, one round, small in-flight runs")
-    args = parser.parse_args()
+                        help="development: 2 s each, one round, small in-flight runs; "
+                             "not judged")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure and write everything; exit 0 whatever was missed")
+    args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds = 2, 1
     if not 1 <= args.seconds <= 10 or not 1 <= args.rounds <= 5:
@@ -80,34 +89,43 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse_args()
-    when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    import psutil
-
-    header = [f"# bench-self {when}", "",
-              f"{psutil.cpu_count()} cores; machine CPU pressure at the start "
-              f"{machine.cpu_pressure_text(*PRESSURE)}"]
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    record = evidence.Sitting()  # the start and the CPU pressure before anything runs
+    when = f"{record.started:%Y%m%dT%H%M%SZ}"
+    meta = metadata(args, when)
     with tempfile.TemporaryDirectory(prefix="bench-self-") as tmp:
         sitting = Sitting(args, Path(tmp))
-        setup_peers(sitting)
-        for section in SECTIONS:
-            try:
-                section(sitting)
-            except (subprocess.SubprocessError, RuntimeError, OSError, ValueError) as exc:
-                # One section's failure is reported; the others' figures still count.
-                note = f"{section.__name__}: failed: {str(exc)[:300]}"
-                sitting.notes.append(note)
-                say("  " + note)
-    wall = sitting.elapsed()
-    header += [f"machine CPU pressure at the end {machine.cpu_pressure_text(*PRESSURE)}",
-               f"wall time {wall:.0f} s" + (" (--quick: not the targets' conditions)"
-                                            if args.quick else ""), ""]
-    header += [f"- {note}" for note in sitting.notes]
-    out = write(sitting.figures, when, header)
-    say("\n" + "\n".join(header) + "\n\n" + table(sitting.figures))
-    say(f"\nwritten: {out.relative_to(ROOT)}/bench-self.parquet, bench-self.md")
+        try:
+            setup_peers(sitting)
+            run_sections(sitting)
+        except KeyboardInterrupt:
+            print("bench-self: interrupted; nothing written", file=sys.stderr)
+            return evidence.INTERRUPTED
+    if args.quick:
+        sitting.notes.insert(0, "--quick: 2 s measurements, one round, 1 000 in flight: not "
+                                "the targets' conditions, so no figure is judged")
+    code, why = outcome(sitting.figures, sitting.failed, args.quick, args.report_only)
+    out = ROOT / "results" / "bench-self" / when
+    write_parquet(out, sitting.figures, finish(meta, sitting.elapsed(), code, sitting.notes))
+    summary = record.write_summary(out, f"make bench-self ({when})", verdicts(sitting.figures),
+                                   sitting.notes, code=code, code_why=why)
+    say("\n" + summary.read_text())
+    say(f"written: {out.relative_to(ROOT)}/bench-self.parquet, summary.md")
+    return code
+
+
+def run_sections(sitting: Sitting) -> None:
+    for section in SECTIONS:
+        try:
+            section(sitting)
+        except (subprocess.SubprocessError, RuntimeError, OSError, ValueError) as exc:
+            # One section's failure is reported (exit 3); the others' figures still count.
+            note = f"{section.__name__}: failed: {str(exc)[:300]}"
+            sitting.failed.append(section.__name__)
+            sitting.notes.append(note)
+            say("  " + note)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bench import ROOT
+from bench.evidence import NO_SETUP
 from bench.self_sitting import CONNECTIONS, Sitting, child_env, say
 
 LOCUST_VENV = ROOT / "bench" / ".venv-locust"
@@ -30,8 +31,9 @@ class Api(FastHttpUser):
 
 
 def setup_peers(sitting: Sitting) -> None:
-    """wrk and Locust found or set up; the sitting exits 1 when one cannot be, unless
-    BENCH_SELF_ALLOW_SKIP=1 (then its figures are not measured)."""
+    """wrk and Locust found or set up; the sitting exits 2 (evidence.NO_SETUP), saying so in
+    one line, when one cannot be, unless BENCH_SELF_ALLOW_SKIP=1 (then its figures are not
+    measured, and not judged)."""
     missing = []
     sitting.wrk = ensure_wrk()
     if sitting.wrk is None:
@@ -42,7 +44,9 @@ def setup_peers(sitting: Sitting) -> None:
     if missing:
         message = "bench-self: cannot set up " + " and ".join(missing)
         if os.environ.get("BENCH_SELF_ALLOW_SKIP") != "1":
-            sys.exit(message + "; set BENCH_SELF_ALLOW_SKIP=1 to run without it")
+            print(message + "; set BENCH_SELF_ALLOW_SKIP=1 to run without it",
+                  file=sys.stderr)
+            sys.exit(NO_SETUP)
         say(message + "; BENCH_SELF_ALLOW_SKIP=1: its figures are not measured")
         sitting.notes.append(message)
     versions = []

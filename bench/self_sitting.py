@@ -3,7 +3,6 @@ and the `harness run`s it makes into its temporary folder."""
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 
 from bench import ROOT
-from bench.self_report import Figure
+from bench.self_report import Figure, judge
 
 BUDGET_S = 12 * 60
 CONNECTIONS = 50
@@ -34,6 +33,7 @@ class Sitting:
         self.started = time.monotonic()
         self.figures: list[Figure] = []
         self.notes: list[str] = []
+        self.failed: list[str] = []  # sections that failed: their figures are missing
         self.wrk: str | None = None
         self.locust: Path | None = None
         self.last_run: Path | None = None
@@ -59,17 +59,18 @@ class Sitting:
 
     def add(self, name: str, value, unit: str, target: str | None = None,
             ok=None) -> None:
+        """A figure, judged against its target (`ok`: value → met) unless --quick."""
         value = float("nan") if value is None else float(value)
-        met = None
-        if target is not None and not math.isnan(value) and ok is not None:
-            met = bool(ok(value))
-        self.figures.append(Figure(name, value, unit, target, met))
-        say(f"  {name}: {Figure(name, value, unit).shown()} {unit}"
-            + (f"  (target {target}: {'met' if met else 'MISSED' if met is False else '-'})"
-               if target else ""))
+        figure = judge(name, value, unit, target, ok, self.args.quick)
+        self.figures.append(figure)
+        say(f"  {name}: {figure.shown()} {unit}"
+            + (f"  (target {target}: {figure.verdict()})" if target else ""))
 
     def skip(self, name: str, unit: str, target: str | None, why: str) -> None:
-        self.figures.append(Figure(name, float("nan"), unit, target, None))
+        """A figure not measured for a reason of the sitting's (a peer allowed to be missing,
+        the time budget): not judged."""
+        self.figures.append(Figure(name, float("nan"), unit, target, None,
+                                   f"not measured: {why}"))
         say(f"  {name}: not measured ({why})")
 
     def run_harness(self, name: str, text: str, timeout_s: float):
