@@ -24,20 +24,31 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# One run of every scenario into results/bench/<UTC time>/, the targets measured from it, and
-# results/report.html (plots, tables, metadata; self-contained).
+# A sitting's three steps, each run whatever the others gave: `harness run` into
+# $(1)/<UTC time>/, `bench.targets` (its verdicts and RUN/summary.md, dated from the sitting's
+# start), the HTML report $(2). The recipe exits with the worst status, 130 > 3 > 2 > 1 > 0 (an
+# interrupted run stops the sitting at once, with 130); make itself then reports `Error N` and
+# exits 2, as GNU make does for any failed recipe. $(3): the scenario files; $(4): run options.
+define bench_steps
+	@out=$(1)/$$(date -u +%Y%m%dT%H%M%SZ); sitting=$$(mktemp); \
+	$(BIN)/python -m bench.evidence start $$sitting "make $@$(if $(filter-out file default,$(origin SCENARIOS)), SCENARIOS='$(SCENARIOS)')"; \
+	$(BIN)/harness run $(3) $(4) --out $$out; run=$$?; \
+	if [ $$run -eq 130 ]; then rm -f $$sitting; exit 130; fi; \
+	$(BIN)/python -m bench.targets $$out --scenarios $(3) --sitting $$sitting --run-status $$run; \
+	targets=$$?; rm -f $$sitting; \
+	$(BIN)/harness report $$out --html $(2) > /dev/null; report=$$?; \
+	echo "make $@: harness run $$run, targets $$targets, report $$report ($$out)"; \
+	$(BIN)/python -m bench.evidence worst $$run $$targets $$report
+endef
+
+# One run of every scenario into results/bench/<UTC time>/, the targets measured from it (exit 1
+# when one is missed), its summary.md, and results/report.html (plots, tables, metadata).
 bench: $(STAMP)
-	@out=results/bench/$$(date -u +%Y%m%dT%H%M%SZ) && \
-	$(BIN)/harness run $(SCENARIOS) --out $$out && \
-	$(BIN)/python -m bench.targets $$out && \
-	$(BIN)/harness report $$out --html results/report.html > /dev/null
+	$(call bench_steps,results/bench,results/report.html,$(SCENARIOS))
 
 # The longer matrix: every scenario, 5 repetitions each (gil_io over 1, 10 and 50 included).
 bench-full: $(STAMP)
-	@out=results/bench-full/$$(date -u +%Y%m%dT%H%M%SZ) && \
-	$(BIN)/harness run $(FULL_SCENARIOS) --repeat 5 --out $$out; \
-	$(BIN)/python -m bench.targets $$out && \
-	$(BIN)/harness report $$out --html results/report-full.html > /dev/null
+	$(call bench_steps,results/bench-full,results/report-full.html,$(FULL_SCENARIOS),--repeat 5)
 
 # The harness against its peers (wrk, Locust) and against itself, side by side in one sitting,
 # at most 12 minutes; sets up wrk (apt) and Locust (bench/.venv-locust) itself. Not part of test.

@@ -11,10 +11,16 @@ arguments); 3 the run under measurement failed (a cell or command failed); 130 i
 `worst` combines steps: 130 > 3 > 2 > 1 > 0.
 
     python -m bench.evidence publish RUN/summary.md NAME   # → docs/measurements/<date>-NAME.md
+    python -m bench.evidence start FILE [COMMAND]  # a sitting's start, for a later summary
+    python -m bench.evidence worst CODE...         # exits with the worst of the codes
+
+`start` lets a sitting of several steps (`make bench`: the run, the targets, the report) date
+its summary and take its CPU pressure before the first step: `Sitting.load(FILE)` resumes it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -118,6 +124,27 @@ class Sitting:
         self.pressure_before = pressure()
         self.command = command or " ".join(["python -m", _module_name(), *sys.argv[1:]])
 
+    def save(self, path: Path) -> Path:
+        """The sitting's start, for `Sitting.load` in a later step of the same sitting."""
+        path.write_text(json.dumps({"started": self.started.isoformat(),
+                                    "pressure_before": self.pressure_before,
+                                    "command": self.command}))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Sitting:
+        """The sitting `save` wrote (ValueError when the file is not one)."""
+        try:
+            saved = json.loads(path.read_text())
+            sitting = cls.__new__(cls)
+            sitting.started = datetime.fromisoformat(saved["started"])
+            sitting.pressure_before = str(saved["pressure_before"])
+            sitting.command = str(saved["command"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a sitting written by `bench.evidence start` "
+                             f"({type(exc).__name__}: {exc})") from None
+        return sitting
+
     def write_summary(self, out: Path, title: str, verdicts: list[Verdict],
                       notes: list[str] = (), extra: str = "", code: int | None = None,
                       code_why: str = "") -> Path:
@@ -191,9 +218,22 @@ def publish(summary: Path, name: str, today: str | None = None) -> Path:
     return target
 
 
+USAGE = """usage: python -m bench.evidence publish RUN/summary.md NAME
+       python -m bench.evidence start FILE [COMMAND]
+       python -m bench.evidence worst CODE..."""
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip() + "\n\n" + USAGE)
+        return MET
+    if argv[:1] == ["start"] and len(argv) in (2, 3):
+        Sitting(argv[2] if len(argv) == 3 else None).save(Path(argv[1]))
+        return MET
+    if argv[:1] == ["worst"] and all(re.fullmatch(r"\d+", a) for a in argv[1:]):
+        return worst(*map(int, argv[1:]))
     if len(argv) != 3 or argv[0] != "publish" or not Path(argv[1]).is_file():
-        print("usage: python -m bench.evidence publish RUN/summary.md NAME", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return NO_SETUP
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", argv[2]):
         print(f"bench.evidence: NAME {argv[2]!r}: lower-case letters, digits and '-' only",

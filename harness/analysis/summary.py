@@ -193,7 +193,7 @@ def summarize(runs: Runs) -> pd.DataFrame:
     every figure). Latencies are response times (end − scheduled start) of ok requests; the
     service time (end − actual start) and the scheduling lag (actual − scheduled start) beside
     them. Makespan and throughput count from the end of the warm-up. The lower bound of the
-    makespan is the sum of the server's applied delays divided by the concurrency limit (NaN
+    makespan is the sum of the delays the server drew divided by the concurrency limit (NaN
     unless the request is the server call alone, and for open cells, whose pace is the
     schedule's)."""
     requests, cells, timeline = runs.requests, runs.cells, runs.timeline
@@ -299,9 +299,14 @@ def _latency_figures(reqs: pd.DataFrame, ok: pd.DataFrame, is_open: bool) -> dic
 
 
 def _bound_s(reqs: pd.DataFrame, concurrency: int, is_open: bool) -> float:
-    """Σ applied delay ÷ concurrency bounds the makespan only when the server's delay is all
-    there is, and only in the closed model (an open cell's pace is its schedule's)."""
-    delays = reqs["server_delay_ns"].dropna()
+    """Σ drawn delay ÷ concurrency bounds the makespan only when the server's delay is all
+    there is, and only in the closed model (an open cell's pace is its schedule's). The delay
+    the server drew (`server_delay_target_ns`), not the one it applied: a late server lengthens
+    the makespan, never the bound. Runs written before the drawn delay was recorded (schema
+    < 4: the column all null) fall back to the applied delay."""
+    drawn = reqs.get("server_delay_target_ns")
+    delays = (drawn if drawn is not None and drawn.notna().any()
+              else reqs["server_delay_ns"]).dropna()
     only_io = len(delays) and reqs["cpu_ns"].isna().all() and reqs["db_ns"].isna().all()
     return delays.sum() / concurrency / 1e9 if only_io and not is_open else float("nan")
 

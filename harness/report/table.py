@@ -147,9 +147,10 @@ LEGEND: dict[str, tuple[str, str]] = {
     "makespan": ("from the end of the warm-up (the first measured request's scheduled start; "
                  "the cell's start without one) to the last request's end",
                  "harness.analysis.summary.measured_span_ns"),
-    "bound": ("lower bound of the makespan: Σ server delay ÷ concurrency (closed cells whose "
-              "request is the server call alone); eff = bound ÷ makespan",
-              "harness.analysis.summary.summarize"),
+    "bound": ("lower bound of the makespan: Σ delay the server drew ÷ concurrency (closed "
+              "cells whose request is the server call alone; the applied delay for runs "
+              "before schema 4); eff = bound ÷ makespan",
+              "harness.analysis.summary._bound_s"),
     "kernel": ("CPU workloads: the cell's own speed on its kernel, ns per unit, measured "
                "before its clock started (mean speed of the slot or pool processes)",
                "harness.core.kernels.kernel_ns_per_unit"),
@@ -348,8 +349,6 @@ def _print(console: Console, renderable, wide: bool) -> None:
 
 def print_summary(summary: pd.DataFrame, console: Console | None = None,
                   wide: bool = False) -> None:
-    from harness.analysis.summary import speedups
-
     console = console or Console()
     if summary.empty:
         console.print("no finished cell")
@@ -363,11 +362,20 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None,
         flags.add("interrupted")
     defined: set[str] = set()
     _print_legend(console, legend(headers, flags, defined))
+    print_speedups(summary, console, wide, defined)
+
+
+def print_speedups(summary: pd.DataFrame, console: Console, wide: bool = False,
+                   defined: set[str] | None = None) -> None:
+    """The "across repetitions" tables and their legend, where a scenario has several levels
+    (speedup) or several repetitions (intervals); nothing otherwise."""
+    from harness.analysis.summary import speedups
+
     table = speedups(summary)
     closed = table["model"].fillna("closed") != "open"
     levels = table["concurrency"].where(closed).groupby(table["scenario"]).transform("nunique")
     shown = ((levels > 1) & closed) | (table["repetitions"] > 1)
-    if shown.any():  # several levels (speedup) or several repetitions (intervals)
+    if shown.any():
         headers = []
         for speedup_table in speedup_tables(table[shown], wide):
             _print(console, speedup_table, wide)
