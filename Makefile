@@ -24,21 +24,14 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# A sitting's three steps, each run whatever the others gave: `harness run` into
-# $(1)/<UTC time>/, `bench.targets` (its verdicts and RUN/summary.md, dated from the sitting's
-# start), the HTML report $(2). The recipe exits with the worst status, 130 > 3 > 2 > 1 > 0 (an
-# interrupted run stops the sitting at once, with 130); make itself then reports `Error N` and
-# exits 2, as GNU make does for any failed recipe. $(3): the scenario files; $(4): run options.
+# A sitting's three steps (bench/sitting.py), each run whatever the others gave: `harness run`
+# into $(1)/<UTC time>/, `bench.targets` (its verdicts and RUN/summary.md), the HTML report $(2).
+# It exits with the worst status, 130 > 3 > 2 > 1 > 0; make then reports `Error N` and exits 2,
+# as GNU make does for any failed recipe (`python -m bench.sitting` gives the exact status).
+# $(3): the scenario files; $(4): options.
 define bench_steps
-	@out=$(1)/$$(date -u +%Y%m%dT%H%M%SZ); sitting=$$(mktemp); \
-	$(BIN)/python -m bench.evidence start $$sitting "make $@$(if $(filter-out file default,$(origin SCENARIOS)), SCENARIOS='$(SCENARIOS)')"; \
-	$(BIN)/harness run $(3) $(4) --out $$out; run=$$?; \
-	if [ $$run -eq 130 ]; then rm -f $$sitting; exit 130; fi; \
-	$(BIN)/python -m bench.targets $$out --scenarios $(3) --sitting $$sitting --run-status $$run; \
-	targets=$$?; rm -f $$sitting; \
-	$(BIN)/harness report $$out --html $(2) > /dev/null; report=$$?; \
-	echo "make $@: harness run $$run, targets $$targets, report $$report ($$out)"; \
-	$(BIN)/python -m bench.evidence worst $$run $$targets $$report
+	@$(BIN)/python -m bench.sitting --bin $(BIN) --root $(1) --html $(2) $(4) \
+	  --command "make $@$(if $(filter-out file default,$(origin SCENARIOS)), SCENARIOS='$(SCENARIOS)')" $(3)
 endef
 
 # One run of every scenario into results/bench/<UTC time>/, the targets measured from it (exit 1

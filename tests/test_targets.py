@@ -357,8 +357,9 @@ exec {python} "$@"
     (0, 0, 0, 0), (0, 1, 0, 1), (3, 1, 0, 3), (0, 1, 2, 2), (2, 2, 2, 2), (130, 0, 0, 130)])
 def test_make_bench_runs_every_step_and_exits_with_the_worst(tmp_path, run, targets_code,
                                                              report, recipe):
-    """The recipe's status is the worst of the three (make then exits 2 with `Error N`, as GNU
-    make does for any failed recipe); after an interrupted run it stops at once."""
+    """The sitting's status is the worst of the three (make then exits 2 with `Error N`, as GNU
+    make does for any failed recipe; `python -m bench.sitting` gives it exactly); after an
+    interrupted run it stops at once."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     for name, text in (("harness", STUB_HARNESS),
@@ -371,11 +372,18 @@ def test_make_bench_runs_every_step_and_exits_with_the_worst(tmp_path, run, targ
            "REPORT": str(report)}
     done = subprocess.run(["make", "-s", "bench", f"VENV={venv}", "SCENARIOS=scenarios/race.yaml"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    expected = ["python bench.evidence", "harness run"]
+    expected = ["python bench.sitting", "harness run"]
     if run != 130:
-        expected += ["python bench.targets", "harness report", "python bench.evidence"]
+        expected += ["python bench.targets", "harness report"]
     assert steps.read_text().split("\n")[:-1] == expected
     if recipe == 0:
         assert done.returncode == 0, done.stderr
     else:
         assert done.returncode == 2 and f"] Error {recipe}" in done.stderr, done.stderr
+    # the sitting itself, as CI runs it, gives the exact status
+    steps.unlink()
+    direct = subprocess.run([sys.executable, "-m", "bench.sitting", "--bin", str(venv / "bin"),
+                             "--root", str(tmp_path / "runs"), "scenarios/race.yaml"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert direct.returncode == recipe, direct.stderr
+    assert steps.read_text().split("\n")[:-1] == expected[1:]
