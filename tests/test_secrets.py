@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.errors import ScenarioError
 from harness.core.secrets import (
     UnreadableReference,
     dsn_secrets,
@@ -228,14 +229,24 @@ def test_an_error_about_a_value_read_from_the_environment_does_not_quote_it(
     result = cli("validate", path)
     assert result.returncode == 2 and f": {field}: " in result.stderr, result.stderr
     assert value[:6] not in result.stderr
+    with pytest.raises(ScenarioError) as raised:  # the library's error, not only the CLI's
+        parse_scenario(path.read_text())
+    assert raised.value.field == field and value[:6] not in str(raised.value)
 
 
 def test_a_literal_secret_field_is_not_quoted_in_its_error(cli, write_scenario):
-    path = write_scenario(_pipeline(f"  dsn: 'postgresql://u:longpw1{'x' * 1100}@h/db'\n")
-                          .replace("server:", "name: t\nserver:", 1))
+    """Not even a password too short to be looked for elsewhere (3 characters)."""
+    dsn = "postgresql://u:q7z@h/" + "x" * 1100
+    path = write_scenario("name: t\n" + _pipeline(f"  dsn: {dsn}\n"))
     result = cli("validate", path)
     assert result.returncode == 2 and "workload.dsn: must be at most 1024" in result.stderr
-    assert "longpw" not in result.stderr
+    assert "q7z" not in result.stderr
+    path = write_scenario("name: t\nserver: {endpoints: {a: {}}}\nworkload: {endpoint: a, "
+                          "headers: {Cookie: \"k9w\\x01\"}}\nload: {requests: 1, "
+                          "concurrency: 1}\n")
+    result = cli("validate", path)
+    assert result.returncode == 2 and "workload.headers.Cookie: control" in result.stderr
+    assert "k9w" not in result.stderr
 
 
 def test_references_are_refused_where_the_value_would_be_written(write_scenario, cli):
