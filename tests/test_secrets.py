@@ -322,3 +322,19 @@ def test_kept_text_rewrites_each_spelling_and_still_parses(monkeypatch):
     headers = parse_scenario(kept, recorded=True).workload.headers
     assert headers["Authorization"] == "***" and headers["Cookie"] == "***"
     assert loaded.scenario.workload.headers["X-Api-Key"] == "Bearer keptenv1-value"
+
+
+def test_a_recorded_text_reads_what_it_can_and_keeps_the_rest(monkeypatch):
+    """A report re-reads the kept text: unset variables, and a `${` from a run older than
+    `${NAME}`, stay as written instead of failing the report."""
+    monkeypatch.delenv("TEST_SECRET_UNSET", raising=False)
+    monkeypatch.setenv("TEST_SECRET_SET", "set-value")
+    text = ("name: r\ndescription: 'costs ${5}'\nserver: {endpoints: {a: {}}}\n"
+            "workload: {endpoint: a, headers: {X-A: '${TEST_SECRET_UNSET}', "
+            "X-B: '${TEST_SECRET_SET}', X-C: '${1'}}\nload: {requests: 1, concurrency: 1}\n")
+    scenario = parse_scenario(text, recorded=True)
+    assert scenario.description == "costs ${5}"
+    assert scenario.workload.headers == {"X-A": "${TEST_SECRET_UNSET}", "X-B": "set-value",
+                                         "X-C": "${1"}
+    with pytest.raises(ScenarioError, match="description: "):
+        parse_scenario(text)

@@ -253,7 +253,8 @@ def parse_scenario(text: str, path: str = "<scenario>", recorded: bool = False) 
     """Validate scenario text; anything wrong is a ScenarioError of one line naming `path`, the
     field (or line) and the problem, checked in order of cost: size and characters, the shape
     of the YAML events, the built values, then the models. `recorded`: the text a run kept
-    (a report reads it): a `${NAME}` whose variable is unset stays as written."""
+    (a report reads it): a `${NAME}` whose variable is unset, or a malformed one, stays as
+    written."""
     return _parse(text, path, recorded)[0]
 
 
@@ -265,7 +266,7 @@ _NOT_READ = ("name", "description", "expect")
 def _interpolate(data: dict, path: str, recorded: bool) -> list[str]:
     """Each `${NAME}` in a string value replaced, in place, by the environment's value; the
     values read. Keys are never read. Iterative; aliased collections visited once."""
-    for key in _NOT_READ:
+    for key in () if recorded else _NOT_READ:
         value = data.get(key)
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and has_reference(item):
@@ -290,6 +291,8 @@ def _interpolate(data: dict, path: str, recorded: bool) -> list[str]:
                 try:
                     container[key], read = interpolate(value, lookup)
                 except UnreadableReference as exc:
+                    if recorded:  # a run's text from before `${` was read: as it was written
+                        continue
                     raise ScenarioError(path, field, str(exc)) from None
                 used += read
     return [v for v in dict.fromkeys(used) if v]
