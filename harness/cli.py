@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.core.errors import HarnessError
 from harness.core.keys import BACKEND_NAMES, BACKENDS, key_label
+from harness.core.secrets import scrub
 from harness.saturate.search import DEFAULT_PROBE_NS, SearchOptions
 from harness.scenario.loader import load_scenario
 
@@ -373,7 +374,8 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except HarnessError as exc:
-        err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"error: {scrub(str(exc))}", highlight=False, markup=False,
+                          soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         sys.exit(EXIT_INTERRUPTED)

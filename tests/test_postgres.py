@@ -22,7 +22,9 @@ from tests.conftest import BACKENDS
 PG_BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
                if (p / "initdb").exists()), None) if Path("/usr/lib/postgresql").exists() else None
 
-pytestmark = pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL server binaries not installed")
+# Only what needs a server skips without one: the refusal below runs everywhere.
+needs_server = pytest.mark.skipif(PG_BIN is None,
+                                  reason="PostgreSQL server binaries not installed")
 
 
 def _as_postgres(*cmd: str) -> subprocess.CompletedProcess:
@@ -56,6 +58,7 @@ def postgres_dsn():
         shutil.rmtree(base, ignore_errors=True)
 
 
+@needs_server
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_pipeline_writes_to_postgres_on_every_backend(tmp_path, postgres_dsn, backend):
     import psycopg
@@ -92,3 +95,31 @@ load: {requests: 2, concurrency: 1}
     with pytest.raises(HarnessError, match="workload.dsn: required for database: postgres"):
         run_scenarios([LoadedScenario("pg.yaml", text, parse_scenario(text))], out=tmp_path)
     assert not (tmp_path / "run.json").exists()
+
+
+@needs_server
+def test_a_dsn_password_is_in_no_file_of_a_run_that_connects(tmp_path, postgres_dsn):
+    """The server trusts local connections: the password is sent nowhere, but parsed, used
+    by the driver, and kept out of every file the run writes."""
+    from harness.scenario.loader import scenario_from_text
+
+    port = postgres_dsn.rsplit(":", 1)[1].split("/")[0]
+    text = f"""
+name: pg
+server: {{endpoints: {{infer: {{latency: 1ms}}}}}}
+workload:
+  type: pipeline
+  endpoint: infer
+  image: 8
+  database: postgres
+  dsn: 'host=127.0.0.1 port={port} user=postgres password=''pgsecret1 x\\''y'' dbname=postgres'
+load: {{requests: 4, concurrency: 2}}
+backends: [threads, asyncio]
+"""
+    loaded = scenario_from_text(text)
+    assert "password='pgsecret1 x\\'y'" in loaded.scenario.workload.dsn
+    run_scenarios([loaded], out=tmp_path / "out")
+    assert read_run(tmp_path / "out")["requests"].to_pandas()["ok"].all()
+    leaks = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and b"pgsecret1" in
+             p.read_bytes()]
+    assert leaks == []

@@ -50,8 +50,8 @@ class Runs:
         found = {}
         for meta, path in zip(self.metadata, self.dirs, strict=False):
             for scenario in meta.get("scenarios", []):
-                found[scenario["name"]] = parse_scenario(scenario["text"],
-                                                         f"{path}: {scenario.get('path')}")
+                found[scenario["name"]] = parse_scenario(
+                    scenario["text"], f"{path}: {scenario.get('path')}", recorded=True)
         return found
 
 

@@ -22,6 +22,7 @@ from harness.core.job import SERVER_DIED, CellJob
 from harness.core.keys import BACKENDS as BACKEND_TRAITS
 from harness.core.keys import CellKey
 from harness.core.schema import LAG_RECORD_SCHEMA, TIMELINE_RECORD_SCHEMA
+from harness.core.secrets import print_crash
 from harness.core.system import raise_fd_limit
 from harness.core.wire import post_t0
 from harness.scenario.loader import parse_scenario
@@ -98,7 +99,11 @@ def main() -> None:
     # From the runner: the mock server died. Release nothing more; what is in flight ends.
     signal.signal(SERVER_DIED, lambda signum, frame: stop.set("server"))
     job = CellJob(**json.loads(sys.stdin.read()))
-    result = run_cell(job, stop, report=lambda line: print(line, flush=True))
+    try:
+        result = run_cell(job, stop, report=lambda line: print(line, flush=True))
+    except Exception:  # e.g. the database refused: its message may quote the DSN
+        print_crash()  # parsing the job's scenario remembered its secrets
+        sys.exit(1)
     print(json.dumps(result), flush=True)
     # Everything is on disk and reported: skip the interpreter's teardown (its module and
     # thread clean-up costs a tenth of a second per cell and has nothing left to save).

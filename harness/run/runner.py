@@ -24,6 +24,7 @@ from pathlib import Path
 from harness.core.errors import HarnessError
 from harness.core.job import GRACE_S, SERVER_DIED, CellJob
 from harness.core.keys import CellKey, key_dict, key_label
+from harness.core.secrets import scrub
 from harness.mock.process import ServerProcess
 from harness.scenario.model import LoadedScenario, plan_cells
 from harness.scenario.target import is_loopback, split_target
@@ -106,6 +107,13 @@ def _out_dirs(loaded: list[LoadedScenario], out: Path | None, root: Path, run_id
 
 def _preflight(item: LoadedScenario, allow_remote: bool) -> None:
     """What validation cannot know from the file alone, checked before anything runs."""
+    try:
+        _check_preflight(item, allow_remote)
+    except HarnessError as exc:  # a path or URL may have been read from the environment
+        raise HarnessError(scrub(str(exc))) from None
+
+
+def _check_preflight(item: LoadedScenario, allow_remote: bool) -> None:
     workload = item.scenario.workload
     target = item.scenario.target
     if target is not None and not allow_remote and not is_loopback(split_target(target)[0]):
@@ -227,8 +235,8 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
             return None
         if observed is None or proc.returncode != 0:
             observed = None
-            result.failures.append(f"cell {item.scenario.name} {key_label(key)} failed: "
-                                   f"{_failure(proc.returncode, stderr)}")
+            result.failures.append(scrub(f"cell {item.scenario.name} {key_label(key)} failed: "
+                                         f"{_failure(proc.returncode, stderr)}"))
     rows = writer.write_cell_data(index, spool, constants)
     # speedups: the analysis, from all cells
     cell = rows.cell_row(observed, server_stats, item.scenario.load_for(key).max_sched_lag)

@@ -33,7 +33,7 @@ from harness.saturate.search import (
     results_json,
     saturate,
 )
-from harness.scenario.loader import parse_scenario
+from harness.scenario.loader import scenario_from_text
 from harness.scenario.model import LoadedScenario
 from harness.scenario.thresholds import Threshold
 
@@ -83,7 +83,7 @@ class CellProbe:
         has_client = hasattr(self.loaded.scenario.workload, "client")
         text = probe_scenario_text(self.loaded.text, rate_per_s, self.duration_ns,
                                    client if has_client else None)
-        probe = LoadedScenario(self.loaded.path, text, parse_scenario(text, self.loaded.path))
+        probe = scenario_from_text(text, self.loaded.path)
         folder = self.out / f"{PROBE_PREFIX}{len(self.folders) + 1:03d}"
         self.folders.append(folder)
         if self.on_start is not None:

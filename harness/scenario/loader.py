@@ -13,7 +13,9 @@ from pydantic import (
 )
 
 from harness.core.errors import ECHO_LIMIT, ScenarioError, brief
+from harness.core.secrets import UnreadableReference, has_reference, interpolate, remember, scrub
 from harness.scenario.model import LoadedScenario, Scenario
+from harness.scenario.secrets import secret_field, secrets_in
 
 # Limits on the file itself, checked before anything large is read, parsed or built: a real
 # scenario is a few hundred bytes, nests five levels and holds a few dozen values.
@@ -123,8 +125,9 @@ def _check_values(data: object, path: str) -> None:
         where, value = stack.pop()
         if isinstance(value, str):
             if match := _CONTROL.search(value):
+                shown = "" if secret_field(where) else f" (got {brief(value)})"
                 raise ScenarioError(path, where, f"control character U+{ord(match[0]):04X} not "
-                                                 f"allowed (got {brief(value)})")
+                                                 f"allowed{shown}")
         elif isinstance(value, bytes | bytearray):
             raise ScenarioError(path, where, "must not be binary (!!binary)")
         elif isinstance(value, dict | list | tuple | set | frozenset):
@@ -174,7 +177,7 @@ def _field_path(loc: tuple, data: object) -> str:
     return "".join(parts)
 
 
-def _problem(err: dict) -> str:
+def _problem(err: dict, hide: bool = False) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     messages = {
         "missing": "required",
@@ -207,7 +210,7 @@ def _problem(err: dict) -> str:
         return str(ctx.get("error", err["msg"]))
     message = messages.get(kind, err["msg"])
     if kind not in ("missing", "union_tag_not_found", "too_long") and not isinstance(
-            value, (dict, list)):
+            value, (dict, list)) and not hide:
         message += f" (got {brief(value)})"
     return message
 
@@ -236,13 +239,69 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     except UnicodeDecodeError as exc:
         raise ScenarioError(path, _line(data, exc.start),
                             f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
-    return LoadedScenario(path, text, parse_scenario(text, path))
+    return scenario_from_text(text, path)
 
 
-def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
+def scenario_from_text(text: str, path: str = "<scenario>") -> LoadedScenario:
+    """parse_scenario, keeping the text and the secrets read from the environment (to keep
+    them out of the text the results record)."""
+    scenario, secrets = _parse(text, path)
+    return LoadedScenario(path, text, scenario, secrets)
+
+
+def parse_scenario(text: str, path: str = "<scenario>", recorded: bool = False) -> Scenario:
     """Validate scenario text; anything wrong is a ScenarioError of one line naming `path`, the
     field (or line) and the problem, checked in order of cost: size and characters, the shape
-    of the YAML events, the built values, then the models."""
+    of the YAML events, the built values, then the models. `recorded`: the text a run kept
+    (a report reads it): a `${NAME}` whose variable is unset, or a malformed one, stays as
+    written."""
+    return _parse(text, path, recorded)[0]
+
+
+# Written into the results by nature (folder names, columns, the threshold table): a value
+# read from the environment there would be written too.
+_NOT_READ = ("name", "description", "expect")
+
+
+def _interpolate(data: dict, path: str, recorded: bool) -> list[str]:
+    """Each `${NAME}` in a string value replaced, in place, by the environment's value; the
+    values read. Keys are never read. Iterative; aliased collections visited once."""
+    for key in () if recorded else _NOT_READ:
+        value = data.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and has_reference(item):
+                raise ScenarioError(path, key, "${NAME} is not read here (name, description "
+                                               "and expect are written into the results)")
+    lookup = (lambda name: os.environ.get(name, f"${{{name}}}")) if recorded else os.environ.get
+    used: list[str] = []
+    stack: list[tuple[str, object]] = [("", data)]
+    seen: set[int] = set()
+    while stack:
+        where, container = stack.pop()
+        if id(container) in seen:
+            continue
+        seen.add(id(container))
+        items = (((f"{where}.{_cut(k)}" if where else _cut(k)), k, v) for k, v in
+                 container.items()) if isinstance(container, dict) else (
+            (f"{where}[{i}]", i, v) for i, v in enumerate(container))
+        for field, key, value in list(items):
+            if isinstance(value, dict | list):
+                stack.append((field, value))
+            elif isinstance(value, str) and "${" in value:
+                try:
+                    container[key], read = interpolate(value, lookup)
+                except UnreadableReference as exc:
+                    if recorded:  # a run's text from before `${` was read: as it was written
+                        continue
+                    raise ScenarioError(path, field, str(exc)) from None
+                used += read
+    return [v for v in dict.fromkeys(used) if v]
+
+
+def _parse(text: str, path: str, recorded: bool = False) -> tuple[Scenario, tuple[str, ...]]:
+    """The scenario and the secrets read from the environment for it (its `${NAME}` values, the
+    password of $HARNESS_POSTGRES_DSN when it uses it). Every secret it holds is remembered
+    (core.secrets.scrub) and kept out of its error messages."""
     if len(text) > MAX_FILE_BYTES:
         raise ScenarioError(path, "", "too large: more than 1 MiB")
     if match := _CONTROL.search(text):
@@ -262,13 +321,22 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(path, "", "must be a YAML mapping with name, server, workload, load")
     _check_values(data, path)
+    literal = secrets_in(data)
+    read = _interpolate(data, path, recorded)
+    secrets = tuple(dict.fromkeys((*read, *(s for s in secrets_in(data) if s not in literal))))
+    remember((*literal, *secrets))
     try:
-        return Scenario.model_validate(data)
+        if read:
+            _check_values(data, path)  # the values read from the environment
+        return Scenario.model_validate(data), secrets
+    except ScenarioError as exc:
+        raise ScenarioError(path, exc.field, scrub(exc.problem)) from None
     except ValidationError as exc:
         errors = exc.errors()
-        field, problem = _field_path(errors[0]["loc"], data), _problem(errors[0])
+        field = _field_path(errors[0]["loc"], data)
+        problem = _problem(errors[0], hide=secret_field(field))
         if ": " in problem and not field:  # cross-field checks name their own field
             field, problem = problem.split(": ", 1)
         more = len(errors) - 1
-        problem = _one_line(problem + (f" (+{more} more)" if more else ""))
+        problem = _one_line(scrub(problem) + (f" (+{more} more)" if more else ""))
         raise ScenarioError(path, field, problem) from None

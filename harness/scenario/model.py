@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -29,6 +30,7 @@ from harness.scenario.limits import (
     as_tuple,
 )
 from harness.scenario.load import Load, Loads
+from harness.scenario.secrets import kept_text
 from harness.scenario.server import STRATEGIES, Server, unserved_feature
 from harness.scenario.target import split_target
 from harness.scenario.thresholds import (
@@ -205,15 +207,23 @@ def json_schema() -> dict:
 
 @dataclass(frozen=True)
 class LoadedScenario:
-    """A validated scenario with the exact text it came from (kept in the run metadata)."""
+    """A validated scenario with the exact text it came from (the cell and the mock server
+    re-read it) and the secrets read from the environment for it (loader.scenario_from_text)."""
 
     path: str
     text: str
     scenario: Scenario
+    secrets: tuple[str, ...] = ()
+
+    @cached_property
+    def kept_text(self) -> str:
+        """The text as the results keep it: every secret replaced by ***."""
+        return kept_text(self.text, self.secrets)
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()
+        """Of the kept text: a hash of the original would let a guessed password be checked."""
+        return hashlib.sha256(self.kept_text.encode()).hexdigest()
 
 
 def plan_cells(scenario: Scenario, backends=None, repeat=None, cores=None) -> list[CellKey]:

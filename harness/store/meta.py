@@ -6,7 +6,6 @@ import datetime as dt
 import importlib.metadata
 import os
 import platform
-import re
 import secrets
 import subprocess
 import sys
@@ -17,19 +16,6 @@ from harness.core.schema import SCHEMA_VERSION
 
 _PACKAGES = ("harness", "aiohttp", "uvloop", "click", "pandas", "pyarrow", "numpy", "pydantic",
              "PyYAML", "rich", "psutil")
-
-
-# A password in a connection string: `scheme://user:PASSWORD@host` or `password=PASSWORD`.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+(?=@)", re.I)
-_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'[^']*'|[^\s'\"]+)", re.I)
-
-
-def redact_passwords(text: str) -> str:
-    """The scenario text as kept in the results: every password in a `dsn:` (or anywhere) is
-    replaced by ***, so Parquet metadata and HTML reports never carry it in clear. The hash
-    recorded beside it is of the original text."""
-    text = _URL_PASSWORD.sub(r"\g<head>***", text)
-    return _KV_PASSWORD.sub(r"\g<head>***", text)
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -69,7 +55,8 @@ def _versions() -> dict[str, str]:
 
 
 def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None) -> dict:
-    """`scenarios`: LoadedScenario objects (their exact text and hash are recorded);
+    """`scenarios`: LoadedScenario objects (their text as kept, secrets replaced by ***, and its
+    hash are recorded);
     `calibration`: per scenario name, the CPU calibration this run measured (or None)."""
     calibration = calibration or {}
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -93,7 +80,7 @@ def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None) 
         "git_commit": _git_commit(),
         "scenarios": [
             {"name": s.scenario.name, "path": s.path, "sha256": s.sha256,
-             "text": redact_passwords(s.text),
+             "text": s.kept_text,
              "seeds": {"server": s.scenario.server.seed if s.scenario.server else None},
              "calibration": calibration.get(s.scenario.name)}
             for s in scenarios

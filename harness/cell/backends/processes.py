@@ -33,6 +33,8 @@ from harness.core.schema import (
     Outcome,
     internal_outcome,
 )
+from harness.core.secrets import print_crash
+from harness.scenario.secrets import model_secrets
 
 
 class _Cancelled(BaseException):
@@ -40,6 +42,14 @@ class _Cancelled(BaseException):
 
 
 def _slot_main(index: int, conn: Connection, spec: CellSpec, lock, state) -> None:
+    try:
+        _slot(index, conn, spec, lock, state)
+    except Exception:  # e.g. the database refused: its message may quote the DSN
+        print_crash(model_secrets(spec.scenario))
+        raise SystemExit(1) from None
+
+
+def _slot(index: int, conn: Connection, spec: CellSpec, lock, state) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # the cell process coordinates shutdown
         signal.signal(sig, signal.SIG_IGN)
     in_request = False

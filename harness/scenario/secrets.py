@@ -1,0 +1,125 @@
+"""Where a scenario holds secrets (harness.core.secrets says what a secret is), and its text as
+kept in the results: each secret's YAML scalar re-written, whatever quoting, escapes or block
+style spelled it, so the kept text is still a scenario that parses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import yaml
+
+from harness.core.secrets import (
+    MASK,
+    MIN_SEARCHED,
+    dsn_secrets,
+    has_reference,
+    is_secret_header,
+    redact_dsn,
+)
+
+# A node's span starts with its properties: `&anchor` and `!tag`, each followed by space.
+_PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+ENV_DSN = "HARNESS_POSTGRES_DSN"
+
+
+def secret_field(where: str) -> bool:
+    """A field path (`workload.dsn`, `workload.headers.X-Api-Key`) whose value is a secret:
+    an error about it must not quote it."""
+    head, _, header = where.partition("workload.headers.")
+    return where == "workload.dsn" or (not head and bool(header) and is_secret_header(header))
+
+
+def secrets_in(data: object) -> list[str]:
+    """The secrets a scenario's data holds: its DSN's password (or that of $HARNESS_POSTGRES_DSN
+    when a postgres pipeline has no dsn:) and its secret headers' values. Spellings with a
+    `${NAME}` are left out: the text keeps the reference, the value is counted where read."""
+    workload = data.get("workload") if isinstance(data, dict) else None
+    if not isinstance(workload, dict):
+        return []
+    found: list[str] = []
+    dsn = workload.get("dsn")
+    if isinstance(dsn, str):
+        found += dsn_secrets(dsn)
+    elif workload.get("database") == "postgres" and os.environ.get(ENV_DSN):
+        found += dsn_secrets(os.environ[ENV_DSN])
+    headers = workload.get("headers")
+    if isinstance(headers, dict):
+        found += [value for name, value in headers.items() if isinstance(name, str)
+                  and isinstance(value, str) and value and is_secret_header(name)]
+    return [s for s in dict.fromkeys(found) if not has_reference(s)]
+
+
+def model_secrets(scenario) -> list[str]:
+    """secrets_in of a validated Scenario (a process that received it whole, not its text)."""
+    return secrets_in({"workload": scenario.workload.model_dump()})
+
+
+def _secret_nodes(root: yaml.Node) -> dict[int, str]:
+    """id → kind ("dsn" or "header") of the scalar nodes of workload.dsn and secret headers."""
+    found: dict[int, str] = {}
+    workload = _child(root, "workload")
+    if isinstance(dsn := _child(workload, "dsn"), yaml.ScalarNode):
+        found[id(dsn)] = "dsn"
+    headers = _child(workload, "headers")
+    if isinstance(headers, yaml.MappingNode):
+        for key, value in headers.value:
+            if isinstance(value, yaml.ScalarNode) and is_secret_header(str(key.value)):
+                found[id(value)] = "header"
+    return found
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key),
+                None)
+
+
+def _redacted(value: str, kind: str | None, secrets: list[str]) -> str:
+    if kind == "dsn":
+        value = redact_dsn(value, keep=has_reference)
+    elif kind == "header" and value and not has_reference(value):
+        value = MASK
+    for secret in secrets:
+        value = value.replace(secret, MASK)
+    return value
+
+
+def kept_text(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """The scenario text as results keep it: the DSN's password and secret headers' values
+    (any length) and every other secret (`secrets` — values read from the environment — and
+    the literal ones, of MIN_SEARCHED characters or more) wherever they occur, replaced by ***.
+    A changed scalar is re-written double-quoted; `${NAME}` references stay as written."""
+    root = yaml.compose(text, Loader=_Base)
+    if root is None:
+        return text
+    data = yaml.load(text, Loader=_Base)  # noqa: S506 - the safe loader
+    searched = sorted({s for s in (*secrets, *secrets_in(data)) if len(s) >= MIN_SEARCHED},
+                      key=len, reverse=True)
+    kinds = _secret_nodes(root)
+    edits = []
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack += [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+        elif isinstance(node, yaml.ScalarNode):
+            new = _redacted(node.value, kinds.get(id(node)), searched)
+            if new != node.value:
+                start, end = node.start_mark.index, node.end_mark.index
+                start = _PROPERTIES.match(text, start, end).end()  # its anchor and tag stay
+                newline = "\n" if text[start:end].endswith("\n") else ""  # a block scalar's
+                edits.append((start, end, json.dumps(new, ensure_ascii=False) + newline))
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    for secret in searched:  # in comments, keys, anywhere else
+        text = text.replace(secret, MASK)
+    return text
