@@ -49,10 +49,9 @@ def _simulate(reps: int, slowdown=None, seed=0, simulations=SIMULATIONS, normal=
     return decide(base, new, no_errors, no_errors).verdict
 
 
-def _within_level(rate: float, n: int, level: float = 0.05) -> bool:
-    return rate <= level + 3 * np.sqrt(level * (1 - level) / n)
-
-
+# Seeded: the same compares every run, so these are exact figures, not estimates that may
+# stray. Seen (gate / any claim): 3 repetitions 1.10 % / 2.35 %; 5: 2.05 % / 3.80 %; 5, normal:
+# 1.90 % / 3.82 %; 10: 2.17 % / 4.30 %.
 @pytest.mark.parametrize(("reps", "normal"),
                          [(MIN_REPETITIONS, False), (5, False), (5, True), (10, False)])
 def test_a_a_false_alarms_stay_within_five_percent_for_a_whole_compare(reps, normal):
@@ -63,7 +62,7 @@ def test_a_a_false_alarms_stay_within_five_percent_for_a_whole_compare(reps, nor
           f"{reps} repetitions a side, "
           f"{SIMULATIONS} compares: --fail-on-regression fails {gate:.2%}, "
           f"any claim {any_claim:.2%}")
-    assert _within_level(gate, SIMULATIONS) and _within_level(any_claim, SIMULATIONS)
+    assert gate <= 0.03 and any_claim <= 0.05
     assert set(np.unique(verdict)) <= {SLOWER, FASTER, SAME}
 
 

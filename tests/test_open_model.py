@@ -254,6 +254,11 @@ def test_a_small_open_run_keeps_its_schedule_on_every_backend(small_open_run):
             assert np.array_equal(np.sort(rows["scheduled_ns"].to_numpy()), schedule.at_ns)
             warm = rows[rows["phase"] == "warmup"]["scheduled_ns"].to_numpy()
             assert np.array_equal(np.sort(warm), schedule.at_ns[schedule.warmup])
+            # Kept, not only planned: each request starts at its time. Beside two CPU hogs the
+            # median lag was 0.24-1.14 ms (p99 up to 4.2 ms); 5 ms leaves room for a loaded
+            # machine's stalls, which hit the tail, not the middle of 100 requests over 1 s.
+            lag = (rows["start_ns"] - rows["scheduled_ns"])[rows["phase"] == "measure"]
+            assert lag.median() < 5 * MS, (cell.backend, lag.describe())
         else:
             assert phases["measure"] == 20
     summary = summarize(runs)

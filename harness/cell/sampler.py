@@ -1,10 +1,12 @@
 """The cell's timeline: every 100 ms, in-flight and completed requests, the worst event-loop lag
 of the interval (the probe's samples, or the lag in progress when the loop has been blocked
 past the probe's due time), and the CPU use and context switches of the cell's whole process
-tree."""
+tree: every thread of the cell's process (slot and pool threads too), the main thread of each
+process under it (slot and pool processes run their work there)."""
 
 from __future__ import annotations
 
+import resource
 import threading
 from array import array
 
@@ -49,8 +51,11 @@ class Sampler(threading.Thread):
             try:
                 with proc.oneshot():
                     times, switches = proc.cpu_times(), proc.num_ctx_switches()
-                self._seen[proc.pid] = (times.user, times.system, switches.voluntary,
-                                        switches.involuntary)
+                voluntary, involuntary = switches.voluntary, switches.involuntary
+                if proc is self._proc:  # psutil reads the main thread's switches alone
+                    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread's
+                    voluntary, involuntary = usage.ru_nvcsw, usage.ru_nivcsw
+                self._seen[proc.pid] = (times.user, times.system, voluntary, involuntary)
             except psutil.Error:
                 pass
         return tuple(sum(v[i] for v in self._seen.values()) for i in range(4))

@@ -93,6 +93,9 @@ class Deadlines:
         return self._libc is not None
 
     async def wait_until(self, deadline_ns: int) -> None:
+        """Waits end in their deadlines' order, but a wait begun at or after its deadline
+        ends at once: it may end before earlier waits whose wake-up the loop has not yet taken
+        (the caller came late; holding it back would only make it later)."""
         while (left := deadline_ns - now_ns()) > 0:
             if self._libc is None:
                 await asyncio.sleep((left - SPIN_NS) / 1e9 if left > SPIN_NS else 0)
