@@ -16,8 +16,9 @@ waited for a core) is printed for the same reason.
     python -m bench.delay_precision [--scale 1.0] [--engine fast] [--out RUN]
 
 --scale multiplies the request counts. Writes RUN/summary.md (default
-results/delay_precision/<UTC time>/); exits 0 when no response was early, 1 when one was, 3
-when the server or a request failed.
+results/delay_precision/<UTC time>/); exits 0 when no response was early and every case's
+applied − target p50 is under 2 ms, 1 when one was early or a median later, 3 when the server or
+a request failed.
 """
 
 from __future__ import annotations
@@ -133,12 +134,21 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+P50_LATE_US = 2000  # the deadline test's tight figure: a loaded CI machine cannot hold it
+
+
 def verdicts(cases: list[dict]) -> list[Verdict]:
-    """Per engine and case: no response early (applied < target)."""
-    return [Verdict(f"{c['engine']} {c['case']}: early responses",
-                    f"{c['early']} of {c['n']} (applied − target p50 {c['p50_us']:.0f} µs, "
-                    f"p99 {c['p99_us']:.0f} µs, max {c['max_us']:.0f} µs)", "0",
-                    c["early"] == 0) for c in cases]
+    """Per engine and case: no response early (applied < target), and the median response
+    less than 2 ms late (applied − target p50 < 2 ms)."""
+    found = []
+    for c in cases:
+        found.append(Verdict(f"{c['engine']} {c['case']}: early responses",
+                             f"{c['early']} of {c['n']}", "0", c["early"] == 0))
+        found.append(Verdict(f"{c['engine']} {c['case']}: applied − target p50",
+                             f"{c['p50_us']:.0f} µs (p99 {c['p99_us']:.0f} µs, max "
+                             f"{c['max_us']:.0f} µs)", f"< {P50_LATE_US} µs",
+                             c["p50_us"] < P50_LATE_US))
+    return found
 
 
 def measure(engine: str, scale: float, cases: list[dict], lines: list[str]) -> None:

@@ -34,14 +34,18 @@ def test_engines_fast_against_raw_and_aiohttp():
     assert evidence.status(slow) == evidence.MISSED
 
 
-def test_delay_precision_misses_on_one_early_response():
+def test_delay_precision_misses_on_one_early_response_or_a_late_median():
     case = {"engine": "fast", "case": "5 at 1 ms, spread", "n": 2000, "early": 0,
             "p50_us": 60.0, "p99_us": 300.0, "max_us": 900.0}
     assert evidence.status(delay_precision.verdicts([case])) == evidence.MET
     found = delay_precision.verdicts([case, {**case, "engine": "aiohttp", "early": 1}])
     assert judged(found) == {"fast 5 at 1 ms, spread: early responses": True,
-                             "aiohttp 5 at 1 ms, spread: early responses": False}
+                             "fast 5 at 1 ms, spread: applied − target p50": True,
+                             "aiohttp 5 at 1 ms, spread: early responses": False,
+                             "aiohttp 5 at 1 ms, spread: applied − target p50": True}
     assert evidence.status(found) == evidence.MISSED
+    late = delay_precision.verdicts([{**case, "p50_us": 1999.0}, {**case, "p50_us": 2000.0}])
+    assert [v.met for v in late] == [True, True, True, False]
 
 
 def test_server_abuse_loris_against_the_mean_of_the_clean_runs():
