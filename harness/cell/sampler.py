@@ -34,28 +34,36 @@ class Sampler(threading.Thread):
         self._seen: dict[int, tuple[float, float, int, int]] = {}  # cumulative, per process
         self._base = (0.0, 0.0, 0, 0)
         self._lag_index = 0
+        self._scans, self._children = 0, []
         self.cpu_user_s = self.cpu_sys_s = None
+
+    def _scan(self) -> None:
+        """The processes of the cell's tree. Finding the children reads every process's /proc
+        entry on the machine, each read giving up the GIL, which a loop running CPU work inline
+        then holds for a switch interval: once at the clock's start (slots and pool workers
+        start before it) and once a second after, not at every sample."""
+        try:
+            self._children = self._proc.children(recursive=True)
+        except psutil.Error:
+            self._children = []
 
     def _tree_totals(self) -> tuple[float, float, int, int]:
         """CPU seconds and context switches of the process tree so far. Per-process counters
-        are cumulative, so the last reading of a process that has ended still counts."""
-        # Finding the children reads every process's /proc entry on the machine: once a second
-        # (slots and pool workers start before the clock), not at every sample.
-        self._scans = getattr(self, "_scans", 0) + 1
-        if self._scans % CHILD_SCAN_EVERY == 1 or not hasattr(self, "_procs"):
-            try:
-                self._procs = [self._proc, *self._proc.children(recursive=True)]
-            except psutil.Error:
-                self._procs = [self._proc]
-        for proc in self._procs:
+        are cumulative, so the last reading of a process that has ended still counts. The cell's
+        own process is read by getrusage (every thread's; one call that keeps the GIL, where
+        /proc reads would wait for it behind CPU work); its children from /proc."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # first: before any /proc read
+        self._seen[self._proc.pid] = (usage.ru_utime, usage.ru_stime, usage.ru_nvcsw,
+                                      usage.ru_nivcsw)
+        if self._scans % CHILD_SCAN_EVERY == 0:
+            self._scan()
+        self._scans += 1
+        for proc in self._children:
             try:
                 with proc.oneshot():
                     times, switches = proc.cpu_times(), proc.num_ctx_switches()
-                voluntary, involuntary = switches.voluntary, switches.involuntary
-                if proc is self._proc:  # psutil reads the main thread's switches alone
-                    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread's
-                    voluntary, involuntary = usage.ru_nvcsw, usage.ru_nivcsw
-                self._seen[proc.pid] = (times.user, times.system, voluntary, involuntary)
+                self._seen[proc.pid] = (times.user, times.system, switches.voluntary,
+                                        switches.involuntary)
             except psutil.Error:
                 pass
         return tuple(sum(v[i] for v in self._seen.values()) for i in range(4))
