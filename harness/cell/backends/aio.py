@@ -13,7 +13,14 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from harness.cell.backends.base import CellOutput, CellSpec, Producer, StopFlag, worker_name
+from harness.cell.backends.base import (
+    CellOutput,
+    CellSpec,
+    Producer,
+    StopFlag,
+    freeze_heap,
+    worker_name,
+)
 from harness.cell.buffer import RecordBuffer
 from harness.cell.gauge import InFlightGauge
 from harness.cell.workloads import make_workload
@@ -89,6 +96,7 @@ class AsyncioBackend:
 
     async def _load(self, spec, stop, stopping: asyncio.Event, runner) -> int:
         producer = Producer(spec, stop)
+        freeze_heap()
         t0 = now_ns()
         producer.start(t0)
         gauge = self.gauge = InFlightGauge.for_event_loop(t0)

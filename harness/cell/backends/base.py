@@ -6,6 +6,7 @@ one global limit. Backends differ only in what a slot is (thread, process, task+
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass, field
@@ -82,6 +83,16 @@ class Backend(Protocol):
     def run(self, spec: CellSpec, stop: StopFlag, spool) -> CellOutput:
         """`spool`: a Spooler; the backend registers its record buffers with it before the
         clock starts, and every row it appends reaches disk within the flush interval."""
+
+
+def freeze_heap() -> None:
+    """Just before the clock: collect, then move every object made so far (imports, the
+    workload's sessions and connections, the schedule) to the collector's permanent
+    generation, so a full collection during the cell walks only what the cell made. Left
+    alone, the first full collections walked the whole imported heap with the loop stopped:
+    20-80 ms each in a cell's first second, starts 86 ms late at 1 000/s."""
+    gc.collect()
+    gc.freeze()
 
 
 class Producer:

@@ -20,7 +20,14 @@ import threading
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from harness.cell.backends.base import CellOutput, CellSpec, Producer, StopFlag, warm_ahead
+from harness.cell.backends.base import (
+    CellOutput,
+    CellSpec,
+    Producer,
+    StopFlag,
+    freeze_heap,
+    warm_ahead,
+)
 from harness.cell.backends.dispatch import POLL_S, join_all, start_dispatch
 from harness.cell.buffer import RecordBuffer
 from harness.cell.gauge import FileLock, SlotGauge
@@ -62,6 +69,7 @@ def _slot(index: int, conn: Connection, spec: CellSpec, lock, state) -> None:
     workload = make_workload(spec)
     runner = workload.sync_runner(f"process-{index}")
     warm_ahead(runner, spec, index)
+    freeze_heap()
     # Ready (process start-up stays outside the measured cell), with what the slot measured
     # before the clock: its own kernel speed.
     conn.send(workload.extras())
@@ -113,6 +121,7 @@ class ProcessesBackend:
         try:
             producer = Producer(spec, stop)
             measured = merge_slot_extras([conn.recv() for conn in conns])
+            freeze_heap()
             t0 = now_ns()
             producer.start(t0)
             gauge = self.gauge = SlotGauge(t0, lock=lock, state=state)

@@ -8,7 +8,14 @@ from __future__ import annotations
 import queue
 import threading
 
-from harness.cell.backends.base import CellOutput, CellSpec, Producer, StopFlag, warm_ahead
+from harness.cell.backends.base import (
+    CellOutput,
+    CellSpec,
+    Producer,
+    StopFlag,
+    freeze_heap,
+    warm_ahead,
+)
 from harness.cell.backends.dispatch import join_all, start_dispatch
 from harness.cell.buffer import RecordBuffer
 from harness.cell.gauge import InFlightGauge
@@ -103,6 +110,7 @@ class ThreadsBackend:
         for slot in slots:
             spool.add("requests", RECORD_SCHEMA, slot.buffer.drain)
             slot.start()
+        freeze_heap()
         t0 = gauge.t0_ns = now_ns()
         self.gauge = gauge
         producer.start(t0)
