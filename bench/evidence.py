@@ -75,30 +75,15 @@ def missed(verdicts: list[Verdict]) -> list[str]:
 
 def describe_machine() -> str:
     """CPU model, cores, memory, kernel and Python, on one line."""
-    model = _cpu_model()
-    memory = _memory_gib()
+    import psutil
+
+    from harness.store.meta import cpu_model
+
+    memory = psutil.virtual_memory().total / 2**30
     python = (f"Python {platform.python_version()} ({platform.python_implementation()}, "
               f"GIL {'disabled' if sysconfig.get_config_var('Py_GIL_DISABLED') else 'enabled'})")
-    return (f"{model}, {os.cpu_count()} cores, "
-            f"{f'{memory:.0f} GiB' if memory else 'unknown'} memory, "
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB memory, "
             f"{platform.system()} {platform.release()}, {python}")
-
-
-def _cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    return found.group(1).strip() if found else (platform.processor() or "unknown CPU")
-
-
-def _memory_gib() -> float | None:
-    try:
-        found = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
-    except OSError:
-        return None
-    return int(found.group(1)) / 2**20 if found else None
 
 
 def git_describe() -> str:
