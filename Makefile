@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SCENARIOS ?= scenarios/lab.yaml scenarios/gil_cpu.yaml scenarios/gil_release.yaml \
              scenarios/gil_io.yaml scenarios/inference.yaml scenarios/race.yaml \
-             scenarios/open_stall.yaml
+             scenarios/open_stall.yaml scenarios/crowd.yaml
 # bench-full: every shipped scenario, each at least 5 repetitions
 FULL_SCENARIOS ?= $(SCENARIOS) scenarios/gil_io_sweep.yaml scenarios/faults.yaml
 
