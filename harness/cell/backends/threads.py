@@ -1,8 +1,8 @@
 """`threads`: `concurrency` OS threads as slots, each with its own workload runner (for HTTP: a
 blocking keep-alive connection). Closed model without `load.workers`: each slot takes its next
 seq itself. Otherwise dispatcher threads (or, open model without workers, one pacer thread)
-hand a request to a free slot; the free-slot queue is the global limit. Each slot appends its rows to its own buffer, which the
-cell's spooler drains to disk."""
+hand a request to a free slot; the free-slot queue is the global limit. Each slot appends its
+rows to its own buffer, which the cell's spooler drains to disk."""
 
 from __future__ import annotations
 
