@@ -165,6 +165,11 @@ def test_not_run_is_not_judged_and_no_data_for_a_scenario_to_be_run_fails():
                        "open_stall: each backend closed requests over 100 ms": "not run",
                        "open_stall: each backend service-time p50, the larger of both models":
                            "not run",
+                       "crowd: each backend, each generator count: errors (max over reps)":
+                           "not run",
+                       "crowd: each backend, each generator count: server peak in flight "
+                       "(min over reps)": "not run",
+                       "crowd: each backend, each generator count: loop-lag p99": "not run",
                        "lab: each backend efficiency": "not run",
                        "lab: each backend under 15 s": "not run"}
     # uvloop was to run race too, and the lab: their targets have no data, and fail
@@ -218,6 +223,47 @@ def test_open_stall_targets_see_the_stall_in_the_open_models_response_time():
     # without the rows the counts cannot be made: no data, for a scenario that ran
     found = verdicts(summarize(calm))
     assert found["open_stall: asyncio open requests over 100 ms"] == ("no data", False)
+
+
+def _crowd(errors, peak, lag_ms, generators=(1, 1, 2, 2), repetition=(0, 1, 0, 1)):
+    """crowd by hand: a row per cell, uvloop at 1 and 2 generators, two repetitions each."""
+    return _frame(scenario="crowd", backend="uvloop", concurrency=10_000, client="lean",
+                  generators=list(generators), repetition=list(repetition), errors=errors,
+                  peak_in_flight_server=peak, loop_lag_p99_ms=lag_ms)
+
+
+def test_crowd_targets_per_cell_met_and_missed():
+    one, two = "crowd: uvloop, 1 generator: ", "crowd: uvloop, 2 generators: "
+    found = verdicts(_crowd([0, 0, 0, 0], [10_000, 9_990, 9_500, 10_000],
+                            [200.0, 400.0, 120.0, 130.0]))
+    assert found[one + "errors (max over reps)"] == ("0", True)
+    assert found[one + "server peak in flight (min over reps)"] == ("9990", True)
+    assert found[one + "loop-lag p99"] == ("300.0 ms", True)  # the median of 200 and 400
+    assert found[two + "server peak in flight (min over reps)"] == ("9500", True)
+    assert found[two + "loop-lag p99"] == ("125.0 ms", True)
+    # one repetition's error, one repetition's low peak, and a lagging loop: each misses
+    lag = targets.CROWD_LAG_MS
+    found = verdicts(_crowd([0, 3, 0, 0], [10_000, 10_000, 10_000, 9_499],
+                            [lag - 1, lag + 1, lag, lag]))
+    assert found[one + "errors (max over reps)"] == ("3", False)
+    assert found[two + "errors (max over reps)"] == ("0", True)
+    assert found[two + "server peak in flight (min over reps)"] == ("9499", False)
+    assert found[one + "loop-lag p99"][1] is False  # the median, lag, is not under lag
+    assert found[two + "loop-lag p99"][1] is False
+    assert evidence.status(targets.evaluate(_crowd([0] * 4, [10_000] * 4, [lag + 1] * 4))) == (
+        evidence.MISSED)
+
+
+def test_crowd_without_the_servers_peak_or_a_backend_is_no_data():
+    """A run before the generators axis reads as one generator; a missing server count, or a
+    loop backend that was to run without cells, fails."""
+    summary = _crowd([0, 0], [10_000, None], [100.0, 100.0], generators=(None, None),
+                     repetition=(0, 1)).astype({"peak_in_flight_server": "float64"})
+    found = verdicts(summary, expected={"crowd": ("asyncio", "uvloop")})
+    assert found["crowd: uvloop, 1 generator: errors (max over reps)"] == ("0", True)
+    assert found["crowd: uvloop, 1 generator: server peak in flight (min over reps)"] == (
+        "no data", False)
+    assert found["crowd: asyncio, 1 generator: loop-lag p99"] == ("no data", False)
 
 
 # main: the whole path on synthetic runs (the Parquet reading stubbed), exit status and file
