@@ -11,9 +11,11 @@ BACKENDS = ["threads", "processes", "asyncio", "uvloop"]
 
 
 def small_scenario(name="small", latency="{dist: uniform, min: 5ms, max: 20ms}", requests=60,
-                   concurrency=4, workers=3, backends="[threads, processes, asyncio, uvloop]",
+                   concurrency=4, workers=None, backends="[threads, processes, asyncio, uvloop]",
                    extra_load="", timeout="") -> str:
-    """A scenario small enough for a unit test: scaled delays, few requests."""
+    """A scenario small enough for a unit test: scaled delays, few requests; `workers` (the
+    queue's) left out unless given, so slots take their requests themselves."""
+    queue = "" if workers is None else f", workers: {workers}"
     return textwrap.dedent(f"""\
         name: {name}
         server:
@@ -21,7 +23,7 @@ def small_scenario(name="small", latency="{dist: uniform, min: 5ms, max: 20ms}",
           endpoints:
             api: {{latency: {latency}, size: 128}}
         workload: {{endpoint: api{timeout}}}
-        load: {{requests: {requests}, concurrency: {concurrency}, workers: {workers}{extra_load}}}
+        load: {{requests: {requests}, concurrency: {concurrency}{queue}{extra_load}}}
         backends: {backends}
         """)
 

@@ -18,14 +18,17 @@ from tests.conftest import BACKENDS, small_scenario
 REQUESTS, CONCURRENCY, WORKERS = 60, 4, 3
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    text = small_scenario(requests=REQUESTS, concurrency=CONCURRENCY, workers=WORKERS)
+@pytest.fixture(scope="module", params=["slots", "queue"])
+def run(tmp_path_factory, request):
+    """Slots taking requests themselves (no load.workers), and the producer, queue and
+    workers (load.workers: 3)."""
+    workers = WORKERS if request.param == "queue" else None
+    text = small_scenario(requests=REQUESTS, concurrency=CONCURRENCY, workers=workers)
     out = tmp_path_factory.mktemp("run")
     result = run_scenarios([LoadedScenario("small.yaml", text, parse_scenario(text))], out=out)
     tables = read_run(out)
     requests, cells = tables["requests"], tables["cells"]
-    return result, text, requests, cells, out
+    return result, text, requests, cells, out, request.param
 
 
 def cell_rows(run, backend):
@@ -47,7 +50,15 @@ def test_completes_within_the_concurrency_limit(run, backend):
     # the limit is never exceeded, and it is used
     assert sweep_peak(rows["start_ns"], rows["end_ns"]) == CONCURRENCY
     assert rows["in_flight"].max() == CONCURRENCY and rows["in_flight"].min() >= 1
-    assert rows["worker"].nunique() == WORKERS
+    if run[5] == "queue" or backend == "processes":  # slot processes always dispatch
+        assert rows["worker"].str.startswith("worker-").all()
+        assert rows["worker"].nunique() == (WORKERS if run[5] == "queue" else 1)
+    else:  # each slot took its own: the row's worker is the slot
+        prefix = "thread-" if backend == "threads" else "slot-"
+        assert rows["worker"].str.startswith(prefix).all()
+        assert rows["worker"].nunique() == CONCURRENCY
+        assert (rows["enqueued_ns"] == rows["scheduled_ns"]).all()
+        assert (rows["scheduled_ns"] == rows["start_ns"]).all()
     assert (rows["enqueued_ns"] <= rows["scheduled_ns"]).all()
     assert (rows["scheduled_ns"] <= rows["start_ns"]).all()
     assert (rows["start_ns"] < rows["end_ns"]).all()
@@ -84,7 +95,7 @@ def test_every_backend_faces_the_same_server_delays(run):
 
 
 def test_schema_columns_and_types(run):
-    _, _, requests, cells, out = run
+    _, _, requests, cells, out, _ = run
     assert requests.schema.remove_metadata() == REQUESTS_SCHEMA.remove_metadata()
     assert cells.schema.remove_metadata() == CELLS_SCHEMA.remove_metadata()
     assert requests.num_rows == REQUESTS * len(BACKENDS)
@@ -98,7 +109,7 @@ def test_schema_columns_and_types(run):
 
 
 def test_run_metadata(run):
-    result, text, _, _, out = run
+    result, text, _, _, out, _ = run
     for meta in (read_metadata(out), *(
             json.loads(pq.read_schema(path).metadata[META_KEY])
             for path in (out / "requests").glob("*.parquet"))):

@@ -56,10 +56,11 @@ def _cmdline(p):
         return []
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_interrupt_cancels_in_flight_keeps_records_exits_130(tmp_path, backend):
+@pytest.mark.parametrize(("backend", "workers"), [(b, 2) for b in BACKENDS] + [
+    (b, None) for b in BACKENDS if b != "processes"])  # processes dispatch either way
+def test_interrupt_cancels_in_flight_keeps_records_exits_130(tmp_path, backend, workers):
     # 30 s per request: none can finish, so after the 5 s grace all three are cancelled.
-    text = small_scenario(latency="30s", requests=100, concurrency=3, workers=2,
+    text = small_scenario(latency="30s", requests=100, concurrency=3, workers=workers,
                           backends=f"[{backend}]", timeout=", timeout: {total: 60s}")
     (tmp_path / "s.yaml").write_text(text)
     out = tmp_path / "out"

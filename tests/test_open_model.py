@@ -220,6 +220,7 @@ workload: {type: fake, duration: 5ms}
 load:
   - {requests: 20, concurrency: 2, warmup: 5}
   - {rate: 100/s, duration: 1s, warmup: 10, max_in_flight: 20}
+  - {rate: 100/s, duration: 1s, warmup: 10, max_in_flight: 21, workers: 2}  # through a queue
 backends: [threads, processes, asyncio, uvloop]
 seed: 3
 """
@@ -241,11 +242,12 @@ def test_a_small_open_run_keeps_its_schedule_on_every_backend(small_open_run):
     assert (requests["start_ns"] >= requests["scheduled_ns"]).all()  # never early
     for cell in cells.itertuples(index=False):
         rows = requests[(requests["backend"] == cell.backend)
-                        & (requests["model"] == cell.model)]
+                        & (requests["model"] == cell.model)
+                        & (requests["concurrency"] == cell.concurrency)]
         assert cell.released == len(rows) == cell.requests
         phases = rows["phase"].value_counts().to_dict()
-        key = next(k for k in _keys(scenario) if (k.backend, k.model) == (cell.backend,
-                                                                        cell.model))
+        key = next(k for k in _keys(scenario) if (k.backend, k.model, k.concurrency) == (
+            cell.backend, cell.model, cell.concurrency))
         load = scenario.load_for(key)
         assert phases.get("warmup", 0) == load.warmup.requests
         if cell.model == "open":
@@ -259,6 +261,9 @@ def test_a_small_open_run_keeps_its_schedule_on_every_backend(small_open_run):
             # machine's stalls, which hit the tail, not the middle of 100 requests over 1 s.
             lag = (rows["start_ns"] - rows["scheduled_ns"])[rows["phase"] == "measure"]
             assert lag.median() < 5 * MS, (cell.backend, lag.describe())
+            queued = load.workers is not None or cell.backend == "processes"
+            assert rows["worker"].str.startswith("worker-" if queued else "slot-" if
+                                                 cell.backend != "threads" else "thread-").all()
         else:
             assert phases["measure"] == 20
     summary = summarize(runs)

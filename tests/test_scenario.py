@@ -79,7 +79,7 @@ def test_missing_file_is_a_scenario_error(tmp_path):
 def test_defaults_and_human_units():
     s = parse_scenario(BASE)
     assert s.backends == ("threads", "processes", "asyncio", "uvloop")
-    assert s.load.workers == 1 and s.repeat == 1
+    assert s.load.workers is None and s.load.generators == (1,) and s.repeat == 1
     assert s.workload.timeout.connect == 2_000_000_000
     assert 200 in s.workload.ok_status and 299 in s.workload.ok_status
     assert 404 not in s.workload.ok_status

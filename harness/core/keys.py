@@ -23,6 +23,7 @@ AXES: tuple[tuple[str, str, object], ...] = (
     ("client", "string", "standard"),  # the HTTP client: standard (aiohttp/http.client) | lean
     ("model", "string", "closed"),  # the arrival model: closed | open
     ("rate_per_s", "float64", None),  # open: the arrival rate (a ramp's peak); null when closed
+    ("generators", "int64", 1),  # the processes one cell's load is split across
 )
 RUN_KEYS: tuple[tuple[str, str], ...] = (("run_id", "string"), ("scenario", "string"))
 # Every key column, in the order that starts every file.

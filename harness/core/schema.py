@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from harness.core.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES, NULLABLE_KEYS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
 VERSION_KEY = b"harness.schema_version"
 
@@ -74,7 +74,10 @@ RECORD_FIELDS = [
     pa.field("phase", pa.string(), nullable=False),  # "warmup" (left out of every figure)
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
-REQUESTS_SCHEMA = pa.schema(CELL_KEY_FIELDS + RECORD_FIELDS)
+# Which of the cell's generator processes ran the request (0 … generators − 1): known from the
+# spool file it came in, so no backend carries it per row.
+GENERATOR_FIELD = pa.field("generator", pa.int64(), nullable=False)
+REQUESTS_SCHEMA = pa.schema(CELL_KEY_FIELDS + [GENERATOR_FIELD] + RECORD_FIELDS)
 
 CELLS_SCHEMA = pa.schema(
     CELL_KEY_FIELDS
@@ -115,7 +118,7 @@ LAG_RECORD_SCHEMA = pa.schema([
     pa.field("t_ns", pa.int64(), nullable=False),  # when the probe woke
     pa.field("lag_ns", pa.int64(), nullable=False),  # how late it woke
 ])
-LOOP_LAG_SCHEMA = pa.schema(CELL_KEY_FIELDS + list(LAG_RECORD_SCHEMA))
+LOOP_LAG_SCHEMA = pa.schema(CELL_KEY_FIELDS + [GENERATOR_FIELD] + list(LAG_RECORD_SCHEMA))
 
 TIMELINE_RECORD_SCHEMA = pa.schema([
     pa.field("t_ns", pa.int64(), nullable=False),
@@ -148,7 +151,7 @@ def upgrade(table: pa.Table, version: int, schema: pa.Schema) -> pa.Table:
     if version == SCHEMA_VERSION:
         return table
     # older versions wrote finished cells only, and had no warm-up
-    defaults = {**AXIS_DEFAULTS, "complete": True, "phase": "measure"}
+    defaults = {**AXIS_DEFAULTS, "complete": True, "phase": "measure", "generator": 0}
     columns = []
     for field in schema:
         if field.name in table.column_names:

@@ -22,6 +22,7 @@ from harness.scenario.delays import DurationNs
 MAX_CONCURRENCY = 100_000
 MAX_REQUESTS = 10**9
 MAX_WORKERS = 1024  # queue workers, and pool_size
+MAX_GENERATORS = 256  # generator processes of one cell
 MAX_REPEAT = 1000
 MAX_SIZE = 1 << 30  # an endpoint's response body: 1 GiB
 MAX_NAME = 64  # the scenario's name becomes a folder name; endpoint names become URL paths

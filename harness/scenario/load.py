@@ -22,6 +22,7 @@ from harness.core.units import format_rate, parse_duration_ns, parse_rate_per_s
 from harness.scenario.limits import (
     DAY_NS,
     MAX_CONCURRENCY,
+    MAX_GENERATORS,
     MAX_ITEMS,
     MAX_LOADS,
     MAX_RATE,
@@ -56,6 +57,40 @@ _RATE_SCHEMA = {
 }
 Rate = Annotated[float, BeforeValidator(_rate_at_most), WithJsonSchema(_RATE_SCHEMA)]  # >= 0
 PositiveRate = Annotated[float, BeforeValidator(_rate_positive), WithJsonSchema(_RATE_SCHEMA)]
+
+
+def usable_cpus() -> int:
+    """What `generators: auto` means: the CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _generators(value: object) -> object:
+    """`generators: 2`, `generators: auto` or a list of them; `auto` is the usable CPUs."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    resolved = []
+    for item in items:
+        if item == "auto":
+            item = usable_cpus()
+        elif isinstance(item, bool) or not isinstance(item, int):
+            raise ValueError(f"must be a process count or auto (got {brief(item)})")
+        resolved.append(item)
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"repeat (got {brief(items)}; auto is {usable_cpus()} here)")
+    return tuple(resolved)
+
+
+_GENERATORS_SCHEMA = {
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_GENERATORS},
+              {"const": "auto"},
+              {"type": "array", "items": {"anyOf": [
+                  {"type": "integer", "minimum": 1, "maximum": MAX_GENERATORS},
+                  {"const": "auto"}]}}],
+    "description": "generator processes one cell's load is split across: a count, auto (the "
+                   "usable CPUs) or a list of them (an axis)",
+}
 
 
 def _as_tuple_or_none(value: object) -> object:
@@ -134,7 +169,13 @@ class Load(StrictModel):
     concurrency: Annotated[Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...],
                                      Field(max_length=MAX_ITEMS)] | None,
                            BeforeValidator(_as_tuple_or_none)] = None
-    workers: int = Field(1, ge=1, le=MAX_WORKERS)
+    # Queue workers: with them, a producer feeds a queue they take requests from (the seed
+    # lab's shape); without, each slot takes its next request itself.
+    workers: int | None = Field(None, ge=1, le=MAX_WORKERS)
+    generators: Annotated[Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_GENERATORS)], ...],
+                                    Field(min_length=1, max_length=MAX_ITEMS)],
+                          BeforeValidator(_generators), WithJsonSchema(_GENERATORS_SCHEMA)
+                          ] = Field((1,), json_schema_extra={"default": 1})
     rate: Annotated[Annotated[tuple[PositiveRate, ...], Field(max_length=MAX_ITEMS)] | None,
                     BeforeValidator(_as_tuple_or_none)] = None
     arrivals: Literal["uniform", "poisson"] = "uniform"
@@ -199,6 +240,7 @@ class Load(StrictModel):
                 return self
         if self.requests is None and self.duration is None:
             raise ValueError("needs requests or duration (or both: whichever comes first)")
+        self._split()
         if self.concurrency is not None and len(set(self.concurrency)) != len(self.concurrency):
             raise ValueError(f"concurrency levels repeat (got {brief(list(self.concurrency))})")
         if self.rate is not None:
@@ -209,6 +251,20 @@ class Load(StrictModel):
                 raise ValueError(f"{self.requests} requests at {format_rate(slowest)} take more "
                                  "than 24h: add a duration")
         return self
+
+    def _split(self) -> None:
+        """Every generator needs a slot of its own, and a queue lives in one process."""
+        most = max(self.generators)
+        if most == 1:
+            return
+        if self.workers is not None:
+            raise ValueError(f"generators: {most} with workers: the queue and its workers live "
+                             "in one process (leave out workers, or use one generator)")
+        fewest = min(self.concurrency) if self.concurrency else self.max_in_flight
+        if fewest is not None and fewest < most:
+            what = "concurrency" if self.concurrency else "max_in_flight"
+            raise ValueError(f"generators: {most} generators need at least as many slots "
+                             f"({what} {fewest})")
 
     @property
     def peak_rate_per_s(self) -> float | None:

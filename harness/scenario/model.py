@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import product
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -104,6 +105,16 @@ class Scenario(StrictModel):
         if self.workload.type == "race" and apart:
             raise ValueError("backends: the race workload shares a counter between slots in "
                              f"one process; it does not run on '{apart[0]}'")
+        split = max(g for block in self.loads for g in block.generators)
+        if split > 1:
+            alone = "processes" if "processes" in self.backends else (
+                "race" if self.workload.type == "race" else None)
+            if alone == "processes":
+                raise ValueError(f"load.generators: {split} on processes: its slot processes "
+                                 "are already spread over the cores (one generator there)")
+            if alone == "race":
+                raise ValueError(f"load.generators: {split} with the race workload: its "
+                                 "counter lives in one process (one generator)")
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: repeated (got {brief(list(self.strategies))})")
         self._distinct_cells()
@@ -155,7 +166,7 @@ class Scenario(StrictModel):
         """The load block a planned cell comes from."""
         blocks = [b for b in self.loads if b.model == key.model and (
             key.concurrency in b.concurrency if b.model == "closed"
-            else key.rate_per_s in b.rates_per_s())]
+            else key.rate_per_s in b.rates_per_s()) and key.generators in b.generators]
         if len(blocks) > 1:  # open blocks at one rate differ in max_in_flight
             blocks = [b for b in blocks if b.max_in_flight_for(key.backend) == key.concurrency]
         if len(blocks) != 1:
@@ -234,15 +245,15 @@ def plan_cells(scenario: Scenario, backends=None, repeat=None, cores=None) -> li
     for rep in range(repeat or scenario.repeat):
         for block in scenario.loads:
             for level in range(len(block.concurrency or block.rates_per_s())):
-                for variant in scenario.variants():
-                    for client in scenario.clients():
-                        for backend in backends or scenario.backends:
-                            model, concurrency, rate = block.cell_levels(backend, cores)[level]
-                            for strategy in scenario.strategies_for(backend):
-                                cells.append(CellKey(
-                                    backend=backend, concurrency=concurrency, repetition=rep,
-                                    strategy=strategy, variant=variant, client=client,
-                                    model=model, rate_per_s=rate))
+                for variant, client, generators in product(
+                        scenario.variants(), scenario.clients(), block.generators):
+                    for backend in backends or scenario.backends:
+                        model, concurrency, rate = block.cell_levels(backend, cores)[level]
+                        for strategy in scenario.strategies_for(backend):
+                            cells.append(CellKey(
+                                backend=backend, concurrency=concurrency, repetition=rep,
+                                strategy=strategy, variant=variant, client=client,
+                                model=model, rate_per_s=rate, generators=generators))
     return cells
 
 

@@ -37,9 +37,10 @@ class Spooler(threading.Thread):
     """Drains registered sources into their files every `interval_s`, and once more at stop.
     A source is a callable returning what is new (a RecordBatch or a Table), or None."""
 
-    def __init__(self, folder: Path, interval_s: float = FLUSH_S) -> None:
+    def __init__(self, folder: Path, interval_s: float = FLUSH_S, generator: int = 0) -> None:
         super().__init__(name="spooler", daemon=True)
         self.folder, self.interval_s = Path(folder), interval_s
+        self.generator = generator  # a cell's generator processes share its spool folder
         self._files: dict[str, tuple[_SpoolFile, list[Callable]]] = {}
         self._finished = threading.Event()
         self._write_lock = threading.Lock()
@@ -50,7 +51,8 @@ class Spooler(threading.Thread):
             drain: Callable[[], pa.RecordBatch | pa.Table | None]
             ) -> None:
         if name not in self._files:
-            self._files[name] = (_SpoolFile(self.folder / f"{name}.arrows", schema), [])
+            path = self.folder / spool_name(name, self.generator)
+            self._files[name] = (_SpoolFile(path, schema), [])
         self._files[name][1].append(drain)
 
     def flush(self) -> None:
@@ -84,6 +86,27 @@ class Spooler(threading.Thread):
                 spool_file.close()
             except (OSError, pa.ArrowException):
                 pass
+
+
+def spool_name(kind: str, generator: int = 0, part: str = "") -> str:
+    """`requests.arrows` for generator 0 (and every single-process cell), `requests.g1.arrows`
+    for generator 1, …; `part` names a further file of one generator (e.g. its lost rows)."""
+    tag = f".g{generator}" if generator or part else ""
+    return f"{kind}{tag}{'.' + part if part else ''}.arrows"
+
+
+_SPOOL_FILE = re.compile(r"^(?P<kind>[a-z_]+)(?:\.g(?P<generator>\d+))?(?:\.[a-z]+)?\.arrows$")
+
+
+def spool_files(folder: Path, kind: str) -> list[tuple[int, Path]]:
+    """(generator, path) of every spool file of `kind` in a cell's folder, generator by
+    generator."""
+    found = []
+    for path in Path(folder).glob(f"{kind}*.arrows"):
+        match = _SPOOL_FILE.match(path.name)
+        if match and match["kind"] == kind:
+            found.append((int(match["generator"] or 0), path))
+    return sorted(found)
 
 
 def reason(exc: BaseException) -> str:

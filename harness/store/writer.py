@@ -14,8 +14,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harness.core.keys import BACKENDS, CELL_KEYS
-from harness.core.schema import CELL_KEY_FIELDS, CELLS_SCHEMA, META_KEY, SCHEMA_VERSION, VERSION_KEY
+from harness.core.keys import AXIS_DEFAULTS, BACKENDS, CELL_KEYS
+from harness.core.schema import (
+    CELL_KEY_FIELDS,
+    CELLS_SCHEMA,
+    GENERATOR_FIELD,
+    META_KEY,
+    SCHEMA_VERSION,
+    VERSION_KEY,
+)
 from harness.core.stats import late_starts, percentile, sweep_peak
 from harness.store.layout import (
     CELLS,
@@ -27,7 +34,7 @@ from harness.store.layout import (
     _disk_error,
     cell_name,
 )
-from harness.store.spool import SPOOL_DIR, read_batches
+from harness.store.spool import SPOOL_DIR, read_batches, spool_files
 
 
 def _file_meta(metadata: dict) -> dict:
@@ -118,9 +125,14 @@ def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
         f.name for f in schema if pa.types.is_string(f.type) or f.name in _FEW_VALUES])
 
 
-def _with_keys(batch: pa.RecordBatch | pa.Table, constants: dict, schema: pa.Schema) -> pa.Table:
+def _with_keys(batch: pa.RecordBatch | pa.Table, constants: dict, schema: pa.Schema,
+               generator: int = 0) -> pa.Table:
     n = batch.num_rows
-    keys = [pa.repeat(pa.scalar(constants[f.name], f.type), n) for f in CELL_KEY_FIELDS]
+    # a manifest older than a key (a killed run of an earlier version) gets its default
+    keys = [pa.repeat(pa.scalar(constants.get(f.name, AXIS_DEFAULTS.get(f.name)), f.type), n)
+            for f in CELL_KEY_FIELDS]
+    if GENERATOR_FIELD.name in schema.names:
+        keys.append(pa.repeat(pa.scalar(generator, pa.int64()), n))
     return pa.Table.from_arrays(keys + list(batch.columns), schema=schema)
 
 
@@ -139,19 +151,26 @@ class CellRows:
 
     def read(self, spool: Path, kind: str):
         schema = KINDS[kind]
-        pending: list[pa.RecordBatch] = []
-        size, wrote = 0, False
-        for batch in read_batches(spool / f"{kind}.arrows"):
-            self._observe(kind, batch)
-            pending.append(batch)
-            size += batch.num_rows
-            if size >= ROW_GROUP_ROWS:
-                yield _with_keys(pa.Table.from_batches(pending), self.constants, schema)
-                pending, size, wrote = [], 0, True
-        if pending or not wrote:  # an empty cell still gets its (empty) file
-            records = pa.schema([f for f in schema if f.name not in CELL_KEYS])
-            yield _with_keys(pa.Table.from_batches(pending, schema=records), self.constants,
-                             schema)
+        records = pa.schema([f for f in schema if f.name not in CELL_KEYS
+                             and f.name != GENERATOR_FIELD.name])
+        wrote = False
+        for generator, path in spool_files(spool, kind):  # one file per generator (and part)
+            pending: list[pa.RecordBatch] = []
+            size = 0
+            for batch in read_batches(path):
+                self._observe(kind, batch)
+                pending.append(batch)
+                size += batch.num_rows
+                if size >= ROW_GROUP_ROWS:
+                    yield _with_keys(pa.Table.from_batches(pending), self.constants, schema,
+                                     generator)
+                    pending, size, wrote = [], 0, True
+            if pending:
+                yield _with_keys(pa.Table.from_batches(pending, schema=records),
+                                 self.constants, schema, generator)
+                wrote = True
+        if not wrote:  # an empty cell still gets its (empty) file
+            yield _with_keys(records.empty_table(), self.constants, schema)
 
     def _observe(self, kind: str, batch: pa.RecordBatch) -> None:
         if kind == "requests":

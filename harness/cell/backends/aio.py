@@ -1,5 +1,7 @@
-"""`asyncio` and `uvloop`: one event loop, tasks bounded by a semaphore; for HTTP an aiohttp
-ClientSession. The two backends differ only by the loop factory.
+"""`asyncio` and `uvloop`: one event loop; for HTTP an aiohttp ClientSession (or the lean
+client's connections). Without `load.workers`, `concurrency` long-lived slot coroutines
+(harness.cell.backends.slots); with it, a producer, a queue, its workers and a task per request
+bounded by a semaphore. The two backends differ only by the loop factory.
 
 While a cell runs, a probe task sleeps 10 ms at a time and records how late it woke: the
 event-loop lag, which is what CPU work inside a coroutine costs every other task. The same
@@ -21,6 +23,8 @@ from harness.cell.backends.base import (
     freeze_heap,
     worker_name,
 )
+from harness.cell.backends.slots import slots as _slots
+from harness.cell.backends.slots import wind_down as _slots_down
 from harness.cell.buffer import RecordBuffer
 from harness.cell.gauge import InFlightGauge
 from harness.cell.workloads import make_workload
@@ -39,6 +43,7 @@ class AsyncioBackend:
         return asyncio.new_event_loop()
 
     def __init__(self) -> None:
+        self.start_clock = now_ns  # a cell split across generators starts them on one t0
         self.buffer = RecordBuffer()
         self.gauge: InFlightGauge | None = None
         self.lag_samples: list[tuple[int, int]] = []
@@ -76,7 +81,7 @@ class AsyncioBackend:
         workload.prepare()
         runner = await workload.async_runner()  # sessions and pools exist before the clock
         if hasattr(runner, "warm") and spec.load.connect_rate:  # connections too
-            await runner.warm(spec.concurrency, spec.load.connect_rate)
+            await runner.warm(spec.slots, spec.load.connect_rate)
         try:
             released, peak = await self._load(spec, stop, stopping, runner)
         finally:
@@ -94,17 +99,31 @@ class AsyncioBackend:
         finally:
             self.lag_due_ns = None  # stopped: no lag in progress
 
-    async def _load(self, spec, stop, stopping: asyncio.Event, runner) -> int:
+    async def _load(self, spec, stop, stopping: asyncio.Event, runner) -> tuple[int, int]:
         producer = Producer(spec, stop)
         freeze_heap()
-        t0 = now_ns()
+        t0 = self.start_clock()
         producer.start(t0)
         gauge = self.gauge = InFlightGauge.for_event_loop(t0)
-        buffer = self.buffer
+        probe = asyncio.create_task(self._probe(t0))
+        if spec.queued:
+            await self._queued(spec, stop, stopping, runner, producer, t0)
+        else:
+            slots = [asyncio.create_task(coroutine) for coroutine in
+                     _slots(spec, producer, runner, gauge, self.buffer, t0)]
+            await _slots_down(slots, stopping, stop)
+        probe.cancel()
+        self.warmup_released = producer.warmup_released
+        return producer.released_count(), gauge.peak
+
+    async def _queued(self, spec, stop, stopping: asyncio.Event, runner, producer: Producer,
+                      t0: int) -> None:
+        """The producer, the queue and its workers."""
+        gauge, buffer = self.gauge, self.buffer
         workers = spec.load.workers
         jobs: asyncio.Queue = asyncio.Queue()
-        room = asyncio.Semaphore(spec.concurrency + workers)
-        limit = asyncio.Semaphore(spec.concurrency)
+        room = asyncio.Semaphore(spec.slots + workers)
+        limit = asyncio.Semaphore(spec.slots)
         in_flight: set[asyncio.Task] = set()
         # Released requests whose task has not started yet: a task cancelled before its first
         # step never runs its body, so the cell writes those rows itself at the end.
@@ -144,16 +163,12 @@ class AsyncioBackend:
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
 
-        probe = asyncio.create_task(self._probe(t0))
         feeders = [asyncio.create_task(_produce_open(producer, jobs, workers, t0)
                                        if producer.open else
                                        _produce_closed(producer, jobs, room, workers, t0))]
         feeders += [asyncio.create_task(dispatch(worker_name(i))) for i in range(workers)]
         await _wind_down(feeders, in_flight, stopping, stop)
         _record_unstarted(unstarted, gauge, buffer)
-        probe.cancel()
-        self.warmup_released = producer.warmup_released
-        return producer.released, gauge.peak
 
 
 def _record_unstarted(unstarted: dict, gauge: InFlightGauge, buffer: RecordBuffer) -> None:

@@ -1,8 +1,11 @@
 """What every backend shares: the cell it runs, how it is told to stop, what it returns.
 
-The shape is the same everywhere: a producer feeds a queue; `workers` queue workers
-(dispatchers) take requests from it and run each in one of `concurrency` execution slots under
-one global limit. Backends differ only in what a slot is (thread, process, task+connection)."""
+Two shapes. With `load.workers` (the seed lab's): a producer feeds a queue; `workers` queue
+workers (dispatchers) take requests from it and run each in one of `concurrency` execution
+slots under one global limit. Without: each slot takes its next seq itself (closed model), or
+one pacer hands each arrival to a free slot (open model) — no queue, dispatcher or task per
+request. Backends differ only in what a slot is (thread, process, task+connection); the
+`processes` backend always dispatches (its slot processes are long-lived already)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import islice
 from typing import Protocol
 
+from harness.cell.tickets import Counter, Shared
 from harness.core.clock import now_ns
 from harness.core.job import GRACE_S
 from harness.core.keys import CellKey
@@ -29,11 +34,26 @@ class CellSpec:
     server_url: str = ""  # empty when the workload calls no endpoint
     units: int | None = None  # calibrated CPU work units, for cpu workloads
     work_dir: str = ""  # the cell's scratch folder (e.g. the SQLite file)
+    generator: int = 0  # which of the cell's `generators` processes this one is
+    shared: str = ""  # the generators' shared file (tickets.Shared); empty with one generator
 
     @cached_property
     def load(self):
         """The scenario's load block this cell comes from."""
         return self.scenario.load_for(self.key)
+
+    @property
+    def slots(self) -> int:
+        """This generator's share of the cell's slots (closed: concurrency; open:
+        max_in_flight): divided evenly, the remainder to the first generators."""
+        whole, rest = divmod(self.key.concurrency, self.key.generators)
+        return whole + (self.generator < rest)
+
+    @property
+    def queued(self) -> bool:
+        """The producer, queue and workers shape: load.workers given, or slot processes (their
+        dispatcher threads hand requests over the pipes)."""
+        return self.load.workers is not None or self.key.backend == "processes"
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name == "key":  # not during unpickling
@@ -109,7 +129,7 @@ class Producer:
         """Built before the clock starts (the schedule's first arrivals are computed here);
         `start(t0)` when it does."""
         self.load, self.stop = spec.load, stop
-        self.open = self.load.model == "open"
+        self.open, self.queued = self.load.model == "open", spec.queued
         self.warmup_requests = self.load.warmup.requests
         self.limit = (None if self.load.requests is None
                       else self.load.requests + self.warmup_requests)
@@ -117,8 +137,15 @@ class Producer:
         if self.open:
             from harness.scenario.arrivals import schedule_for
 
-            self._arrivals = _prefetched(schedule_for(self.load, spec.scenario.arrival_seed,
-                                                      spec.key))
+            arrivals = schedule_for(self.load, spec.scenario.arrival_seed, spec.key)
+            if spec.generators > 1:  # arrival k is generator k mod N's
+                arrivals = islice(arrivals, spec.generator, None, spec.generators)
+            self._arrivals = _prefetched(arrivals)
+        # Without a queue, seqs come straight from a counter (the cell's one when it is split
+        # across generators); the open model's arrivals bound it, not `requests`.
+        limit = None if self.open else self.limit
+        self.counter = (Shared(spec.shared, spec.generators).counter(limit) if spec.shared
+                        else Counter(limit))
         self.start(now_ns())
         self.produced = 0
         self.released = 0
@@ -175,6 +202,24 @@ class Producer:
             with self._lock:
                 self.warmup_released += 1
         return seq, warmup
+
+    def take_seq(self, warmup: bool | None = None) -> tuple[int, bool] | None:
+        """Without a queue: (seq, warm-up?) of the request a slot starts now, or None when
+        production is over. `warmup` as for release(); not counted in warmup_released."""
+        if self.over():
+            return None
+        seq = self.counter.take()
+        if seq is None:
+            return None
+        if warmup is None:
+            warmup = seq < self.warmup_requests or (
+                self.warmup_end_ns > self.t0_ns and now_ns() < self.warmup_end_ns)
+        return seq, warmup
+
+    def released_count(self) -> int:
+        """Requests released to a slot, at the end: by this producer through its queue, or
+        by the cell's counter (every generator's, when they share one)."""
+        return self.released if self.queued else self.counter.released()
 
     def over(self, at_ns: int | None = None) -> bool:
         """Stopped, out of slots or past the duration (at `at_ns`, default now): queued

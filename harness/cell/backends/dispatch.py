@@ -23,11 +23,13 @@ def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
     scheduled_ns: closed model, when it got its slot; open model, its intended start — the
     producer queues each arrival at that time (a deadline wait, no polling), and a request that
     waits for a slot (max_in_flight reached) keeps it."""
+    if not producer.queued and producer.open:
+        return [_start(_pace, (producer, t0, idle, hand_over), "pacer")]
     jobs: queue.SimpleQueue = queue.SimpleQueue()
-    workers = spec.load.workers
+    workers = spec.load.workers or 1  # the processes backend dispatches in any case
     # The producer stays at most concurrency + workers requests ahead, and stamps enqueued_ns
     # only once there is room, so the stamp is when the request entered the queue.
-    room = threading.Semaphore(spec.concurrency + workers)
+    room = threading.Semaphore(spec.slots + workers)
 
     def dispatch(worker: str) -> None:
         while (job := jobs.get()) is not None:
@@ -57,6 +59,35 @@ def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
     for thread in threads:
         thread.start()
     return threads
+
+
+def _start(target, args: tuple, name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _pace(producer: Producer, t0: int, idle: queue.Queue,
+          hand_over: Callable[[object, tuple], None]) -> None:
+    """Open model without a queue: each arrival, at its intended time (a deadline wait), to a
+    free slot; when none is free it waits, keeping its intended time. The slot names itself as
+    the row's worker."""
+    while (arrival := producer.next_arrival()) is not None:
+        if not producer.wait_until(arrival.at_ns):
+            break
+        enqueued = now_ns() - t0
+        slot = None
+        while slot is None and not producer.over():
+            try:
+                slot = idle.get(timeout=POLL_S)
+            except queue.Empty:
+                pass
+        ticket = None if slot is None else producer.take_seq(arrival.warmup)
+        if ticket is None:
+            if slot is not None:
+                idle.put(slot)
+            break
+        hand_over(slot, (ticket[0], None, enqueued, arrival.at_ns, ticket[1]))
 
 
 def _produce_open(producer: Producer, jobs: queue.SimpleQueue, workers: int, t0: int) -> None:

@@ -108,9 +108,9 @@ class ProcessesBackend:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
         lock = FileLock(str(Path(spec.work_dir) / "gauge.lock"))
-        state = ctx.RawArray("q", SlotGauge.initial_state(spec.concurrency))
+        state = ctx.RawArray("q", SlotGauge.initial_state(spec.slots))
         conns, procs = [], []
-        for i in range(spec.concurrency):
+        for i in range(spec.slots):
             parent_end, child_end = ctx.Pipe()
             proc = ctx.Process(target=_slot_main, name=f"process-{i}", daemon=True, args=(
                 i, child_end, spec, lock, state))

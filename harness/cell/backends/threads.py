@@ -1,7 +1,8 @@
 """`threads`: `concurrency` OS threads as slots, each with its own workload runner (for HTTP: a
-blocking keep-alive connection). Dispatcher threads hand a request to a free slot; the
-free-slot queue is the global limit. Each slot appends its rows to its own buffer, which the
-cell's spooler drains to disk."""
+blocking keep-alive connection). Closed model without `load.workers`: each slot takes its next
+seq itself. Otherwise dispatcher threads (or, open model without workers, one pacer thread)
+hand a request to a free slot; the free-slot queue is the global limit. Each slot appends its
+rows to its own buffer, which the cell's spooler drains to disk."""
 
 from __future__ import annotations
 
@@ -37,12 +38,19 @@ class _Slot(threading.Thread):
         # waiting for it: then the cell wrote its row, and the slot must not write another.
         self.current: tuple | None = None
         self.abandoned = False
+        self.producer: Producer | None = None  # closed model without a queue: it takes seqs
+        self.go: threading.Event | None = None  # ... once this is set
         self._turn = threading.Lock()
 
     def run(self) -> None:
+        if self.producer is not None:
+            self.go.wait()
+            self._take()
+            return
         gauge, runner, buffer, label = self.gauge, self.runner, self.buffer, self.label
         while (job := self.inbox.get()) is not None:
             seq, worker, enqueued_ns, scheduled_ns, warmup = job
+            worker = worker or label  # handed over by the pacer: no queue worker
             if self.cancelled:  # handed over just before shutdown, never started
                 ts = gauge.stamp()
                 buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, ts, ts,
@@ -69,6 +77,34 @@ class _Slot(threading.Thread):
             self.idle.put(self)
         runner.close()
 
+    def _take(self) -> None:
+        """Closed model without a queue: take the next seq, run it, record it, again."""
+        gauge, runner, label = self.gauge, self.runner, self.label
+        take, enter, leave, record = (self.producer.take_seq, gauge.enter, gauge.exit,
+                                      self.buffer.append)
+        while (ticket := take()) is not None:
+            seq, warmup = ticket
+            job = (seq, label, None, None, warmup)
+            self.current = (job, None, 0)
+            start_ns, in_flight = enter()
+            self.current = (job, start_ns, in_flight)
+            try:
+                outcome = runner.run(seq)
+            except Exception as exc:  # a row, and the slot goes back to work
+                outcome = internal_outcome(exc)
+            finally:
+                end_ns = leave()
+            if self.cancelled and not outcome.ok:
+                outcome = CANCELLED_OUTCOME
+            with self._turn:
+                self.current = None
+                if self.abandoned:
+                    return
+                record(label, label, seq, start_ns, start_ns, start_ns, end_ns, outcome,
+                       in_flight, warmup)
+            self.backend.completed += 1  # approximate under races; only the sampler reads it
+        runner.close()
+
     def cancel(self) -> None:
         self.cancelled = True
         self.runner.abort()
@@ -82,6 +118,8 @@ class _Slot(threading.Thread):
                 (seq, worker, enqueued_ns, scheduled_ns, warmup), start_ns, in_flight = \
                     self.current
                 end_ns = self.gauge.stamp()
+                if enqueued_ns is None:  # taken by the slot itself: scheduled as it started
+                    enqueued_ns = scheduled_ns = end_ns if start_ns is None else start_ns
                 self.buffer.append(worker, self.label, seq, enqueued_ns, scheduled_ns,
                                    end_ns if start_ns is None else start_ns, end_ns,
                                    CANCELLED_OUTCOME, in_flight, warmup)
@@ -92,6 +130,7 @@ class ThreadsBackend:
     name = "threads"
 
     def __init__(self) -> None:
+        self.start_clock = now_ns  # a cell split across generators starts them on one t0
         self.completed = 0
         self.gauge: InFlightGauge | None = None
         self.lag_samples = None
@@ -100,29 +139,36 @@ class ThreadsBackend:
         workload = make_workload(spec)
         workload.prepare()
         idle: queue.Queue = queue.Queue()
-        runners = [workload.sync_runner(f"thread-{i}") for i in range(spec.concurrency)]
+        runners = [workload.sync_runner(f"thread-{i}") for i in range(spec.slots)]
         for runner in runners:
             warm_ahead(runner, spec)
         producer = Producer(spec, stop)
         # Threads started before the clock (t0 is set on the gauge before any slot has a job).
         gauge = InFlightGauge(0)
         slots = [_Slot(i, runner, gauge, idle, self) for i, runner in enumerate(runners)]
+        pull = not spec.queued and not producer.open
+        go = threading.Event()  # pulling slots take their first seq once the clock runs
         for slot in slots:
             spool.add("requests", RECORD_SCHEMA, slot.buffer.drain)
+            if pull:
+                slot.producer, slot.go = producer, go
             slot.start()
         freeze_heap()
-        t0 = gauge.t0_ns = now_ns()
+        t0 = gauge.t0_ns = self.start_clock()
         self.gauge = gauge
         producer.start(t0)
+        go.set()
         for slot in slots:
             idle.put(slot)
-        threads = start_dispatch(spec, producer, t0, stop, idle,
-                                 lambda slot, job: slot.inbox.put(job))
-        join_all(threads, stop, cancel=lambda: None)
-        for slot in slots:
-            slot.inbox.put(None)
+        if not pull:  # the slots wait in their inboxes for what the dispatchers hand over
+            threads = start_dispatch(spec, producer, t0, stop, idle,
+                                     lambda slot, job: slot.inbox.put(job))
+            join_all(threads, stop, cancel=lambda: None)
+            for slot in slots:
+                slot.inbox.put(None)
         join_all(slots, stop, cancel=lambda: [slot.cancel() for slot in slots])
         for slot in slots:
             if slot.is_alive():  # stuck past the give-up time: its row is written for it
                 slot.abandon()
-        return CellOutput(producer.released, gauge.peak, stop.is_set(), workload.extras())
+        return CellOutput(producer.released_count(), gauge.peak, stop.is_set(),
+                          workload.extras())
