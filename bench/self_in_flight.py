@@ -11,7 +11,6 @@ import subprocess
 import time
 
 from bench.self_sitting import FAST, Sitting, say
-from bench.self_throughput import GENERATORS
 from harness.core.system import raise_fd_limit
 
 
@@ -23,20 +22,13 @@ def in_flight(sitting: Sitting) -> None:
     # cell's connections need more than the usual 1 024 (the mock raises its own).
     if note := raise_fd_limit(concurrency + 1000):
         say(f"  note: {note}")
-    load = f"requests: {requests}, concurrency: {concurrency}"
-    if GENERATORS:
-        load += ", generators: [1, 2]"
-    else:
-        sitting.notes.append(f"{concurrency:,} in flight: generators 1 only (this harness has "
-                             "no load.generators)")
+    load = f"requests: {requests}, concurrency: {concurrency}, generators: [1, 2]"
     text = FAST.format(name="self_in_flight", latency="1s", clients="lean, standard",
                        load=load, backends="asyncio, uvloop")
-    summary = sitting.run_harness("in_flight", text, timeout_s=240 * (2 if GENERATORS else 1))
+    summary = sitting.run_harness("in_flight", text, timeout_s=480)
     sitting.notes.append(f"{concurrency:,} in flight, failed requests: "
                          f"{sitting.error_counts(sitting.last_run)}")
     peak = round(0.95 * concurrency)
-    if "generators" not in summary:
-        summary["generators"] = 1
     for row in summary.sort_values(["client", "backend", "generators"]).itertuples():
         cell = f"{concurrency // 1000}k in flight {row.backend} {row.client}" + \
             (f" generators {row.generators}" if row.generators != 1 else "")

@@ -44,14 +44,14 @@ def ratio(per_round: list[dict], a: str, b: str, key: str = "rps") -> float | No
     return median(values) if values else None
 
 
-def figures(sitting: Sitting, per_round: list[dict], generators: bool) -> None:
+def figures(sitting: Sitting, per_round: list[dict]) -> None:
     rates(sitting, per_round)
     peer_ratios(sitting, per_round)
     bare_ratios(sitting, per_round)
     cpu_per_request(sitting, per_round)
     slots_and_queue(sitting, per_round)
-    generator_scaling(sitting, per_round, generators)
-    busy(sitting, per_round, generators)
+    generator_scaling(sitting, per_round)
+    busy(sitting, per_round)
 
 
 def queued(cell: str) -> str:
@@ -125,12 +125,10 @@ def slots_and_queue(sitting: Sitting, per_round: list[dict]) -> None:
                     ratio(per_round, queued(cell), cell, "cpu_us"), "×")
 
 
-def busy(sitting: Sitting, per_round: list[dict], generators: bool) -> None:
+def busy(sitting: Sitting, per_round: list[dict]) -> None:
     """The cores the uvloop cells kept busy, client and server (of the machine's two): a scaling
     short of its bound with both cores busy is CPU per request that grew; with a core idle, a
     wait (the server's one core, a hand-off)."""
-    if not generators:
-        return
     parts = []
     for client in ("standard", "lean"):
         for n in (1, 2):

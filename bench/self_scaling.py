@@ -52,32 +52,28 @@ def cores_busy(values: dict) -> float:
     return (values["cpu_us"] + values["server_us"]) * values["rps"] / 1e6
 
 
-def generator_scaling(sitting: Sitting, rounds: list[dict], supported: bool) -> None:
+def generator_scaling(sitting: Sitting, rounds: list[dict]) -> None:
+    """Each client's figures: generators 2's requests/s, c and s, the scaling, the bound and
+    the scaling ÷ the bound; judged: standard's scaling, lean's scaling ÷ its bound."""
+    judged = {("standard", "scaling"): (f"≥ {STANDARD_AT_LEAST}",
+                                        lambda v: v >= STANDARD_AT_LEAST),
+              ("lean", "of_bound"): (f"≥ {OF_BOUND_AT_LEAST}",
+                                     lambda v: v >= OF_BOUND_AT_LEAST)}
     for client in CLIENTS:
-        names = (f"harness uvloop {client} generators 2: requests/s",
-                 f"generators 2 ÷ 1: harness uvloop {client}, requests/s",
-                 f"two-core bound min(2 ÷ (c + s), 1 ÷ s) ÷ min(1 ÷ c, 1 ÷ s): uvloop {client}",
-                 f"generators 2 ÷ 1 ÷ the two-core bound: uvloop {client}")
-        target = (f"≥ {STANDARD_AT_LEAST}", lambda v: v >= STANDARD_AT_LEAST) \
-            if client == "standard" else (None, None)
-        of_bound = (f"≥ {OF_BOUND_AT_LEAST}", lambda v: v >= OF_BOUND_AT_LEAST) \
-            if client == "lean" else (None, None)
-        if not supported:
-            for name, unit, judged in zip(names, ("req/s", "×", "×", "×"),
-                                          (None, target[0], None, of_bound[0]), strict=True):
-                sitting.skip(name, unit, judged, "this harness has no load.generators")
-            continue
-        found = per_round(rounds, client)
         two = [r[cell(client, 2)]["rps"] for r in rounds if cell(client, 2) in r]
-        sitting.add(names[0], median(two) if two else None, "req/s")
-        for key in ("cpu_us", "server_us"):
+        sitting.add(f"harness uvloop {client} generators 2: requests/s",
+                    median(two) if two else None, "req/s")
+        for key, what in (("cpu_us", "c: client"), ("server_us", "s: server")):
             values = [r[cell(client)][key] for r in rounds if cell(client) in r]
-            what = "c: client" if key == "cpu_us" else "s: server"
             sitting.add(f"harness uvloop {client} (generators 1), {what} CPU per request",
                         median(values) if values else None, "µs")
-        sitting.add(names[1], pick(found, "scaling"), "×", *target)
-        sitting.add(names[2], pick(found, "bound"), "×")
-        sitting.add(names[3], pick(found, "of_bound"), "×", *of_bound)
+        found = per_round(rounds, client)
+        for key, name in (
+                ("scaling", f"generators 2 ÷ 1: harness uvloop {client}, requests/s"),
+                ("bound", "two-core bound min(2 ÷ (c + s), 1 ÷ s) ÷ min(1 ÷ c, 1 ÷ s): "
+                          f"uvloop {client}"),
+                ("of_bound", f"generators 2 ÷ 1 ÷ the two-core bound: uvloop {client}")):
+            sitting.add(name, pick(found, key), "×", *judged.get((client, key), (None, None)))
 
 
 def pick(found: list[dict], key: str) -> float | None:

@@ -15,14 +15,11 @@ from collections.abc import Callable
 from bench.self_peers import run_bare, run_locust, run_wrk
 from bench.self_ratios import figures
 from bench.self_sitting import CONNECTIONS, FAST, Sitting, say
-from harness.core.keys import KEY_TYPES
 from harness.mock.process import ServerProcess
 
 Round = dict[str, dict]  # what one round measured: name → {"rps", "errors", "cpu_us", …}
 Step = Callable[[], Round]
 
-# The harness's scenarios take load.generators (a cell split over N generator processes).
-GENERATORS = "generators" in KEY_TYPES
 QUEUE = "queue"  # a cell's name's suffix when it ran with load.workers: 1
 QUEUED = ("uvloop", "threads")  # the backends measured on both paths, with the lean client
 # What the later sections take at most, kept from the rounds' share of the budget.
@@ -33,7 +30,7 @@ def throughput(sitting: Sitting) -> None:
     say(f"\n== throughput: {CONNECTIONS} connections, zero delay, fast engine, "
         f"{sitting.args.seconds} s each")
     per_round = rounds(sitting)
-    figures(sitting, per_round, GENERATORS)
+    figures(sitting, per_round)
     errors = {name: sum(f[name]["errors"] for f in per_round if name in f)
               for name in dict.fromkeys(k for f in per_round for k in f)}
     bad = {k: v for k, v in errors.items() if v}
@@ -79,7 +76,7 @@ def steps(sitting: Sitting, r: int) -> list[tuple[str, Step]]:
     if sitting.wrk:
         order.append(("wrk", peer("wrk", lambda url: run_wrk(sitting.wrk, url + "/api", s))))
     order += [("bare loops", bare("lean", "uvloop", s)),
-              ("harness", harness(sitting, r, "uvloop", generators=GENERATORS)),
+              ("harness", harness(sitting, r, "uvloop", generators=True)),
               ("harness", harness(sitting, r, "uvloop", queue=True)),
               ("bare loops", bare("aiohttp", "uvloop", s))]
     if sitting.locust:
@@ -162,8 +159,6 @@ def context_switches(run) -> dict[tuple[str, str, int], int]:
     timeline = read_run(run)["timeline"].to_pandas()
     if timeline.empty:
         return {}
-    if "generators" not in timeline:
-        timeline["generators"] = 1
     timeline["switches"] = (timeline["ctx_switches_voluntary"]
                             + timeline["ctx_switches_involuntary"])
     sums = timeline.groupby(["backend", "client", "generators"])["switches"].sum()

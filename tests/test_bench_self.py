@@ -252,13 +252,13 @@ def a_round(override=None):
     return found
 
 
-def measured(rounds, quick=False, monkeypatch=None, tmp_path=None, generators=True):
+def measured(rounds, quick=False, monkeypatch=None, tmp_path=None):
     from bench import self_diagnose, self_ratios
 
     monkeypatch.setattr(self_diagnose, "cprofile_top", lambda *a: "f (x.py) 50.0%")
     sitting = Sitting(Namespace(quick=quick, seconds=5), tmp_path)
     sitting.wrk, sitting.locust = "wrk", tmp_path / "locust"
-    self_ratios.figures(sitting, rounds, generators)
+    self_ratios.figures(sitting, rounds)
     return sitting, {f.name: f for f in sitting.figures}
 
 
@@ -326,14 +326,6 @@ def test_generator_scaling_short_of_the_bound_is_missed(monkeypatch, tmp_path):
     assert found["generators 2 ÷ 1 ÷ the two-core bound: uvloop lean"].met is False
     (busy,) = [n for n in sitting.notes if n.startswith("generator scaling, cores busy")]
     assert "uvloop lean generators 2 1.54 (client 25.0 + server 10.0 µs/request)" in busy
-
-
-def test_without_load_generators_the_scaling_is_not_measured(monkeypatch, tmp_path):
-    _, found = measured([a_round()], monkeypatch=monkeypatch, tmp_path=tmp_path,
-                        generators=False)
-    figure = found["generators 2 ÷ 1: harness uvloop standard, requests/s"]
-    assert (figure.met, figure.verdict()) == (None, "not measured: this harness has no "
-                                                    "load.generators")
 
 
 def test_quick_judges_none_of_the_throughput_figures(monkeypatch, tmp_path):
