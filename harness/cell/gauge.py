@@ -35,8 +35,8 @@ class InFlightGauge:
         self._state = state if state is not None else [0, 0, -1]
 
     @classmethod
-    def for_event_loop(cls, t0_ns: int) -> InFlightGauge:
-        return cls(t0_ns, lock=_NoLock())
+    def for_event_loop(cls, t0_ns: int, state=None) -> InFlightGauge:
+        return cls(t0_ns, lock=_NoLock(), state=state)
 
     def _tick(self, state) -> int:
         ts = now_ns() - self.t0_ns

@@ -12,11 +12,14 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from harness.cell.backends import get_backend
 from harness.cell.backends.base import CellSpec, StopFlag
+from harness.cell.generators import Crowd, Publisher, gauge_state
 from harness.cell.sampler import LagDrain, Sampler
+from harness.cell.tickets import Shared
 from harness.core.clock import now_ns
 from harness.core.job import SERVER_DIED, CellJob
 from harness.core.keys import BACKENDS as BACKEND_TRAITS
@@ -31,10 +34,20 @@ from harness.store.spool import Spooler
 PROGRESS_EVERY = 5  # samples (of 100 ms) between progress lines
 
 
-def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
+def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] = ()) -> dict:
+    """`argv`: what this process was preloaded with, for the generators it starts."""
     spec = CellSpec(parse_scenario(job.scenario_text), CellKey(**job.key), job.server_url,
-                    job.units, job.work_dir)
+                    job.units, job.work_dir, job.generator, job.shared)
     backend = get_backend(spec.backend)
+    if job.generator:
+        return _run_generator(spec, backend, job, stop, report)
+    crowd = None
+    if spec.generators > 1:
+        crowd = Crowd(backend, job, spec, stop)
+        spec = replace(spec, shared=crowd.shared.path)
+        backend.gauge_state = gauge_state(crowd.shared, 0)
+        backend.start_clock = crowd.start_clock
+        crowd.spawn(list(argv))
     count = [0]
 
     def progress(completed: int) -> None:
@@ -45,25 +58,64 @@ def run_cell(job: CellJob, stop: StopFlag, report=print) -> dict:
     spool = Spooler(Path(job.spool_dir))
     spool.on_error = lambda message: stop.set("disk")  # a full disk ends the cell; rows stay
     clock = (lambda t0: post_t0(job.server_url, t0, quiet=True)) if spec.scenario.server else None
-    sampler = Sampler(backend, on_sample=progress, on_clock=clock)
+    sampler = Sampler(crowd or backend, on_sample=progress, on_clock=clock)
     spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
     spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))
     spool.start()
     sampler.start()
     try:
         output = backend.run(spec, stop, spool)
+        if crowd is not None:
+            crowd.wait()
     finally:
         sampler.stop()
         spool.stop()
     gauge = backend.gauge
     t0_unix_ns = (time.time_ns() - (now_ns() - gauge.t0_ns)) if gauge is not None else None
+    result = {"done": True, "released": output.released, "peak_live": output.peak_live,
+              "t0_unix_ns": t0_unix_ns,
+              "interrupted": output.interrupted,
+              "extras": output.extras,
+              "slots_lost": output.slots_lost, "has_loop": backend.lag_samples is not None,
+              "cpu_user_s": sampler.cpu_user_s, "cpu_sys_s": sampler.cpu_sys_s,
+              "spool_error": spool.error}
+    if crowd is not None:
+        merged = crowd.finish(output)
+        merged["spool_error"] = spool.error or merged["spool_error"]
+        result.update(merged)
+    result["interrupted"] = result["interrupted"] and stop.reason == "signal"
+    return result
+
+
+def _run_generator(spec: CellSpec, backend, job: CellJob, stop: StopFlag, report) -> dict:
+    """Generator 1 … N−1 of a cell: its own slots and spool files; the cell's process samples
+    the timeline and gives the clock."""
+    shared = Shared(job.shared, spec.generators)
+    backend.gauge_state = gauge_state(shared, job.generator)
+
+    def start_clock() -> int:
+        report(json.dumps({"ready": True}))
+        line = sys.stdin.readline()
+        if not line:  # the cell's process is gone: start nothing
+            stop.set()
+            return now_ns()
+        return int(line)
+
+    backend.start_clock = start_clock
+    spool = Spooler(Path(job.spool_dir), generator=job.generator)
+    spool.on_error = lambda message: stop.set("disk")
+    spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))
+    publisher = Publisher(backend, shared, job.generator)
+    spool.start()
+    publisher.start()
+    try:
+        output = backend.run(spec, stop, spool)
+    finally:
+        publisher.stop()
+        spool.stop()
     return {"done": True, "released": output.released, "peak_live": output.peak_live,
-            "t0_unix_ns": t0_unix_ns,
-            "interrupted": output.interrupted and stop.reason == "signal",
-            "extras": output.extras,
-            "slots_lost": output.slots_lost, "has_loop": backend.lag_samples is not None,
-            "cpu_user_s": sampler.cpu_user_s, "cpu_sys_s": sampler.cpu_sys_s,
-            "spool_error": spool.error}
+            "interrupted": output.interrupted, "extras": output.extras,
+            "slots_lost": output.slots_lost, "spool_error": spool.error}
 
 
 def preload(backend: str, workload: str, client: str) -> None:
@@ -98,9 +150,10 @@ def main() -> None:
         signal.signal(sig, lambda signum, frame: stop.set())
     # From the runner: the mock server died. Release nothing more; what is in flight ends.
     signal.signal(SERVER_DIED, lambda signum, frame: stop.set("server"))
-    job = CellJob(**json.loads(sys.stdin.read()))
+    job = CellJob(**json.loads(sys.stdin.readline()))  # one line: generators read on
     try:
-        result = run_cell(job, stop, report=lambda line: print(line, flush=True))
+        result = run_cell(job, stop, report=lambda line: print(line, flush=True),
+                          argv=tuple(sys.argv[1:]))
     except Exception:  # e.g. the database refused: its message may quote the DSN
         print_crash()  # parsing the job's scenario remembered its secrets
         sys.exit(1)

@@ -108,6 +108,9 @@ class Sampler(threading.Thread):
             # came in this interval: the probe cannot wake to record it.
             due, now = getattr(backend, "lag_due_ns", None), now_ns()
             overdue = [now - due] if due is not None and now > due else []
+            elsewhere = getattr(backend, "lag_elsewhere", None)  # a cell's other generators
+            if elsewhere is not None:
+                overdue.append(elsewhere())
             cols["loop_lag_max_ns"].append(max([s[1] for s in fresh] + overdue, default=0))
         busy_s = (totals[0] - previous[0]) + (totals[1] - previous[1])
         cols["cpu_percent"].append(100.0 * busy_s / (elapsed_ns / 1e9) if elapsed_ns else 0.0)

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from harness.cell.gauge import FileLock
 
-# The shared file's words: the next seq, then per generator FIELDS words.
+# The shared file's words: the next seq, then per generator FIELDS words: its gauge's three
+# (in flight, peak, last stamp: gauge.IN_FLIGHT, PEAK, LAST), its completed count, its worst
+# loop lag since the cell's sampler last looked.
 NEXT, HEADER = 0, 1
-IN_FLIGHT, COMPLETED, LAG_MAX, ALIVE, FIELDS = 0, 1, 2, 3, 4
+COMPLETED, LAG_MAX, FIELDS = 3, 4, 5
 WORD = 8
 
 

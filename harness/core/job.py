@@ -20,6 +20,8 @@ class CellJob:
     units: int | None
     work_dir: str  # scratch: the SQLite file, the slot gauge's lock
     spool_dir: str
+    generator: int = 0  # which of the cell's generator processes runs this job
+    shared: str = ""  # the generators' shared file (set by generator 0 for the others)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -37,14 +37,15 @@ PERCENTILES = np.array([0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99])
 
 
 def _label(key: tuple) -> str:
-    backend, concurrency, strategy, variant, rate = key
+    backend, concurrency, strategy, variant, rate, generators = key
     parts = [backend]
     if strategy != "inline":
         parts.append(strategy)
     if variant != "default":
         parts.append(variant)
     rate = "" if rate is None or pd.isna(rate) else f" {format_rate(rate)}"
-    return "/".join(parts) + f" c={concurrency}{rate}"
+    split = f" g={generators}" if generators != 1 else ""
+    return "/".join(parts) + f" c={concurrency}{rate}{split}"
 
 
 def _svg(fig) -> str:
@@ -57,7 +58,8 @@ def _svg(fig) -> str:
 
 
 def _groups(frame: pd.DataFrame):
-    return frame.groupby(["backend", "concurrency", "strategy", "variant", "rate_per_s"],
+    return frame.groupby(["backend", "concurrency", "strategy", "variant", "rate_per_s",
+                          "generators"],
                          sort=False, dropna=False)
 
 
@@ -113,6 +115,7 @@ def _timeline_plots(timeline: pd.DataFrame, lag: pd.DataFrame) -> list[tuple[str
     if len(first_lag):
         fig, ax = plt.subplots()
         for key, rows in _groups(first_lag):
+            rows = rows.sort_values("t_ns")  # a cell's generators' samples, on one clock
             ax.plot(rows["t_ns"] / 1e9, rows["lag_ns"] / 1e6, label=_label(key), lw=0.8)
         ax.set_xlabel("time since the cell's start (s)")
         ax.set_ylabel("event-loop lag (ms)")

@@ -70,6 +70,7 @@ _COLUMNS = [
     ("variant", lambda r: r.variant, "variant", True),
     ("rate", _rate, "rate_per_s", True),
     ("conc", lambda r: str(r.concurrency), None, True),
+    ("gen", lambda r: str(r.generators), "generators", True),
     ("rep", lambda r: str(r.repetition), None, True),
     ("requests", lambda r: str(r.requests), None, True),
     ("errors", lambda r: f"[red]{r.errors}[/]" if r.errors else "0", None, True),
@@ -107,7 +108,7 @@ _COLUMNS = [
     ("little %", _little, "little_check", False),
     ("flags", _flags, "flags", True),
 ]
-_DEFAULT_KEYS = {"strategy": "inline", "variant": "default"}
+_DEFAULT_KEYS = {"strategy": "inline", "variant": "default", "generators": 1}
 _TEXT = ("backend", "strategy", "variant", "flags")  # left-aligned
 
 # header → (definition, where the figure is computed). One entry per figure: the terminal
@@ -117,6 +118,8 @@ LEGEND: dict[str, tuple[str, str]] = {
              "harness.core.keys.AXES"),
     "conc": ("the cell's limit on requests in flight (open model: max_in_flight)",
              "harness.core.keys.AXES"),
+    "gen": ("generator processes the cell's load was split across (shown when not 1)",
+            "harness.core.keys.AXES"),
     "rep": ("the repetition", "harness.core.keys.AXES"),
     "requests": ("measured rows of the cell (every request released to a slot, the warm-up "
                  "left out, as from every figure)", "harness.analysis.summary.measured"),
@@ -179,10 +182,11 @@ LEGEND: dict[str, tuple[str, str]] = {
     # the flags
     "little": ("flag: the Little's law residual exceeds 5 % and the samples are enough to tell",
                "harness.analysis.summary.little_check"),
-    "peaks": ("flag: the live and sweep peaks differ, or the server saw more in flight",
+    "peaks": ("flag: the live and sweep peaks differ (split across generators: the live sum "
+              "exceeds the sweep), or the server saw more in flight",
               "harness.analysis.summary._self_checks"),
     "gen-cpu": ("flag: on a server workload, the generator's process tree averaged over 90 % of "
-                "a core (of every core of the run's machine for processes)",
+                "a core per generator (of every core of the run's machine for processes)",
                 "harness.analysis.summary._self_checks"),
     "srv-cpu": ("flag: the mock server used over 90 % of a core, from ready to the cell's end",
                 "harness.analysis.summary._self_checks"),
@@ -316,12 +320,14 @@ def speedup_tables(speedups: pd.DataFrame, wide: bool = False) -> list[Table]:
                                  if (rows[k] != _DEFAULT_KEYS[k]).any()]
         if "rate_per_s" in rows and rows["rate_per_s"].notna().any():
             headers.append("rate")
-        headers += ["conc", "reps", "mean req/s"] + (["mean p99 ms"] if wide else [])
+        headers += ["conc"] + (["gen"] if _shown(rows, "generators") else [])
+        headers += ["reps", "mean req/s"] + (["mean p99 ms"] if wide else [])
         headers += ["median speedup"]
         table = _table(f"{escape(scenario)}  [dim]across repetitions[/]", headers)
         for row in rows.itertuples(index=False):
             cells = {"backend": row.backend, "strategy": row.strategy, "variant": row.variant,
                      "rate": _rate(row), "conc": str(row.concurrency),
+                     "gen": str(getattr(row, "generators", 1)),
                      "reps": str(row.repetitions),
                      "mean req/s": _ci(row.mean_rps, row.rps_lo, row.rps_hi),
                      "mean p99 ms": _ci(row.mean_p99_ms, row.p99_lo, row.p99_hi),

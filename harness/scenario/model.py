@@ -105,16 +105,7 @@ class Scenario(StrictModel):
         if self.workload.type == "race" and apart:
             raise ValueError("backends: the race workload shares a counter between slots in "
                              f"one process; it does not run on '{apart[0]}'")
-        split = max(g for block in self.loads for g in block.generators)
-        if split > 1:
-            alone = "processes" if "processes" in self.backends else (
-                "race" if self.workload.type == "race" else None)
-            if alone == "processes":
-                raise ValueError(f"load.generators: {split} on processes: its slot processes "
-                                 "are already spread over the cores (one generator there)")
-            if alone == "race":
-                raise ValueError(f"load.generators: {split} with the race workload: its "
-                                 "counter lives in one process (one generator)")
+        self._one_process()
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: repeated (got {brief(list(self.strategies))})")
         self._distinct_cells()
@@ -135,6 +126,16 @@ class Scenario(StrictModel):
                 raise ValueError(f"expect[{i}]: {metric} is an open-model figure and no load "
                                  "block has rate or stages")
         return self
+
+    def _one_process(self) -> None:
+        """What cannot be split across generator processes."""
+        split = max(g for block in self.loads for g in block.generators)
+        if split > 1 and "processes" in self.backends:
+            raise ValueError(f"load.generators: {split} on processes: its slot processes are "
+                             "already spread over the cores (one generator there)")
+        if split > 1 and self.workload.type == "race":
+            raise ValueError(f"load.generators: {split} with the race workload: its counter "
+                             "lives in one process (one generator)")
 
     def _distinct_cells(self) -> None:
         """Two load blocks must not plan the same cell: a cell's keys tell its block."""

@@ -109,6 +109,15 @@ def spool_files(folder: Path, kind: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def write_table(path: Path, schema: pa.Schema, table: pa.Table) -> None:
+    """A spool file written at once (e.g. rows the cell writes for a dead generator)."""
+    spool_file = _SpoolFile(path, schema)
+    try:
+        spool_file.write(table)
+    finally:
+        spool_file.close()
+
+
 def reason(exc: BaseException) -> str:
     """The OS's words for what went wrong ("No space left on device"), also from Arrow's
     errors, which carry the errno only in their text."""

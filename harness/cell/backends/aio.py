@@ -44,6 +44,7 @@ class AsyncioBackend:
 
     def __init__(self) -> None:
         self.start_clock = now_ns  # a cell split across generators starts them on one t0
+        self.gauge_state = None  # ... and keeps each one's gauge where the cell can sum them
         self.buffer = RecordBuffer()
         self.gauge: InFlightGauge | None = None
         self.lag_samples: list[tuple[int, int]] = []
@@ -104,7 +105,7 @@ class AsyncioBackend:
         freeze_heap()
         t0 = self.start_clock()
         producer.start(t0)
-        gauge = self.gauge = InFlightGauge.for_event_loop(t0)
+        gauge = self.gauge = InFlightGauge.for_event_loop(t0, self.gauge_state)
         probe = asyncio.create_task(self._probe(t0))
         if spec.queued:
             await self._queued(spec, stop, stopping, runner, producer, t0)

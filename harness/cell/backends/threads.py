@@ -131,6 +131,7 @@ class ThreadsBackend:
 
     def __init__(self) -> None:
         self.start_clock = now_ns  # a cell split across generators starts them on one t0
+        self.gauge_state = None  # ... and keeps each one's gauge where the cell can sum them
         self.completed = 0
         self.gauge: InFlightGauge | None = None
         self.lag_samples = None
@@ -144,7 +145,7 @@ class ThreadsBackend:
             warm_ahead(runner, spec)
         producer = Producer(spec, stop)
         # Threads started before the clock (t0 is set on the gauge before any slot has a job).
-        gauge = InFlightGauge(0)
+        gauge = InFlightGauge(0, state=self.gauge_state)
         slots = [_Slot(i, runner, gauge, idle, self) for i, runner in enumerate(runners)]
         pull = not spec.queued and not producer.open
         go = threading.Event()  # pulling slots take their first seq once the clock runs

@@ -47,7 +47,7 @@ def loop_client(spec, request: RequestSpec):
         from harness.client.lean_async import LeanAsyncClient as Client
     else:
         from harness.client.standard_async import AiohttpClient as Client
-    return Client(spec.server_url, request, spec.concurrency, **http_settings(spec))
+    return Client(spec.server_url, request, spec.slots, **http_settings(spec))
 
 
 def fault_labeller(spec):

@@ -153,7 +153,7 @@ class PipelineWork:
             import asyncpg
 
             pool = await asyncpg.create_pool(_dsn(self.spec), min_size=1,
-                                             max_size=self.spec.concurrency)
+                                             max_size=self.spec.slots)
             sql = f"INSERT INTO {TABLE} VALUES ($1, $2, $3, $4)"
 
             async def write(cell, seq, checksum, status):
