@@ -339,9 +339,11 @@ def test_profile_cells_table_is_read_by_own_time():
 
     output = """uvloop + lean: 31,000 requests in 2.01 s
 
-top 2 by own time (tottime):
+top 4 by own time (tottime):
   ns/req  share calls/req  function
   34,141  20.3%      1.00  start (lean_async.py:99)
+  18,075  10.8%      0.00  run (runners.py:86)
+   6,490   3.9%      0.00  <built-in method gc.collect>
    6,441   3.8%      1.00  data_received (lean_async.py:64)
 
 top 2 by cumulative time:
@@ -349,6 +351,7 @@ top 2 by cumulative time:
  168,873 100.6%      0.00  run_cell (main.py:34)
 """
     assert own_time(output) == ["start (lean_async.py:99) 20.3%",
+                                "the loop's own code and waits 10.8%",
                                 "data_received (lean_async.py:64) 3.8%"]
     assert own_time("no table") == []
 
