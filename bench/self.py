@@ -45,7 +45,7 @@ met, verdict; the run's metadata under b"harness" in its key-value metadata) and
 (machine, commit, date, CPU pressure before and after, every figure with its target and
 verdict) — names no glob that reads runs picks up; the harness runs made here go to a temporary
 folder. At most 15 minutes; where they go (PLAN_S, at the defaults): throughput ~8 min
-(3 rounds of ~2.5 min: 13 harness cells ~95 s, 5 bare loops, wrk and Locust ~50 s), 10 000 in
+(3 rounds of ~2.5 min: 12 harness cells ~95 s, 5 bare loops, wrk and Locust ~50 s), 10 000 in
 flight ~4 min (8 cells ~1 min, the thread ladders ≤ 3 min), recording, engines and latency
 ~2 min. Printed at the start, and what each took at the end (also in summary.md's notes).
 

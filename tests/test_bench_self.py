@@ -1,6 +1,8 @@
 """bench-self's judging, in process and without its peers: figures → verdicts → exit status
 (met, missed, not measured, a failed section, --quick, --report-only), bench-self.parquet with
-its run metadata read back, summary.md's lines, and a peer that cannot be set up (exit 2)."""
+its run metadata read back, summary.md's lines, and a peer that cannot be set up (exit 2); the
+throughput figures from made-up rounds (medians of per-round ratios, the targets, the two-core
+bound, the note on where the time goes), and the bare thread loop against a mock."""
 
 import math
 import subprocess
