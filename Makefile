@@ -44,7 +44,7 @@ bench-full: $(STAMP)
 	$(call bench_steps,results/bench-full,results/report-full.html,$(FULL_SCENARIOS),--repeat 5)
 
 # The harness against its peers (wrk, Locust) and against itself, side by side in one sitting,
-# at most 12 minutes; sets up wrk (apt) and Locust (bench/.venv-locust) itself. Not part of test.
+# at most 15 minutes; sets up wrk (apt) and Locust (bench/.venv-locust) itself. Not part of test.
 # Writes results/bench-self/<UTC time>/bench-self.parquet and summary.md; exits 1 on a missed
 # target, 2 when a peer cannot be set up, 3 when a section failed (0 with ARGS=--report-only).
 bench-self: $(STAMP)

@@ -1,7 +1,9 @@
-"""bench-self's 10 000 in flight: 1 s delay, 30 000 requests at concurrency 10 000 on asyncio and
-uvloop × lean and standard (errors, the server's peak in flight, loop lag p99); then the threads
-backend's ladder: the highest thread count (500 … 10 000, three requests per thread) it runs
-with 0 errors. --quick: 3 000 requests at concurrency 1 000, a shorter ladder."""
+"""bench-self's 10 000 in flight, the synchronised case: 1 s fixed delay, 30 000 requests at
+concurrency 10 000 (all 10 000 released together, then again as each ends) on asyncio and uvloop
+× lean and standard × generators 1 and 2, side by side in one run (errors, the server's peak in
+flight, loop lag p99); then the threads backend's ladder: the highest thread count (500 …
+10 000, three requests per thread) it runs with 0 errors. --quick: 3 000 requests at
+concurrency 1 000, a shorter ladder."""
 
 from __future__ import annotations
 
@@ -20,15 +22,16 @@ def in_flight(sitting: Sitting) -> None:
     # cell's connections need more than the usual 1 024 (the mock raises its own).
     if note := raise_fd_limit(concurrency + 1000):
         say(f"  note: {note}")
+    load = f"requests: {requests}, concurrency: {concurrency}, generators: [1, 2]"
     text = FAST.format(name="self_in_flight", latency="1s", clients="lean, standard",
-                       load=f"requests: {requests}, concurrency: {concurrency}",
-                       backends="asyncio, uvloop")
-    summary = sitting.run_harness("in_flight", text, timeout_s=240)
+                       load=load, backends="asyncio, uvloop")
+    summary = sitting.run_harness("in_flight", text, timeout_s=480)
     sitting.notes.append(f"{concurrency:,} in flight, failed requests: "
                          f"{sitting.error_counts(sitting.last_run)}")
     peak = round(0.95 * concurrency)
-    for row in summary.sort_values(["client", "backend"]).itertuples():
-        cell = f"{concurrency // 1000}k in flight {row.backend} {row.client}"
+    for row in summary.sort_values(["client", "backend", "generators"]).itertuples():
+        cell = f"{concurrency // 1000}k in flight {row.backend} {row.client}" + \
+            (f" generators {row.generators}" if row.generators != 1 else "")
         lean = row.client == "lean"
         sitting.add(f"{cell}: errors", row.errors, "", "= 0" if lean else None,
                     lambda v: v == 0)

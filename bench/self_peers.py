@@ -138,12 +138,17 @@ def run_locust(locust: Path, tmp: Path, url: str, seconds: int) -> dict:
 
 
 def run_bare(client: str, url: str, seconds: int, loop: str) -> dict:
+    """One bare loop (bench/bare_loops.py) on `loop`: uvloop, asyncio or threads; its figures
+    per request as a harness cell's are counted (CPU in µs, user and system; context
+    switches)."""
     cmd = [sys.executable, "-m", "bench.bare_loops", client, url, "--seconds",
            str(seconds), "--concurrency", str(CONNECTIONS), "--json"]
-    if loop == "asyncio":
-        cmd.append("--asyncio")
+    if loop in ("asyncio", "threads"):
+        cmd.append(f"--{loop}")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
                           check=True, env=child_env(), cwd=ROOT)
     found = json.loads(done.stdout)
-    found["cpu_us"] = 1e6 * found["cpu_s"] / max(found["requests"], 1)
+    n = max(found["requests"], 1)
+    found.update(cpu_us=1e6 * found["cpu_s"] / n, user_us=1e6 * found["cpu_user_s"] / n,
+                 sys_us=1e6 * found["cpu_sys_s"] / n, csw=found["ctx_switches"] / n)
     return found

@@ -12,7 +12,7 @@ from pathlib import Path
 from bench import ROOT
 from bench.self_report import Figure, judge
 
-BUDGET_S = 12 * 60
+BUDGET_S = 15 * 60
 CONNECTIONS = 50
 
 FAST = """\
@@ -49,13 +49,15 @@ class Sitting:
         return max(20.0, min(timeout_s, self.left() - 20))
 
     def error_counts(self, run: Path) -> str:
-        """`backend client: category n, …` of a harness run's failed requests."""
+        """`backend client [generators N]: category n, …` of a harness run's failed
+        requests."""
         from harness.store.reader import read_run
 
         rows = read_run(run)["requests"].to_pandas()
         bad = rows[~rows["ok"]]
-        counts = bad.groupby(["backend", "client", "error"]).size()
-        return "; ".join(f"{b} {c}: {e} {n}" for (b, c, e), n in counts.items()) or "none"
+        counts = bad.groupby(["backend", "client", "generators", "error"]).size()
+        return "; ".join(f"{b} {c}{f' generators {g}' if g != 1 else ''}: {e} {n}"
+                         for (b, c, g, e), n in counts.items()) or "none"
 
     def add(self, name: str, value, unit: str, target: str | None = None,
             ok=None) -> None:

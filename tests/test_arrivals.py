@@ -516,7 +516,7 @@ def test_the_scenario_schema_describes_the_open_model():
 
 
 def test_model_and_rate_are_key_columns_with_defaults():
-    assert CELL_KEYS[-2:] == ["model", "rate_per_s"]
+    assert CELL_KEYS[-3:] == ["model", "rate_per_s", "generators"]
     assert AXIS_DEFAULTS["model"] == "closed" and AXIS_DEFAULTS["rate_per_s"] is None
     assert NULLABLE_KEYS == {"rate_per_s"}
     key = CellKey(backend="asyncio", concurrency=10, repetition=0)

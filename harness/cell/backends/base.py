@@ -206,7 +206,9 @@ class Producer:
     def take_seq(self, warmup: bool | None = None) -> tuple[int, bool] | None:
         """Without a queue: (seq, warm-up?) of the request a slot starts now, or None when
         production is over. `warmup` as for release(); not counted in warmup_released."""
-        if self.over():
+        # over(), inlined: this runs once per request on every slot
+        if self.stop.event.is_set() or self.exhausted or (
+                self.deadline_ns is not None and now_ns() >= self.deadline_ns):
             return None
         seq = self.counter.take()
         if seq is None:
