@@ -58,10 +58,10 @@ LOOPS = ("asyncio", "uvloop")
 # crowd: 10 000 in flight; the server must see 95 % of them at once. The loop-lag bound is the
 # shortest delay the server holds a request: a loop that stalls longer leaves responses unread
 # and freed slots unfilled for longer than a whole request, and the crowd thins. Measured on
-# the shared 2-core machine, 7 runs of the 4 cells: p99 6-41 ms in quiet minutes, 160-375 ms
-# beside other work, 570-730 ms in one load spike, where two cells' server peaks fell to
-# 9 020 and 9 569 too; on a saturated machine 0.6-5.2 s, peaks down to 6 135
-# (docs/measurements/2026-12-03-crowd.md).
+# the shared 2-core machine, 8 runs of the 4 cells: p99 6-41 ms in quiet minutes, 116-475 ms
+# beside other work, 573-764 ms in 4 cells of the 2 runs whose CPU pressure rose past 50 %
+# (one of them also fell to server peaks of 9 020 and 9 569); on a saturated machine
+# 0.6-5.2 s, peaks down to 6 135 (docs/measurements/2026-12-03-crowd.md).
 CROWD_PEAK = 9500
 CROWD_LAG_MS = 500.0
 
