@@ -31,6 +31,7 @@ from harness.core.schema import NULLABLE_INTS, RECORD_FIELDS, RECORD_SCHEMA, Out
 ROW = ("worker", "slot", "seq", "enqueued_ns", "scheduled_ns", "start_ns", "end_ns",
        "in_flight", "warmup", *Outcome._fields)
 ROW_WIDTH = len(ROW)
+_OUTCOME_WIDTH = len(Outcome._fields)
 _AT = {name: i for i, name in enumerate(ROW)}
 _LABELS = ("worker", "slot", "error", "error_detail", "fault")
 _INTS = ("seq", "enqueued_ns", "scheduled_ns", "start_ns", "end_ns", "in_flight", "status")
@@ -55,12 +56,10 @@ class RecordBuffer:
                start_ns: int, end_ns: int, outcome: Outcome, in_flight: int,
                warmup: bool = False) -> None:
         """One row, the slower way (a Python call): for paths off the hot one."""
-        outcome = tuple(outcome)
-        if len(outcome) != len(Outcome._fields):
-            raise ValueError(f"an Outcome has {len(Outcome._fields)} fields, not "
-                             f"{len(outcome)}")
+        if len(outcome) != _OUTCOME_WIDTH:  # a row of the wrong width would shift the rest
+            raise ValueError(f"an Outcome has {_OUTCOME_WIDTH} fields, not {len(outcome)}")
         self.row((worker, slot, seq, enqueued_ns, scheduled_ns, start_ns, end_ns, in_flight,
-                  warmup) + outcome)
+                  warmup) + tuple(outcome))
 
     def __len__(self) -> int:
         return len(self._values) // ROW_WIDTH
