@@ -66,82 +66,124 @@ def with_row(n: int, row) -> None:
         row(("worker-0", slot, seq, t, t + 1, t + 2, t + 9, 1 + seq % 50, False) + outcome)
 
 
-def time_loop(n: int, buffer: str | None, spooled: bool = False,
-              folder: Path | None = None) -> int:
-    """ns for n requests' loop: `buffer` None (no record), "today" or "new". Alone, the
-    buffer is drained between blocks of FLUSH_ROWS requests, outside the time (what the hot
-    path pays in a cell, where rows never pile up beyond a flush's); `spooled`: a Spooler
-    thread drains it to its IPC file every FLUSH_S as in a cell, inside the time (its final
-    flush included)."""
+def _recorder(buffer: str | None):
+    """The loop for `buffer` (None: no record, "today", "new"), its record call, its store."""
     from bench.record_baseline import BaselineRecordBuffer
     from harness.cell.buffer import RecordBuffer
+
+    if buffer is None:
+        return without, None, None
+    if buffer == "today":
+        store = BaselineRecordBuffer()
+        return with_append, store.append, store
+    store = RecordBuffer()
+    return with_row, store.row, store
+
+
+def _frozen():
+    """The heap collected and frozen, as a cell does just before its clock
+    (harness.cell.backends.base.freeze_heap); unfrozen after."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def frozen():
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            gc.unfreeze()
+    return frozen()
+
+
+def _clocks() -> tuple[int, int]:
+    return time.perf_counter_ns(), time.process_time_ns()
+
+
+def alone(n: int, order: tuple) -> dict:
+    """One round of the append alone: the loops without a record, with today's buffer and
+    with the new one take turns block by block (FLUSH_ROWS requests each, `order` rotating), so
+    that a slower moment of the machine falls on all three; both buffers are drained between
+    blocks, outside the time (in a cell rows never pile up beyond a flush's). {buffer: (wall
+    ns, CPU ns)} over the n requests."""
+    loops = {buffer: _recorder(buffer) for buffer in order}
+    spent = dict.fromkeys(order, (0, 0))
+    with _frozen():
+        for i, block in enumerate(range(0, n, FLUSH_ROWS)):
+            turn = order[i % len(order):] + order[:i % len(order)]
+            for buffer in turn:
+                loop, record, _ = loops[buffer]
+                wall, cpu = _clocks()
+                loop(min(FLUSH_ROWS, n - block), record)
+                now = _clocks()
+                spent[buffer] = (spent[buffer][0] + now[0] - wall,
+                                 spent[buffer][1] + now[1] - cpu)
+            for _, _, store in loops.values():
+                if store is not None:
+                    store.drain()
+    for buffer, (_, _, store) in loops.items():
+        assert store is None or store.appended == n, buffer
+    return spent
+
+
+def spooled(n: int, buffer: str | None, folder: Path | None = None) -> tuple[int, int]:
+    """(wall ns, CPU ns) of n requests' loop with `buffer`, a Spooler thread draining it to its
+    IPC file every FLUSH_S as in a cell (its final flush included); None: the loop alone."""
     from harness.core.schema import RECORD_SCHEMA
     from harness.store.spool import Spooler
 
-    if buffer is None:
-        loop, record, store = without, None, None
-    elif buffer == "today":
-        store = BaselineRecordBuffer()
-        loop, record = with_append, store.append
-    else:
-        store = RecordBuffer()
-        loop, record = with_row, store.row
+    loop, record, store = _recorder(buffer)
     spool = spool_dir = None
-    if spooled:
+    if store is not None:
         spool_dir = Path(tempfile.mkdtemp(dir=folder, prefix="spool-"))
         spool = Spooler(spool_dir)
         spool.add("requests", RECORD_SCHEMA, store.drain)
-    gc.collect()
-    gc.freeze()  # as a cell before its clock (harness.cell.backends.base.freeze_heap)
-    elapsed = cpu = 0
-    try:
+    with _frozen():
         if spool is not None:
             spool.start()
-            t0, c0 = time.perf_counter_ns(), time.process_time_ns()
-            loop(n, record)
+        wall, cpu = _clocks()
+        loop(n, record)
+        if spool is not None:
             spool.stop()
-            elapsed, cpu = time.perf_counter_ns() - t0, time.process_time_ns() - c0
-        else:
-            for block in range(0, n, FLUSH_ROWS):
-                t0, c0 = time.perf_counter_ns(), time.process_time_ns()
-                loop(min(FLUSH_ROWS, n - block), record)
-                elapsed += time.perf_counter_ns() - t0
-                cpu += time.process_time_ns() - c0
-                if store is not None:
-                    store.drain()
-    finally:
-        gc.unfreeze()
+        now = _clocks()
     if spool_dir is not None:
         shutil.rmtree(spool_dir, ignore_errors=True)
-    if store is not None:
-        assert store.appended == n
-    return elapsed, cpu
+    assert store is None or store.appended == n
+    return now[0] - wall, now[1] - cpu
 
 
 def compare(n: int = ROWS, rounds: int = ROUNDS, folder: Path | None = None) -> dict:
-    """Medians over `rounds` of ns per request, with − without, as {"wall": {(buffer,
+    """ns per request, with − without, median over `rounds`, as {"wall": {(buffer,
     spooled): ns}, "cpu": {…}} (cpu: the process's CPU time, both threads), and the ratios
-    new ÷ today as {"wall": {"append": r, "append+drain": r}, "cpu": {…}}."""
+    new ÷ today's as {"wall": {"append": r, "append+drain": r}, "cpu": {…}}. Each round: the
+    append alone (interleaved block by block), then the spooled loops between two loops
+    without a record (their mean is the round's base), today's or the new buffer first in
+    turn."""
     import pyarrow as pa
 
     pa.array([0])  # the first conversion of a list imports pandas: not a per-row cost
-    found: dict = {(None, False): []}
+    per_round: dict = {}
+    without: list = []
     for i in range(rounds):
-        found[None, False].append(time_loop(n, None))
-        for spooled in (False, True):
-            for buffer in BUFFERS if i % 2 == 0 else BUFFERS[::-1]:
-                found.setdefault((buffer, spooled), []).append(
-                    time_loop(n, buffer, spooled, folder))
-    without_ns = found.pop((None, False))
+        order = BUFFERS if i % 2 == 0 else BUFFERS[::-1]
+        found = alone(n, (None, *order))
+        for buffer in BUFFERS:
+            per_round.setdefault((buffer, False), []).append(
+                [found[buffer][k] - found[None][k] for k in (0, 1)])
+        before = spooled(n, None)
+        found = {buffer: spooled(n, buffer, folder) for buffer in order}
+        after = spooled(n, None)
+        base = [(before[k] + after[k]) / 2 for k in (0, 1)]
+        without.append(base)
+        for buffer in BUFFERS:
+            per_round.setdefault((buffer, True), []).append(
+                [found[buffer][k] - base[k] for k in (0, 1)])
     ns, ratios = {}, {}
     for k, clock in enumerate(("wall", "cpu")):
-        base = median([t[k] for t in without_ns])
-        ns[clock] = {key: (median([t[k] for t in times]) - base) / n
-                     for key, times in found.items()}
+        ns[clock] = {key: median([r[k] for r in rows]) / n for key, rows in per_round.items()}
         ratios[clock] = {"append": ns[clock]["new", False] / ns[clock]["today", False],
                          "append+drain": ns[clock]["new", True] / ns[clock]["today", True]}
-    return {"ns": ns, "ratios": ratios,
-            "without_ns": median([t[0] for t in without_ns]) / n}
+    return {"ns": ns, "ratios": ratios, "without_ns": median([b[0] for b in without]) / n}
 
 
 if __name__ == "__main__":

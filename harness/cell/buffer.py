@@ -36,7 +36,7 @@ _AT = {name: i for i, name in enumerate(ROW)}
 _LABELS = ("worker", "slot", "error", "error_detail", "fault")
 _INTS = ("seq", "enqueued_ns", "scheduled_ns", "start_ns", "end_ns", "in_flight", "status")
 assert set(ROW) - {"warmup"} == {f.name for f in RECORD_FIELDS} - {"phase"}
-BATCH_ROWS = 16384  # rows per Arrow batch
+BATCH_ROWS = 16_384  # rows per Arrow batch
 _VARIES = object()
 
 
@@ -83,29 +83,25 @@ class RecordBuffer:
             size = len(values)
             rows, torn = divmod(size, ROW_WIDTH)
             if torn:  # every row from the wrong one on is shifted: all are lost
-                self._drop(0, size)
+                self._drop(size)
                 raise ValueError(f"a row was not {ROW_WIDTH} values (RecordBuffer.row)")
             # Appends only add at the end and only a drain removes, so these rows stay where
-            # they are while their columns are sliced out of the live list (no copy). The last
-            # block goes first: its rows leave the list right after their batch is made, while
-            # their values are still in the CPU's caches, and only rows appended since move.
-            batches = []
+            # they are while their columns are sliced out of the live list (no copy). They
+            # leave it in one deletion at the end, which moves only the rows appended since
+            # (many, when the hot path keeps going meanwhile: a deletion per block would move
+            # them once per block).
             try:
-                while rows:
-                    first = (rows - 1) // BATCH_ROWS * BATCH_ROWS
-                    batches.append(_to_batch(values, first, rows))
-                    self._drop(first * ROW_WIDTH, rows * ROW_WIDTH)
-                    rows = first
-            finally:
-                if rows:  # a value of the wrong type: the rows before it are lost with it
-                    self._drop(0, rows * ROW_WIDTH)
-        return pa.Table.from_batches(batches[::-1], schema=RECORD_SCHEMA) if batches else None
+                batches = [_to_batch(values, first, min(first + BATCH_ROWS, rows))
+                           for first in range(0, rows, BATCH_ROWS)]
+            finally:  # a value of the wrong type: the rows drained with it are lost
+                self._drop(size)
+        return pa.Table.from_batches(batches, schema=RECORD_SCHEMA) if batches else None
 
-    def _drop(self, low: int, high: int) -> None:
-        """Values low..high leave the list; the rows they were count as drained."""
+    def _drop(self, size: int) -> None:
+        """The first `size` values leave the list; the rows they were count as drained."""
         with self._take:
-            del self._values[low:high]
-            self._drained += (high - low) // ROW_WIDTH
+            del self._values[:size]  # the front only: rows appended since stay
+            self._drained += size // ROW_WIDTH
 
 
 def _to_batch(values: list, first: int, last: int) -> pa.RecordBatch:
