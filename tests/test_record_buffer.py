@@ -202,6 +202,16 @@ def test_constant_null_and_mixed_columns_change_from_one_batch_to_the_next():
     assert table.to_pylist() == expected
 
 
+def test_a_batch_all_in_the_warm_up_or_all_failed_says_so_in_every_row():
+    buffer = RecordBuffer()
+    for seq in range(10):
+        buffer.append("w", "s", seq, 0, 0, 1, 2, Outcome(False, 0, "timeout"), 1, warmup=True)
+    table = buffer.drain()
+    assert table.column("phase").to_pylist() == ["warmup"] * 10
+    assert table.column("ok").to_pylist() == [False] * 10
+    assert table.column("error").to_pylist() == ["timeout"] * 10
+
+
 def test_truth_values_that_are_not_bools_count_by_their_truth():
     buffer = RecordBuffer()
     for seq in range(4):

@@ -145,10 +145,16 @@ def _filled(kind: pa.DataType, value, n: int) -> pa.Array:
     return found
 
 
-def _ints(column: list, same=_VARIES) -> pa.Array:
-    """A column of ints: one struct pack (which takes ints only, no None)."""
-    if type(same) is int or type(same := _same(column)) is int:
+def _ints(column: list) -> pa.Array:
+    same = _same(column)
+    if type(same) is int:
         return _filled(pa.int64(), same, len(column))
+    return _packed(column)
+
+
+def _packed(column: list) -> pa.Array:
+    """Ints as one int64 array, in one struct pack (which takes ints only: no None, no float,
+    no str)."""
     words = struct.pack(f"<{len(column)}q", *column)
     return pa.Array.from_buffers(pa.int64(), len(column), [None, pa.py_buffer(words)])
 
@@ -158,7 +164,7 @@ def _nullable_ints(column: list) -> pa.Array:
     if same is None or type(same) is int:
         return _filled(pa.int64(), same, len(column))
     try:  # no null: one pack (looking for None first would cost a compare per int)
-        return _ints(column, same)
+        return _packed(column)
     except struct.error:
         return pa.array(column, pa.int64())
 
@@ -188,7 +194,7 @@ def _phase(column: list) -> pa.Array:
     """The warm-up flags as the `phase` column."""
     same = _same(column)
     if type(same) is bool:
-        return _filled(pa.string(), _PHASES[same].as_py(), len(column))
+        return _filled(pa.string(), "warmup" if same else "measure", len(column))
     return _PHASES.take(pa.array(np.fromiter(column, np.bool_, len(column)).view(np.int8)))
 
 
