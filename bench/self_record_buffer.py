@@ -5,9 +5,12 @@ with the cell's spooler thread draining it to its Arrow IPC file every FLUSH_S.
 
 Every loop does what a hot path does around its record (distinct timestamps, an Outcome built
 per response as the lean client builds it, a slot label from a few), and the loop without a
-record is subtracted. Before each loop the heap is collected and frozen, as a cell does just
-before its clock. Rounds alternate which buffer goes first; each figure is the median over the
-rounds.
+record is subtracted: for the append alone, the three loops take turns block by block
+(FLUSH_ROWS requests, the buffers drained between blocks outside the time); with the spooler,
+each buffer's loop runs between two loops without a record, whose mean is the base. Before
+each loop the heap is collected and frozen, as a cell does just before its clock. Rounds
+alternate which buffer goes first; each figure is the median over the rounds, in wall time
+(the judged figures) and in the process's CPU time (both threads).
 
     python -m bench.self_record_buffer [ROWS] [ROUNDS]   (defaults 1 000 000 and 3)
 """
