@@ -6,7 +6,7 @@ per-request work is the client call and a counter.
 Per request, AsyncioBackend._load does: produce (room.acquire, Producer.take, now_ns,
 jobs.put_nowait), dispatch (jobs.get, room.release, limit.acquire, now_ns, Producer.over,
 Producer.release, a dict entry, create_task, a set add, add_done_callback), run_one (the
-client call between gauge.enter and gauge.exit, limit.release, RecordBuffer.append). The
+client call between gauge.enter and gauge.exit, limit.release, the record). The
 lean client builds an Outcome per response. The spooler thread drains the buffer to Arrow
 (RecordBuffer.drain) while the loop runs, under the same GIL.
 
@@ -26,8 +26,8 @@ N = 200_000
 ROWS = 200_000
 
 
-def per_call(stmt: str, n: int = N, **names) -> float:
-    return min(timeit.repeat(stmt, globals=names, number=n, repeat=5)) / n * 1e9
+def per_call(stmt: str, n: int = N, setup: str = "pass", **names) -> float:
+    return min(timeit.repeat(stmt, setup, globals=names, number=n, repeat=5)) / n * 1e9
 
 
 def sync_parts() -> list[tuple[str, float]]:
@@ -41,7 +41,8 @@ def sync_parts() -> list[tuple[str, float]]:
 
     outcome = Outcome(True, 200, None, 12_345, server_delay_target_ns=12_000, bytes_sent=0,
                       bytes_received=128)
-    buffer = RecordBuffer()
+    from bench.record_baseline import BaselineRecordBuffer
+
     gauge = InFlightGauge.for_event_loop(now_ns())
     spec = CellSpec(parse_scenario("name: x\nworkload: {type: fake, duration: 1ms}\n"
                                    "load: {duration: 100s, concurrency: 50}\n"),
@@ -49,9 +50,17 @@ def sync_parts() -> list[tuple[str, float]]:
     producer = Producer(spec, StopFlag())
     rows: list = []
     return [
-        ("RecordBuffer.append (one struct pack, one bytearray extend)",
+        ("RecordBuffer.row((9 values) + outcome) (the hot paths' entry: one list.extend)",
+         per_call("row(('worker-0', 'conn-40000', 1, 1, 1, 1, 2, 50, False) + o)",
+                  setup="row = RecordBuffer().row", RecordBuffer=RecordBuffer, o=outcome)),
+        ("RecordBuffer.append (the rarer paths: a Python call building the same tuple)",
          per_call("append('worker-0', 'conn-40000', 1, 1, 1, 1, 2, o, 50, False)",
-                  append=buffer.append, o=outcome)),
+                  setup="append = RecordBuffer().append", RecordBuffer=RecordBuffer,
+                  o=outcome)),
+        ("  for comparison: the buffer before (bench/record_baseline.py): one struct pack, "
+         "one bytearray extend",
+         per_call("append('worker-0', 'conn-40000', 1, 1, 1, 1, 2, o, 50, False)",
+                  setup="append = Buffer().append", Buffer=BaselineRecordBuffer, o=outcome)),
         ("  for comparison: one list.append of a row tuple (the same fields, one allocation)",
          per_call("append((w, s, 1, 1, 1, 1, 2, o, 50, False))", append=rows.append,
                   w="worker-0", s="conn-40000", o=outcome)),
@@ -122,8 +131,9 @@ def drain_parts() -> list[tuple[str, float]]:
     outcome = Outcome(True, 200, None, 12_345, server_delay_target_ns=12_000, bytes_sent=0,
                       bytes_received=128)
     buffer = RecordBuffer()
+    row = buffer.row
     for seq in range(ROWS):
-        buffer.append("worker-0", "conn-40000", seq, seq, seq, seq, seq + 1, outcome, 50, False)
+        row(("worker-0", "conn-40000", seq, seq, seq, seq, seq + 1, 50, False) + outcome)
     t0 = time.perf_counter_ns()
     buffer.drain()
     drain = (time.perf_counter_ns() - t0) / ROWS

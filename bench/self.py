@@ -30,8 +30,10 @@ body), 50 connections, zero delay, `--seconds` each (default 5):
    CPU split user/system/context switches beside the bare loop's; on a loop, a 2 s cProfile).
 2. The mock's engines under wrk (bench/engines.py): raw floor, fast, aiohttp.
 3. Latency p50/p99 at a fixed 50 ms delay: the harness on uvloop (lean, standard) − wrk.
-4. Recording: ns per request that RecordBuffer.append adds (1 000 000 appends with the cell's
-   spooler thread draining them to its Arrow IPC file, minus the same loop without), and
+4. Recording: ns per request that recording a row adds, today's buffer (bench/record_baseline.py,
+   append) and the harness's (RecordBuffer.row, the hot paths' fast entry) side by side: the
+   append alone, and with the cell's spooler thread draining to its Arrow IPC file (1 000 000
+   requests minus the same loop without, median of 3 rounds; new ÷ today's ≤ 0.5 for each); and
    Parquet write/read time of 1 000 000 rows (the requests schema; and the cell-end path, the
    spool to Parquet through RunWriter.write_cell_data): each write cold (a fresh process's
    first, as a run's first cell pays it) and warm (as every later cell pays it).

@@ -1,7 +1,11 @@
-"""bench-self's recording costs: ns per request that RecordBuffer.append adds (1 000 000 appends
-with the cell's spooler thread draining them to its Arrow IPC file, minus the same loop without),
-and Parquet write and read times of 1 000 000 rows (the requests schema; and the cell-end path,
-the spool to Parquet through RunWriter.write_cell_data).
+"""bench-self's recording costs: ns per request that recording a row adds, today's buffer
+(bench/record_baseline.py) against the harness's (harness/cell/buffer.py, through `row`, the
+hot paths' fast entry), side by side in this sitting (bench/self_record_buffer.py): the append
+alone, and the append with the cell's spooler thread draining to its Arrow IPC file, each over
+1 000 000 requests minus the same loop without, median of 3 rounds alternating which buffer
+goes first; the targets are new ÷ today's ≤ 0.5 for both. Then Parquet write and read times
+of 1 000 000 rows (the requests schema; and the cell-end path, the spool to Parquet through
+RunWriter.write_cell_data).
 
 Each Parquet time twice: cold, the first write of a fresh process that has imported what
 `harness run` has before its first cell ends (`python -m bench.self_recording cold-write|
@@ -14,11 +18,11 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from bench import ROOT
+from bench.self_record_buffer import ROUNDS, SLOTS, compare
 from bench.self_sitting import Sitting, child_env, say
 from harness.core.stats import median
 
@@ -29,16 +33,36 @@ TARGET_S = 0.5
 
 def recording(sitting: Sitting) -> None:
     say(f"\n== recording: {ROWS:,} rows")
-    with_ns, without_ns, append_ns = [], [], []
-    for _ in range(3):
-        without_ns.append(time_loop(ROWS, record=None))
-        append_ns.append(time_loop(ROWS, record="buffer"))
-        with_ns.append(time_loop(ROWS, record="spooled", folder=sitting.tmp))
-    base = median(without_ns)
-    sitting.add("recording: RecordBuffer.append per request (with − without)",
-                (median(append_ns) - base) / ROWS, "ns")
-    sitting.add("recording: append + the spooler draining to its IPC file, per request",
-                (median(with_ns) - base) / ROWS, "ns", "≤ 300", lambda v: v <= 300)
+    buffers(sitting)
+    parquet(sitting)
+
+
+def buffers(sitting: Sitting) -> None:
+    """Today's buffer and the new one, side by side: ns per request and new ÷ today's."""
+    quick = sitting.args.quick  # not judged: fewer requests, one round
+    found = compare(ROWS // 5 if quick else ROWS, 1 if quick else ROUNDS, sitting.tmp)
+    ns, ratio = found["ns"]["wall"], found["ratios"]["wall"]
+    half = ("≤ 0.5", lambda v: v <= 0.5)
+    sitting.add("recording, today's buffer (bench/record_baseline.py): append(10 arguments) per "
+                "request (with − without)", ns["today", False], "ns")
+    sitting.add("recording, new buffer: the hot paths' fast entry RecordBuffer.row(one tuple) "
+                "per request (with − without)", ns["new", False], "ns")
+    sitting.add("recording: append, new ÷ today's (same sitting, median of 3 rounds)",
+                ratio["append"], "×", *half)
+    sitting.add("recording, today's buffer: append + the spooler draining to its IPC file, per "
+                "request", ns["today", True], "ns")
+    sitting.add("recording, new buffer: row + the spooler draining to its IPC file, per "
+                "request", ns["new", True], "ns")
+    sitting.add("recording: append + drain, new ÷ today's (same sitting, median of 3 rounds)",
+                ratio["append+drain"], "×", *half)
+    cpu = found["ratios"]["cpu"]
+    sitting.notes.append(
+        f"recording: the loop without a record {found['without_ns']:,.0f} ns a request; "
+        f"by the process's CPU time (both threads) new ÷ today's is {cpu['append']:.2f} for "
+        f"the append, {cpu['append+drain']:.2f} with the drain")
+
+
+def parquet(sitting: Sitting) -> None:
     cold = cold_times(sitting.tmp / "cold", processes=1 if sitting.args.quick else 3)
     rounds = []
     for i in range(3):
@@ -61,39 +85,6 @@ def recording(sitting: Sitting) -> None:
                 f"a process's first ({n})", median(cold["cell_end"]), "s", *within)
     sitting.add("cell end: spool → Parquet, 1 000 000 rows, warm (median of 3 rounds in one "
                 "process)", warm["cell_end"], "s", *within)
-
-
-def time_loop(n: int, record: str | None, folder: Path | None = None) -> int:
-    """ns for n iterations of a request-shaped loop body; `record`: None (no recording),
-    "buffer" (RecordBuffer.append), "spooled" (append, with a Spooler thread draining the
-    buffer to its IPC file every FLUSH_S as in a cell; its final flush included)."""
-    from harness.cell.buffer import RecordBuffer
-    from harness.core.schema import RECORD_SCHEMA, Outcome
-    from harness.store.spool import Spooler
-
-    outcome = Outcome(True, 200, None, 12_345, server_delay_target_ns=12_000, bytes_sent=0,
-                      bytes_received=128)
-    buffer = RecordBuffer()
-    append = buffer.append
-    spool = None
-    if record == "spooled":
-        spool_dir = Path(tempfile.mkdtemp(dir=folder, prefix="spool-"))
-        spool = Spooler(spool_dir)
-        spool.add("requests", RECORD_SCHEMA, buffer.drain)
-        spool.start()
-    t0 = time.perf_counter_ns()
-    if record is None:
-        for _seq in range(n):
-            pass
-    else:
-        for seq in range(n):
-            append("worker-0", "conn-40000", seq, seq, seq, seq, seq + 1, outcome, 50, False)
-    if spool is not None:
-        spool.stop()
-    elapsed = time.perf_counter_ns() - t0
-    if spool is not None:
-        shutil.rmtree(spool_dir, ignore_errors=True)
-    return elapsed
 
 
 def parquet_times(folder: Path) -> dict:
@@ -124,11 +115,12 @@ def filled_buffer():
     from harness.core.schema import Outcome
 
     buffer = RecordBuffer()
+    row = buffer.row
     ok = Outcome(True, 200, None, 12_345, server_delay_target_ns=12_000, bytes_sent=0,
                  bytes_received=128)
     for seq in range(ROWS):
-        buffer.append("worker-0", f"conn-{40000 + seq % 50}", seq, seq * 10, seq * 10 + 1,
-                      seq * 10 + 2, seq * 10 + 9, ok, 1 + seq % 50, False)
+        row(("worker-0", SLOTS[seq % 50], seq, seq * 10, seq * 10 + 1, seq * 10 + 2,
+             seq * 10 + 9, 1 + seq % 50, False) + ok)
     return buffer
 
 

@@ -1,13 +1,15 @@
 """RecordBuffer, the hot path's record store, in process: what goes in comes out of a drain,
-value for value, null for null, across batch boundaries and while other threads append."""
+value for value, null for null, across batch boundaries and while other threads append, by
+`append` and by the hot paths' entry `row`."""
 
 from __future__ import annotations
 
 import threading
 
 import pyarrow as pa
+import pytest
 
-from harness.cell.buffer import BATCH_ROWS, RecordBuffer
+from harness.cell.buffer import BATCH_ROWS, ROW, ROW_WIDTH, RecordBuffer
 from harness.core.schema import RECORD_SCHEMA, Outcome
 
 NULLABLE = ("server_delay_ns", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns",
@@ -67,7 +69,16 @@ def test_all_null_and_no_null_columns_keep_their_types():
     assert table.schema.field("error").type == pa.string()
 
 
-def test_rows_appended_by_threads_while_another_drains_are_all_there_once():
+def as_row(args: tuple) -> tuple:
+    """append's arguments as the one tuple `row` takes."""
+    worker, slot, seq, enqueued_ns, scheduled_ns, start_ns, end_ns, outcome, in_flight, \
+        warmup = args
+    return (worker, slot, seq, enqueued_ns, scheduled_ns, start_ns, end_ns, in_flight,
+            warmup) + outcome
+
+
+@pytest.mark.parametrize("entry", ["append", "row"])
+def test_rows_appended_by_threads_while_another_drains_are_all_there_once(entry):
     buffer = RecordBuffer()
     threads, per_thread = 4, 20_000
     drained: list[pa.Table] = []
@@ -81,8 +92,12 @@ def test_rows_appended_by_threads_while_another_drains_are_all_there_once():
     def appender(t):  # new labels keep arriving mid-run, from every thread
         for i in range(per_thread):
             seq = t * per_thread + i
-            buffer.append(f"worker-{t}", f"slot-{seq % 1000}", seq, seq, seq, seq, seq + 1,
-                          Outcome(True, 200, server_delay_ns=seq), 1)
+            args = (f"worker-{t}", f"slot-{seq % 1000}", seq, seq, seq, seq, seq + 1,
+                    Outcome(True, 200, server_delay_ns=seq), 1, False)
+            if entry == "row":
+                buffer.row(as_row(args))
+            else:
+                buffer.append(*args)
 
     reader = threading.Thread(target=drainer)
     reader.start()
@@ -125,3 +140,116 @@ def test_a_label_that_is_not_a_string_is_written_as_one():
     buffer = RecordBuffer()
     buffer.append("w", 7, 0, 0, 0, 1, 2, Outcome(False, 0, "internal", error_detail=None), 1)
     assert buffer.drain().to_pylist()[0]["slot"] == "7"
+
+
+def test_the_fast_entry_is_a_c_method_taking_one_row_tuple_as_append_does():
+    buffer = RecordBuffer()
+    # a bound built-in: the hot paths call it without a Python frame of the buffer's
+    assert type(buffer.row).__name__ == "builtin_function_or_method"
+    assert ROW_WIDTH == 22 and ROW[:9] == ("worker", "slot", "seq", "enqueued_ns",
+                                           "scheduled_ns", "start_ns", "end_ns", "in_flight",
+                                           "warmup")
+    assert ROW[9:] == Outcome._fields
+    expected = []
+    for seq in range(BATCH_ROWS + 10):
+        args, want = row(seq)
+        if seq % 2:
+            buffer.row(as_row(args))
+        else:
+            buffer.append(*args)
+        expected.append(want)
+    assert len(buffer) == buffer.appended == BATCH_ROWS + 10
+    assert buffer.drain().to_pylist() == expected
+
+
+def test_constant_null_and_mixed_columns_change_from_one_batch_to_the_next():
+    """Each batch is judged on its own: a column constant (or null) in one batch and mixed,
+    or holding a new label, in the next comes out value for value; equal values that are
+    distinct objects count as the same; a column equal at its ends and middle but not
+    elsewhere is not taken for a constant."""
+    buffer = RecordBuffer()
+    n = BATCH_ROWS * 3
+    expected = []
+    for seq in range(n):
+        block = seq // BATCH_ROWS
+        if block == 0:  # constant everywhere, the big ints distinct objects of one value
+            big = int("5000000000")
+            outcome = Outcome(True, 200, None, big, bytes_sent=0, fault=None)
+            worker, in_flight, warmup = "worker-0", 3, False
+        elif block == 1:  # mixed: nulls among values, a new label mid-batch, both phases
+            outcome = Outcome(seq % 2 == 0, 200 + seq % 2, "timeout" if seq % 2 else None,
+                              None if seq % 3 else seq, bytes_sent=None if seq % 5 else 0,
+                              fault="reset" if seq > BATCH_ROWS + 100 else None)
+            worker, in_flight, warmup = f"worker-{seq % 3}", seq % 7, seq % 4 == 0
+        else:  # equal at the first, middle and last row only
+            odd = seq not in (2 * BATCH_ROWS, 2 * BATCH_ROWS + BATCH_ROWS // 2, n - 1)
+            outcome = Outcome(True, 200 + odd, None, 7, bytes_sent=1)
+            worker, in_flight, warmup = "worker-9" if odd else "worker-0", 1 + odd, False
+        args = (worker, "slot", seq, seq, seq, seq, seq + 1, outcome, in_flight, warmup)
+        buffer.row(as_row(args))
+        expected.append({"worker": worker, "slot": "slot", "seq": seq, "enqueued_ns": seq,
+                         "scheduled_ns": seq, "start_ns": seq, "end_ns": seq + 1,
+                         "server_delay_ns": outcome.server_delay_ns,
+                         "server_delay_target_ns": None, "ok": outcome.ok,
+                         "status": outcome.status, "error": outcome.error,
+                         "error_detail": None, "in_flight": in_flight, "cpu_ns": None,
+                         "cpu_wait_ns": None, "io_ns": None, "db_ns": None,
+                         "fault": outcome.fault, "bytes_sent": outcome.bytes_sent,
+                         "bytes_received": None, "phase": "warmup" if warmup else "measure"})
+    table = buffer.drain()
+    assert table.schema == RECORD_SCHEMA
+    assert [b.num_rows for b in table.to_batches()] == [BATCH_ROWS] * 3
+    assert table.to_pylist() == expected
+
+
+def test_a_batch_all_in_the_warm_up_or_all_failed_says_so_in_every_row():
+    buffer = RecordBuffer()
+    for seq in range(10):
+        buffer.append("w", "s", seq, 0, 0, 1, 2, Outcome(False, 0, "timeout"), 1, warmup=True)
+    table = buffer.drain()
+    assert table.column("phase").to_pylist() == ["warmup"] * 10
+    assert table.column("ok").to_pylist() == [False] * 10
+    assert table.column("error").to_pylist() == ["timeout"] * 10
+
+
+def test_truth_values_that_are_not_bools_count_by_their_truth():
+    buffer = RecordBuffer()
+    for seq in range(4):
+        buffer.row(("w", "s", seq, 0, 0, 1, 2, 1, seq % 2, seq % 2, 200, None, None, None,
+                    None, None, None, None, None, None, None, None))
+    table = buffer.drain()
+    assert table.column("ok").to_pylist() == [False, True, False, True]
+    assert table.column("phase").to_pylist() == ["measure", "warmup", "measure", "warmup"]
+
+
+@pytest.mark.parametrize("bad", ["a str timestamp", "a float timestamp", "None as seq"])
+def test_a_value_of_the_wrong_type_fails_the_drain_naming_its_column(bad):
+    buffer = RecordBuffer()
+    good = ("w", "s", 1, 0, 0, 1, 2, 1, False) + Outcome(True, 200)
+    buffer.row(good)
+    value = {"a str timestamp": "3", "a float timestamp": 2.5, "None as seq": None}[bad]
+    column = "seq" if bad == "None as seq" else "end_ns"
+    buffer.row(tuple(value if name == column else v for name, v in zip(ROW, good, strict=True)))
+    with pytest.raises(ValueError, match=column):
+        buffer.drain()
+    assert buffer.appended == 2 and len(buffer) == 0  # those rows are gone …
+    buffer.row(good)  # … and the buffer goes on
+    assert buffer.drain().to_pylist()[0]["seq"] == 1
+
+
+def test_a_row_of_the_wrong_width_fails_the_drain_and_the_buffer_goes_on():
+    buffer = RecordBuffer()
+    good = ("w", "s", 1, 0, 0, 1, 2, 1, False) + Outcome(True, 200)
+    buffer.row(good)
+    buffer.row(good[:-1])
+    buffer.row(good)
+    with pytest.raises(ValueError, match="22 values"):
+        buffer.drain()
+    assert len(buffer) == 0 and buffer.drain() is None
+    buffer.row(good)
+    assert buffer.drain().num_rows == 1 and buffer.appended == 3
+
+
+def test_append_refuses_an_outcome_of_the_wrong_length():
+    with pytest.raises(ValueError, match="13 fields"):
+        RecordBuffer().append("w", "s", 0, 0, 0, 1, 2, (True, 200), 1)
