@@ -144,8 +144,8 @@ class AsyncioBackend:
                 outcome = internal_outcome(exc)
             finally:
                 limit.release()
-                buffer.append(worker, slot or "loop", seq, enqueued_ns, scheduled_ns, start_ns,
-                              gauge.exit(), outcome, level, warmup)
+                buffer.row((worker, slot or "loop", seq, enqueued_ns, scheduled_ns, start_ns,
+                            gauge.exit(), level, warmup) + outcome)
 
         async def dispatch(worker: str) -> None:
             while (job := await jobs.get()) is not None:

@@ -37,7 +37,6 @@ from harness.core.schema import (
     CANCELLED_OUTCOME,
     LOST_OUTCOME,
     RECORD_SCHEMA,
-    Outcome,
     internal_outcome,
 )
 from harness.core.secrets import print_crash
@@ -183,8 +182,8 @@ class _Slots:
         if job is None:  # nothing was handed over: not a record of ours
             return
         seq, worker, enqueued_ns, scheduled_ns, warmup = job
-        self.buffer.append(worker, f"process-{i}", seq, enqueued_ns, scheduled_ns, start_ns,
-                           end_ns, Outcome(*outcome), in_flight, warmup)
+        self.buffer.row((worker, f"process-{i}", seq, enqueued_ns, scheduled_ns, start_ns,
+                         end_ns, in_flight, warmup) + outcome)  # the slot sent a plain tuple
         self.backend.completed += 1
         if requeue and not self.closing:
             self.idle.put(i)

@@ -71,8 +71,8 @@ class _Slot(threading.Thread):
                 self.current = None
                 if self.abandoned:
                     return
-                buffer.append(worker, label, seq, enqueued_ns, scheduled_ns, start_ns, end_ns,
-                              outcome, in_flight, warmup)
+                buffer.row((worker, label, seq, enqueued_ns, scheduled_ns, start_ns, end_ns,
+                            in_flight, warmup) + outcome)
             self.backend.completed += 1  # approximate under races; only the sampler reads it
             self.idle.put(self)
         runner.close()
@@ -81,7 +81,7 @@ class _Slot(threading.Thread):
         """Closed model without a queue: take the next seq, run it, record it, again."""
         gauge, runner, label = self.gauge, self.runner, self.label
         take, enter, leave, record = (self.producer.take_seq, gauge.enter, gauge.exit,
-                                      self.buffer.append)
+                                      self.buffer.row)
         while (ticket := take()) is not None:
             seq, warmup = ticket
             job = (seq, label, None, None, warmup)
@@ -100,8 +100,8 @@ class _Slot(threading.Thread):
                 self.current = None
                 if self.abandoned:
                     return
-                record(label, label, seq, start_ns, start_ns, start_ns, end_ns, outcome,
-                       in_flight, warmup)
+                record((label, label, seq, start_ns, start_ns, start_ns, end_ns, in_flight,
+                        warmup) + outcome)
             self.backend.completed += 1  # approximate under races; only the sampler reads it
         runner.close()
 
