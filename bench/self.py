@@ -31,12 +31,15 @@ body), 50 connections, zero delay, `--seconds` each (default 5):
 5. 10 000 in flight: 1 s delay, 30 000 requests, concurrency 10 000, asyncio and uvloop × lean
    and standard: errors, the server's peak in flight, loop lag p99. Then the threads backend:
    the highest thread count (500 … 10 000, three requests per thread) it runs with 0 errors.
+6. The knee ordering (bench/self_saturate.py): `harness saturate scenarios/saturate.yaml` for
+   uvloop and asyncio on the standard client, two shortened searches in opposite orders; each
+   backend's knee the higher of its two; uvloop's ≥ asyncio's.
 
 Results in RUN = results/bench-self/<UTC time>/: bench-self.parquet (name, value, unit, target,
 met, verdict; the run's metadata under b"harness" in its key-value metadata) and summary.md
 (machine, commit, date, CPU pressure before and after, every figure with its target and
 verdict) — names no glob that reads runs picks up; the harness runs made here go to a temporary
-folder. At most 12 minutes.
+folder. At most 15 minutes.
 
     python -m bench.self [--seconds 5] [--rounds 3] [--quick] [--report-only]
 
@@ -47,8 +50,8 @@ do not answer the targets: `met` is null, the verdict "quick: not judged".
 This module runs the sitting; its parts, one job each: bench/self_sitting.py (the time budget,
 the figures and notes, a `harness run`), self_peers.py (wrk and Locust: set-up and one
 measurement each, and the bare loops), the sections in the order they run (self_recording.py,
-self_throughput.py, self_engines.py, self_latency.py, self_in_flight.py), self_report.py
-(verdicts, the exit status, the files).
+self_throughput.py, self_engines.py, self_latency.py, self_in_flight.py, self_saturate.py),
+self_report.py (verdicts, the exit status, the files).
 """
 
 from __future__ import annotations
@@ -66,10 +69,11 @@ from bench.self_latency import latency
 from bench.self_peers import setup_peers
 from bench.self_recording import recording
 from bench.self_report import finish, metadata, outcome, verdicts, write_parquet
+from bench.self_saturate import saturate
 from bench.self_sitting import Sitting, say
 from bench.self_throughput import throughput
 
-SECTIONS = (recording, throughput, engines, latency, in_flight)
+SECTIONS = (recording, throughput, engines, latency, in_flight, saturate)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.seconds, args.rounds = 2, 1
     if not 1 <= args.seconds <= 10 or not 1 <= args.rounds <= 5:
-        parser.error("--seconds must be 1..10 and --rounds 1..5 (the run must fit in 12 min)")
+        parser.error("--seconds must be 1..10 and --rounds 1..5 (the run must fit in 15 min)")
     return args
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from bench import ROOT
 from bench.self_report import Figure, judge
 
-BUDGET_S = 12 * 60
+BUDGET_S = 15 * 60
 CONNECTIONS = 50
 
 FAST = """\
