@@ -41,6 +41,9 @@ body), 50 connections, zero delay, `--seconds` each (default 5):
    together), asyncio and uvloop × lean and standard × generators 1 and 2: errors, the
    server's peak in flight, loop lag p99. Then the threads backend: the highest thread count
    (500 … 10 000, three requests per thread) it runs with 0 errors.
+6. The knee ordering (bench/self_saturate.py): `harness saturate scenarios/saturate.yaml` for
+   uvloop and asyncio on the standard client, two shortened searches in opposite orders; each
+   backend's knee the higher of its two; uvloop's ≥ asyncio's.
 
 Results in RUN = results/bench-self/<UTC time>/: bench-self.parquet (name, value, unit, target,
 met, verdict; the run's metadata under b"harness" in its key-value metadata) and summary.md
@@ -49,7 +52,8 @@ verdict) — names no glob that reads runs picks up; the harness runs made here 
 folder. At most 15 minutes; where they go (PLAN_S, at the defaults): throughput ~8 min
 (3 rounds of ~2.5 min: 12 harness cells ~95 s, 5 bare loops, wrk and Locust ~50 s), 10 000 in
 flight ~4 min (8 cells ~1 min, the thread ladders ≤ 3 min), recording, engines and latency
-~2 min. Printed at the start, and what each took at the end (also in summary.md's notes).
+~2 min, the knee ordering ~2 min. Printed at the start, and what each took at the end (also
+in summary.md's notes).
 
     python -m bench.self [--seconds 5] [--rounds 3] [--quick] [--report-only]
 
@@ -60,8 +64,8 @@ do not answer the targets: `met` is null, the verdict "quick: not judged".
 This module runs the sitting; its parts, one job each: bench/self_sitting.py (the time budget,
 the figures and notes, a `harness run`), self_peers.py (wrk and Locust: set-up and one
 measurement each, and the bare loops), the sections in the order they run (self_recording.py,
-self_throughput.py, self_engines.py, self_latency.py, self_in_flight.py), self_report.py
-(verdicts, the exit status, the files).
+self_throughput.py, self_engines.py, self_latency.py, self_in_flight.py, self_saturate.py),
+self_report.py (verdicts, the exit status, the files).
 """
 
 from __future__ import annotations
@@ -80,14 +84,15 @@ from bench.self_latency import latency
 from bench.self_peers import setup_peers
 from bench.self_recording import recording
 from bench.self_report import finish, metadata, outcome, verdicts, write_parquet
+from bench.self_saturate import saturate
 from bench.self_sitting import BUDGET_S, Sitting, say
 from bench.self_throughput import throughput
 
-SECTIONS = (recording, throughput, engines, latency, in_flight)
+SECTIONS = (recording, throughput, engines, latency, in_flight, saturate)
 # Seconds each section takes, about, at --seconds 5 --rounds 3 (sittings of 2026-12): a fixed
 # part and a part per second of measurement; throughput's per round.
 PLAN_S = {"recording": (40, 0), "throughput": (60, 18), "engines": (10, 3),
-          "latency": (10, 2), "in_flight": (240, 0)}
+          "latency": (10, 2), "in_flight": (240, 0), "saturate": (120, 0)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
