@@ -110,9 +110,9 @@ class AsyncioBackend:
         if spec.queued:
             await self._queued(spec, stop, stopping, runner, producer, t0)
         else:
-            slots = [asyncio.create_task(coroutine) for coroutine in
-                     _slots(spec, producer, runner, gauge, self.buffer, t0)]
-            await _slots_down(slots, stopping, stop)
+            pacers, slots = _slots(spec, producer, runner, gauge, self.buffer, t0)
+            await _slots_down([asyncio.create_task(c) for c in pacers],
+                              [asyncio.create_task(c) for c in slots], stopping, stop)
         probe.cancel()
         self.warmup_released = producer.warmup_released
         return producer.released_count(), gauge.peak

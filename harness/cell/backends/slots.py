@@ -27,13 +27,14 @@ def slot_name(i: int) -> str:
 
 
 def slots(spec: CellSpec, producer: Producer, runner, gauge: InFlightGauge,
-          buffer: RecordBuffer, t0: int) -> list:
-    """The coroutines to run as tasks: the slots (and, open model, the pacer first)."""
+          buffer: RecordBuffer, t0: int) -> tuple[list, list]:
+    """The coroutines to run as tasks: (the pacer, open model only; the slots)."""
     count = spec.slots
     if not producer.open:
-        return [_closed(slot_name(i), producer, runner, gauge, buffer) for i in range(count)]
+        return [], [_closed(slot_name(i), producer, runner, gauge, buffer)
+                    for i in range(count)]
     hand = _Hand()
-    return [_pace(producer, hand, t0)] + [
+    return [_pace(producer, hand, t0)], [
         _open(slot_name(i), hand, runner, gauge, buffer) for i in range(count)]
 
 
@@ -124,13 +125,18 @@ async def _open(label: str, hand: _Hand, runner, gauge: InFlightGauge,
                     level, warmup) + outcome)
 
 
-async def wind_down(tasks: list[asyncio.Task], stopping: asyncio.Event, stop: StopFlag) -> None:
+async def wind_down(pacers: list[asyncio.Task], tasks: list[asyncio.Task],
+                    stopping: asyncio.Event, stop: StopFlag) -> None:
     """Until every slot (and the pacer) is done; on a stop, no slot takes another request, the
-    pacer ends at once, and the requests in flight get the grace period, then are cancelled."""
-    everything = asyncio.gather(*tasks, return_exceptions=True)
+    pacer ends at once (its slots waiting for an arrival with it), and the requests in flight
+    get the grace period, then are cancelled."""
+    everything = asyncio.gather(*pacers, *tasks, return_exceptions=True)
     stop_wait = asyncio.ensure_future(stopping.wait())
     await asyncio.wait([everything, stop_wait], return_when=asyncio.FIRST_COMPLETED)
     if stopping.is_set() and not everything.done():
+        for pacer in pacers:
+            pacer.cancel()
+        await asyncio.sleep(0)  # the pacer's finally: the idle slots are told to end
         left = [task for task in tasks if not task.done()]
         if left:
             await asyncio.wait(left, timeout=stop.grace_left_s())
