@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import sched_trace
+from harness.core.stats import percentile
 
 SCENARIO = """\
 name: late_starts
@@ -137,14 +138,14 @@ def ms(ns: float) -> str:
 
 def report(args, lags, late, work, trace, tids, loop_tid, server_pid, span) -> None:
     print(f"{args.backend} {args.client} {args.rate}/s: {len(lags)} measured starts; lag p50 "
-          f"{np.percentile(lags, 50) / 1e6:.2f} ms, p99 {np.percentile(lags, 99) / 1e6:.2f} "
+          f"{percentile(lags, 50) / 1e6:.2f} ms, p99 {percentile(lags, 99) / 1e6:.2f} "
           f"ms, max {lags.max() / 1e6:.1f} ms; {int((lags > args.late_ms * 1e6).sum())} later "
           f"than {args.late_ms:g} ms, in {len(late)} windows ({ms(sum(e - b for b, e, _ in late))}"
           " ms)")
     for name, spans in work.items():
         cpu = [c for *_, c in spans]
         touching = sum(1 for b, e, _ in late if overlap_ns(spans, b, e))
-        p50 = np.median(cpu) / 1e6 if cpu else 0
+        p50 = percentile(cpu, 50) / 1e6 if cpu else 0
         print(f"  {name}: {len(spans)} calls, thread CPU p50 {p50:.2f} ms, max "
               f"{max(cpu, default=0) / 1e6:.2f} ms; overlaps {touching} of the late windows")
     if trace is None:
