@@ -32,7 +32,6 @@ class Counter:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self._next = count().__next__
-        self._taken = 0
         if not getattr(sys, "_is_gil_enabled", lambda: True)():
             lock, step = threading.Lock(), self._next
 
@@ -56,7 +55,7 @@ class Counter:
 
 class Shared:
     """The file the generators of one cell share: the seq counter and each generator's
-    published figures. Every process maps it itself (a pickled Shared carries the path)."""
+    published figures. Every process maps it itself, from its path (the job carries it)."""
 
     def __init__(self, path: str, generators: int, create: bool = False) -> None:
         self.path, self.generators = path, generators
