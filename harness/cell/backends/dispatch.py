@@ -36,12 +36,7 @@ def start_dispatch(spec: CellSpec, producer: Producer, t0: int, stop: StopFlag,
             enqueued_ns, intended_ns, warmup = job
             if intended_ns is None:
                 room.release()
-            slot = None
-            while slot is None and not producer.over():
-                try:
-                    slot = idle.get(timeout=POLL_S)
-                except queue.Empty:
-                    pass
+            slot = _free_slot(idle, producer)
             scheduled = now_ns()  # one stamp both for the deadline check and the record
             if slot is not None and producer.over(scheduled):
                 idle.put(slot)
@@ -67,6 +62,17 @@ def _start(target, args: tuple, name: str) -> threading.Thread:
     return thread
 
 
+def _free_slot(idle: queue.Queue, producer: Producer):
+    """The next free slot, or None once production is over (the stop flag looked at while
+    waiting)."""
+    while not producer.over():
+        try:
+            return idle.get(timeout=POLL_S)
+        except queue.Empty:
+            pass
+    return None
+
+
 def _pace(producer: Producer, t0: int, idle: queue.Queue,
           hand_over: Callable[[object, tuple], None]) -> None:
     """Open model without a queue: each arrival, at its intended time (a deadline wait), to a
@@ -76,12 +82,7 @@ def _pace(producer: Producer, t0: int, idle: queue.Queue,
         if not producer.wait_until(arrival.at_ns):
             break
         enqueued = now_ns() - t0
-        slot = None
-        while slot is None and not producer.over():
-            try:
-                slot = idle.get(timeout=POLL_S)
-            except queue.Empty:
-                pass
+        slot = _free_slot(idle, producer)
         ticket = None if slot is None else producer.take_seq(arrival.warmup)
         if ticket is None:
             if slot is not None:
