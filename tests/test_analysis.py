@@ -378,7 +378,7 @@ def _shipped_summary() -> pd.DataFrame:
     from harness.scenario.loader import load_scenario
     from harness.scenario.model import plan_cells
 
-    rows = []
+    rows, serviced = [], []
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
         scenario = load_scenario(path).scenario
         for key in plan_cells(scenario):
@@ -386,9 +386,11 @@ def _shipped_summary() -> pd.DataFrame:
                                        strategy=key.strategy, variant=key.variant,
                                        model=key.model, rate_per_s=key.rate_per_s,
                                        scenario=scenario.name, run_id="20260101T000000Z-abcdef")
-            rows.append(row)
+            rows.append({**row, "path": key.path})
+            serviced.append(scenario.service is not None)
     summary = pd.DataFrame(rows)
     is_open = summary["model"] == "open"
+    service = np.where(serviced, 123.4, np.nan)
     return summary.assign(
         requests=99999, errors=19999, error_rate=0.5,
         achieved_rps=1234.5, target_rps=np.where(is_open, 1234.5, np.nan),
@@ -401,7 +403,7 @@ def _shipped_summary() -> pd.DataFrame:
         lost_updates=1999.0, kernel_ns_per_unit=123.4, normalised_rate=1.23, speedup=1.23,
         makespan_s=15.3, bound_s=15.1, efficiency=0.987, little_residual=0.012,
         little_check="ok", flags=np.where(is_open, "lagging gen-cpu", "little gen-cpu"),
-        peak_in_flight_server=50)
+        peak_in_flight_server=50, service_loop_lag_p99_ms=service, service_cpu_s=service)
 
 
 def _render(renderable, width: int) -> list[str]:
@@ -433,11 +435,13 @@ def test_wide_shows_every_column_and_the_legend_defines_each_once():
     narrow = {h for _, headers, _ in summary_grid(summary, wide=False) for h in headers}
     wide = {h for _, headers, _ in summary_grid(summary, wide=True) for h in headers}
     split = {"gen"} if (summary["generators"] != 1).any() else set()  # crowd.yaml's
+    paths = {"path", "service lag p99"}  # fastapi_inference.yaml's: a service, four paths
     assert narrow == {"backend", "strategy", "variant", "conc", "rep", "requests", "errors",
                       "req/s", "p50 ms", "p99 ms", "peak", "flags",
-                      "rate", "started/s", "sched p99"} | split  # those three: open cells
+                      "rate", "started/s", "sched p99"} | split | paths  # 3: open cells
     for title, headers, _ in summary_grid(summary, wide=False):  # in the room of req/s, peak
-        has_open = title.startswith(("open_stall", "saturate", "inference_service"))
+        has_open = title.startswith(("open_stall", "saturate", "inference_service",
+                                     "fastapi_inference"))
         assert ("started/s" in headers) == has_open and ("req/s" in headers) != has_open
     assert wide == {h for h, *_ in _COLUMNS} - {"peak"} - ({"gen"} - split)
     text = legend(sorted(wide), {"little", "gen-cpu", "lagging"})

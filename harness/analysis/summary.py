@@ -160,6 +160,9 @@ def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, cores: int | 
         flags.append("rows_missing")
     if not pd.isna(cell.server_exit):
         flags.append("server_died")  # the mock server exited during the cell
+    if not pd.isna(getattr(cell, "service_exit", None)):
+        flags.append("service_died")  # the started service ended during the cell (or never
+        # started)
     # Of the machine that ran the cell (its metadata), not the one reading it.
     limit = SATURATED * (cores if cell.backend == "processes" else generators) if cores else None
     if limit and reqs["server_delay_ns"].notna().any() and len(timeline):
@@ -260,6 +263,8 @@ def _cell_figures(cell, every: pd.DataFrame, units) -> dict:
         "cpu_sys_s": _nan(cell.cpu_sys_s),
         "server_cpu_s": _nan(getattr(cell, "server_cpu_s", None)),
         "server_loop_lag_p99_ms": _nan(getattr(cell, "server_loop_lag_p99_ns", None)) / 1e6,
+        "service_cpu_s": _nan(getattr(cell, "service_cpu_s", None)),
+        "service_loop_lag_p99_ms": _nan(getattr(cell, "service_loop_lag_p99_ns", None)) / 1e6,
         "peak_in_flight": cell.peak_in_flight,
         "peak_in_flight_live": cell.peak_in_flight_live,
         "peak_in_flight_server": cell.peak_in_flight_server,
@@ -273,6 +278,7 @@ def _cell_figures(cell, every: pd.DataFrame, units) -> dict:
         "warmup_requests": len(every) - len(reqs),
         "slots_lost": cell.slots_lost,
         "server_exit": cell.server_exit,
+        "service_exit": getattr(cell, "service_exit", None),
     }
 
 
@@ -320,7 +326,8 @@ def _nan(value) -> float:
     return float("nan") if value is None or pd.isna(value) else float(value)
 
 
-SPEEDUP_KEYS = ["run_id", "scenario", "backend", "strategy", "variant", "client", "generators"]
+SPEEDUP_KEYS = ["run_id", "scenario", "backend", "strategy", "variant", "client", "generators",
+                "path"]
 
 
 def _closed(summary: pd.DataFrame) -> pd.Series:
@@ -373,7 +380,7 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
 
 
 SPEEDUP_TABLE_KEYS = ["scenario", "backend", "strategy", "variant", "client", "generators",
-                      "model", "rate_per_s", "concurrency"]
+                      "path", "model", "rate_per_s", "concurrency"]
 
 
 def speedups(summary: pd.DataFrame) -> pd.DataFrame:
@@ -398,7 +405,7 @@ def speedups(summary: pd.DataFrame) -> pd.DataFrame:
                                        "p99_hi", "speedup"])
 
 
-FAILED_FLAGS = ("incomplete", "rows_missing", "server_died")
+FAILED_FLAGS = ("incomplete", "rows_missing", "server_died", "service_died")
 
 
 def cells_failed(summary: pd.DataFrame) -> bool:

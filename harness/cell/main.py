@@ -37,7 +37,7 @@ PROGRESS_EVERY = 5  # samples (of 100 ms) between progress lines
 def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] = ()) -> dict:
     """`argv`: what this process was preloaded with, for the generators it starts."""
     spec = CellSpec(parse_scenario(job.scenario_text), CellKey(**job.key), job.server_url,
-                    job.units, job.work_dir, job.generator, job.shared)
+                    job.units, job.work_dir, job.generator, job.shared, job.body_file)
     backend = get_backend(spec.backend)
     if job.generator:
         return _run_generator(spec, backend, job, stop, report)
@@ -57,7 +57,8 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
 
     spool = Spooler(Path(job.spool_dir))
     spool.on_error = lambda message: stop.set("disk")  # a full disk ends the cell; rows stay
-    clock = (lambda t0: post_t0(job.server_url, t0, quiet=True)) if spec.scenario.server else None
+    mock = job.mock_url or job.server_url
+    clock = (lambda t0: post_t0(mock, t0, quiet=True)) if spec.scenario.server else None
     sampler = Sampler(crowd or backend, on_sample=progress, on_clock=clock)
     spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
     spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))

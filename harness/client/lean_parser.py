@@ -55,7 +55,7 @@ class RequestTemplate:
     the prefix and suffix once, here, so the per-request work stays one concatenation; a
     per-request body (the pipeline's tensor) adds its Content-Length."""
 
-    __slots__ = ("prefix", "suffix", "head_end", "seq_query", "body_len", "head")
+    __slots__ = ("prefix", "suffix", "head_end", "seq_query", "body_len", "head", "mock")
 
     def __init__(self, host: str, request: RequestSpec | str) -> None:
         request = as_request(request)
@@ -69,6 +69,7 @@ class RequestTemplate:
         self.suffix = self.head_end + _length(request.body) + request.body
         self.body_len = len(request.body)
         self.head = request.method == "HEAD"
+        self.mock = request.mock
 
     def render(self, seq: int, body: bytes | None = None) -> bytes:
         if body is None:
@@ -107,7 +108,7 @@ class ResponseReader:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if not self._template.seq_query:  # an external target: its headers are its own
+        if not self._template.mock:  # a target or a service: its headers are its own
             if name in _FRAMING:
                 self.framed = True
         elif name == _DELAY:

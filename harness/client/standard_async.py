@@ -25,7 +25,7 @@ class AiohttpClient:
         self._base = base_url.rstrip("/")
         self._spec = as_request(endpoint)
         self._headers = dict(self._spec.headers) or None
-        self._delays = self._spec.seq_query  # only the mock server's delay headers mean that
+        self._delays = self._spec.mock  # only the mock server's delay headers mean that
         self._ok_status = ok_status
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency, force_close=False),

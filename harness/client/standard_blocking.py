@@ -19,7 +19,7 @@ class BlockingHttpClient:
         self._conn = http.client.HTTPConnection(host, port, timeout=connect_timeout_s)
         self._spec = as_request(endpoint)
         self._headers = dict(self._spec.headers)
-        self._delays = self._spec.seq_query  # only the mock server's delay headers mean that
+        self._delays = self._spec.mock  # only the mock server's delay headers mean that
         self._connect_timeout = connect_timeout_s
         self._total = total_timeout_s
         self._ok_status = ok_status

@@ -27,3 +27,20 @@ def preprocess(seq: int, side: int) -> tuple[int, str, float, bytes]:
     tensor = small.astype(np.float32).tobytes()
     elapsed = now_ns() - start
     return elapsed, f"{threading.current_thread().name}@{os.getpid()}", checksum, tensor
+
+
+def jpeg(side: int, seed: int) -> bytes:
+    """A photo-like JPEG of side × side pixels drawn from `seed` (smooth shapes plus sensor
+    noise, so it compresses like a photo, not like a flat test card): the same bytes for the
+    same seed. Needs OpenCV (the `service` extra): ImportError without it."""
+    import cv2  # only here: the harness needs it for image bodies alone
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+    image += rng.normal(0, 6, image.shape).astype(np.int16)
+    ok, encoded = cv2.imencode(".jpg", np.clip(image, 0, 255).astype(np.uint8),
+                               [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {side}×{side} JPEG")
+    return encoded.tobytes()

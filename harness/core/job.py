@@ -22,6 +22,8 @@ class CellJob:
     spool_dir: str
     generator: int = 0  # which of the cell's generator processes runs this job
     shared: str = ""  # the generators' shared file (set by generator 0 for the others)
+    mock_url: str = ""  # the mock server's, when server_url is a started service's
+    body_file: str = ""  # the request body the runner made (an image), read before the clock
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -24,6 +24,8 @@ AXES: tuple[tuple[str, str, object], ...] = (
     ("model", "string", "closed"),  # the arrival model: closed | open
     ("rate_per_s", "float64", None),  # open: the arrival rate (a ramp's peak); null when closed
     ("generators", "int64", 1),  # the processes one cell's load is split across
+    ("path", "string", None),  # the HTTP path requested (`/name` of a mock endpoint); null
+    # without HTTP
 )
 RUN_KEYS: tuple[tuple[str, str], ...] = (("run_id", "string"), ("scenario", "string"))
 # Every key column, in the order that starts every file.

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from harness.core.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES, NULLABLE_KEYS
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
 VERSION_KEY = b"harness.schema_version"
 
@@ -111,6 +111,12 @@ CELLS_SCHEMA = pa.schema(
         pa.field("late_p99_ns", pa.int64()),
         pa.field("generator_lagging", pa.bool_()),
         pa.field("kernel_ns_per_unit", pa.float64()),  # CPU workloads: measured before t0
+        # The service the harness started (`service:`): its process tree's CPU time over the
+        # cell, its exit status when it ended during the cell (or did not start), and its own
+        # loop lag p99 (`service.lag_path`); null without a service.
+        pa.field("service_cpu_s", pa.float64()),
+        pa.field("service_exit", pa.int64()),
+        pa.field("service_loop_lag_p99_ns", pa.int64()),
     ]
 )
 
@@ -144,18 +150,26 @@ def internal_outcome(exc: BaseException) -> Outcome:
     """Any exception inside a request: a row, never a vanished request."""
     return Outcome(False, 0, INTERNAL, error_detail=type(exc).__name__)
 
-def upgrade(table: pa.Table, version: int, schema: pa.Schema) -> pa.Table:
+def upgrade(table: pa.Table, version: int, schema: pa.Schema,
+            per_scenario: dict[str, dict[str, object]] | None = None) -> pa.Table:
     """Bring a table read from an older file to the current schema: columns added since are
-    filled with their neutral value (keys "inline"/"default", measurements null); columns
-    dropped since (the cells' `speedup` of versions 2 and 3) are left out."""
+    filled with their neutral value (keys "inline"/"default", measurements null), or per
+    scenario from its run's metadata (`per_scenario`: column → scenario → value, e.g. the
+    `path` each scenario requested); columns dropped since (the cells' `speedup` of versions 2
+    and 3) are left out."""
     if version == SCHEMA_VERSION:
         return table
+    per_scenario = per_scenario or {}
     # older versions wrote finished cells only, and had no warm-up
     defaults = {**AXIS_DEFAULTS, "complete": True, "phase": "measure", "generator": 0}
     columns = []
     for field in schema:
         if field.name in table.column_names:
             columns.append(table.column(field.name).cast(field.type))
+        elif field.name in per_scenario and "scenario" in table.column_names:
+            values = per_scenario[field.name]
+            columns.append(pa.array([values.get(name) for name in
+                                     table.column("scenario").to_pylist()], field.type))
         elif field.name in defaults:
             columns.append(pa.array([defaults[field.name]] * table.num_rows, field.type))
         else:

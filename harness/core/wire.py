@@ -22,13 +22,16 @@ OWN_ROUTES = "/_harness"  # the mock server's own routes: /_harness/{health,stat
 @dataclass(frozen=True)
 class RequestSpec:
     """What every request of a cell sends. `seq_query`: append `?seq=N` (the mock server keys
-    its delays and faults by it); never for an external target, whose URL is the user's."""
+    its delays and faults by it, a started service its rows); never for an external target,
+    whose URL is the user's. `mock`: the mock server answers, so its X-Harness headers and own
+    routes mean something."""
 
     path: str = "/"
     seq_query: bool = True
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    mock: bool = True
 
     def path_for(self, seq: int) -> str:
         if not self.seq_query:

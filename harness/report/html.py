@@ -37,12 +37,14 @@ PERCENTILES = np.array([0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99])
 
 
 def _label(key: tuple) -> str:
-    backend, concurrency, strategy, variant, rate, generators = key
+    backend, concurrency, strategy, variant, rate, generators, path = key
     parts = [backend]
     if strategy != "inline":
         parts.append(strategy)
     if variant != "default":
         parts.append(variant)
+    if isinstance(path, str):
+        parts.append(path)
     rate = "" if rate is None or pd.isna(rate) else f" {format_rate(rate)}"
     split = f" g={generators}" if generators != 1 else ""
     return "/".join(parts) + f" c={concurrency}{rate}{split}"
@@ -58,9 +60,11 @@ def _svg(fig) -> str:
 
 
 def _groups(frame: pd.DataFrame):
-    return frame.groupby(["backend", "concurrency", "strategy", "variant", "rate_per_s",
-                          "generators"],
-                         sort=False, dropna=False)
+    """Per configuration; the path is part of the key (and label) only where it varies."""
+    keys = ["backend", "concurrency", "strategy", "variant", "rate_per_s", "generators"]
+    if frame["path"].nunique(dropna=False) > 1:
+        return frame.groupby([*keys, "path"], sort=False, dropna=False)
+    return (((*key, None), rows) for key, rows in frame.groupby(keys, sort=False, dropna=False))
 
 
 def _latency_plots(requests: pd.DataFrame) -> list[tuple[str, str]]:

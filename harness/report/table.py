@@ -68,6 +68,7 @@ _COLUMNS = [
     ("backend", lambda r: r.backend, None, True),
     ("strategy", lambda r: r.strategy, "strategy", True),
     ("variant", lambda r: r.variant, "variant", True),
+    ("path", lambda r: escape(r.path) if isinstance(r.path, str) else "-", "path", True),
     ("rate", _rate, "rate_per_s", True),
     ("conc", lambda r: str(r.concurrency), None, True),
     ("gen", lambda r: str(r.generators), "generators", True),
@@ -105,6 +106,9 @@ _COLUMNS = [
     ("cpu s", lambda r: _num(r.cpu_user_s + r.cpu_sys_s), "cpu_user_s", False),
     ("srv cpu s", lambda r: _num(r.server_cpu_s), "server_cpu_s", False),
     ("srv lag p99", lambda r: _num(r.server_loop_lag_p99_ms), "server_loop_lag_p99_ms", False),
+    ("service lag p99", lambda r: _num(r.service_loop_lag_p99_ms), "service_loop_lag_p99_ms",
+     True),
+    ("service cpu s", lambda r: _num(r.service_cpu_s), "service_cpu_s", False),
     ("little %", _little, "little_check", False),
     ("flags", _flags, "flags", True),
 ]
@@ -114,6 +118,8 @@ _TEXT = ("backend", "strategy", "variant", "flags")  # left-aligned
 # header → (definition, where the figure is computed). One entry per figure: the terminal
 # legend, the README's legend and the tests use this table.
 LEGEND: dict[str, tuple[str, str]] = {
+    "path": ("the HTTP path the cell requested (shown when the cells differ in it)",
+             "harness.core.keys.AXES"),
     "rate": ("open model: the cell's arrival rate (a ramp's peak); - for a closed cell",
              "harness.core.keys.AXES"),
     "conc": ("the cell's limit on requests in flight (open model: max_in_flight)",
@@ -169,6 +175,10 @@ LEGEND: dict[str, tuple[str, str]] = {
     "srv lag p99": ("the mock server's own event-loop lag p99 ms (its probe wakes from 10 ms "
                     "sleeps, as the loops' lag p99) while the cell's clock ran: a `cpu` "
                     "endpoint served inline shows here", "harness.mock.aiohttp_engine.LagSamples"),
+    "service lag p99": ("the started service's own event-loop lag p99 ms over the cell, as its "
+                        "`service.lag_path` reports it", "harness.run.service.ServiceProcess"),
+    "service cpu s": ("CPU time of the started service's process tree over the cell",
+                      "harness.run.service.tree_cpu_s"),
     "reps": ("across repetitions: the configuration's repetitions (cells)",
              "harness.analysis.summary.speedups"),
     "mean req/s": ("the mean over its repetitions, [bootstrap 95 % interval]; mean p99 ms "
@@ -196,6 +206,8 @@ LEGEND: dict[str, tuple[str, str]] = {
                      "harness.analysis.summary._self_checks"),
     "server_died": ("flag: the mock server exited during the cell",
                     "harness.analysis.summary._self_checks"),
+    "service_died": ("flag: the started service ended during the cell, or did not start for it",
+                     "harness.analysis.summary._self_checks"),
     "lagging": ("flag: an open cell whose scheduling-lag p99 exceeds load.max_sched_lag (5 ms "
                 "by default): its numbers describe the generator, not the server",
                 "harness.core.stats.LateStarts.lagging"),
@@ -209,14 +221,18 @@ _DEFINED_BY = {"target/s": "started/s", "svc p99": "svc p50", "late": "sched p99
                "io p50": "cpu p50", "db p50": "cpu p50", "eff": "bound",
                "mean p99 ms": "mean req/s"}
 FLAGS = ("little", "peaks", "gen-cpu", "srv-cpu", "lagging", "incomplete", "rows_missing",
-         "server_died", "interrupted")
+         "server_died", "service_died", "interrupted")
 
 
 def _shown(rows: pd.DataFrame, column: str | None) -> bool:
     if column is None:
         return True
+    if column not in rows and column != "flags":  # a figure the summary's source lacks
+        return False
     if column in _DEFAULT_KEYS:
         return bool((rows[column] != _DEFAULT_KEYS[column]).any())
+    if column == "path":  # an axis without a default: shown when it varies
+        return column in rows and rows[column].nunique(dropna=False) > 1
     if column == "flags":
         return bool((rows[column] != "").any() | rows["interrupted"].any())
     if column == "little_check":
@@ -318,6 +334,7 @@ def speedup_tables(speedups: pd.DataFrame, wide: bool = False) -> list[Table]:
     for scenario, rows in speedups.groupby("scenario", sort=False):
         headers = ["backend"] + [k for k in ("strategy", "variant")
                                  if (rows[k] != _DEFAULT_KEYS[k]).any()]
+        headers += ["path"] if _shown(rows, "path") else []
         if "rate_per_s" in rows and rows["rate_per_s"].notna().any():
             headers.append("rate")
         headers += ["conc"] + (["gen"] if _shown(rows, "generators") else [])
@@ -326,6 +343,7 @@ def speedup_tables(speedups: pd.DataFrame, wide: bool = False) -> list[Table]:
         table = _table(f"{escape(scenario)}  [dim]across repetitions[/]", headers)
         for row in rows.itertuples(index=False):
             cells = {"backend": row.backend, "strategy": row.strategy, "variant": row.variant,
+                     "path": escape(str(getattr(row, "path", None))),
                      "rate": _rate(row), "conc": str(row.concurrency),
                      "gen": str(getattr(row, "generators", 1)),
                      "reps": str(row.repetitions),

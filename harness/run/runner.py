@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,8 +25,11 @@ from pathlib import Path
 from harness.core.errors import HarnessError
 from harness.core.job import GRACE_S, SERVER_DIED, CellJob
 from harness.core.keys import CellKey, key_dict, key_label
+from harness.core.postgres import dsn as _postgres_dsn
 from harness.core.secrets import scrub
 from harness.mock.process import ServerProcess
+from harness.run.service import ServiceError
+from harness.run.systems import SERVER_POLL_S, Systems, scratch_dir
 from harness.scenario.model import LoadedScenario, plan_cells
 from harness.scenario.target import is_loopback, split_target
 from harness.scenario.workload import MAX_BODY
@@ -130,6 +134,14 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool) -> None:
                                f"({exc.strerror})") from None
         if size > MAX_BODY:
             raise HarnessError(f"{item.path}: workload.body.file: {body.file} is over 64MiB")
+    service = item.scenario.service
+    if service is not None:
+        if service.python is not None and not os.access(service.python, os.X_OK):
+            raise HarnessError(f"{item.path}: service.python: {service.python} is not an "
+                               "executable file")
+        if service.uses("postgres_dsn") and not _postgres_dsn():
+            raise HarnessError(f"{item.path}: service: {{postgres_dsn}} needs a PostgreSQL: "
+                               "run `make postgres` or set HARNESS_POSTGRES_DSN")
     if (workload.type == "pipeline" and workload.database == "postgres" and not workload.dsn
             and not os.environ.get("HARNESS_POSTGRES_DSN")):
         raise HarnessError(f"{item.path}: workload.dsn: required for database: postgres "
@@ -155,6 +167,24 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
         raise HarnessError(f"two scenarios share the name '{names[0]}': names must differ")
     for item in loaded:
         _preflight(item, allow_remote)
+    scratch = scratch_dir()
+    systems = {s.scenario.name: Systems(s, scratch) for s in loaded}
+    try:
+        bodies = {s.scenario.name: _body(s, scratch) for s in loaded}
+        plans = [(s, plan_cells(s.scenario, backends or None, repeat)) for s in loaded]
+        first = next((s for s, cells in plans if cells), None)
+        if first is not None and first.scenario.service is not None:
+            systems[first.scenario.name].start(0)  # one that cannot start: nothing is written
+        return _run_plans(plans, systems, bodies, out, force, results_root, ui)
+    finally:
+        for item in systems.values():
+            item.stop(None)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_plans(plans, systems: dict[str, Systems], bodies: dict[str, str], out: Path | None,
+               force: bool, results_root: Path, ui: RunUI) -> RunResult:
+    loaded = [item for item, _ in plans]
     run_id = new_run_id()
     dirs = _out_dirs(loaded, out, results_root, run_id)
     for path in set(dirs.values()):
@@ -165,7 +195,6 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     for path in dict.fromkeys(dirs.values()):
         in_dir = [s for s in loaded if dirs[s.scenario.name] == path]
         writers[path] = RunWriter(path, run_metadata(run_id, in_dir, calibration))
-    plans = [(s, plan_cells(s.scenario, backends or None, repeat)) for s in loaded]
     ui.run_started(sum(len(cells) for _, cells in plans))
     result = RunResult(run_id, list(writers))
 
@@ -173,92 +202,114 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     previous = interrupt.install()
     try:
         for item, cells in plans:
+            name = item.scenario.name
             for key in cells:
                 if interrupt.requested:
                     break
-                ui.cell_started(item.scenario.name, key, item.scenario.load_for(key).requests)
-                units = (calibration[item.scenario.name] or {}).get("units")
-                cell = _run_cell(item, key, run_id, units, writers[dirs[item.scenario.name]],
-                                 interrupt, ui, result)
+                ui.cell_started(name, key, item.scenario.load_for(key).requests)
+                units = (calibration[name] or {}).get("units")
+                cell = _run_cell(item, key, run_id, units, writers[dirs[name]],
+                                 _Around(systems[name], bodies[name]), interrupt, ui, result)
                 if cell is not None:
                     ui.cell_finished(cell)
+            systems[name].stop(dirs[name])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for name, item in systems.items():
+            item.stop(dirs.get(name))
         for writer in writers.values():
             writer.close()
     result.interrupted = interrupt.requested
     return result
 
 
+def _body(item: LoadedScenario, scratch: Path) -> str:
+    """The image body of the scenario, encoded once per run before any clock: its file."""
+    body = getattr(item.scenario.workload, "body", None)
+    if getattr(body, "image", None) is None:
+        return ""
+    from harness.core.image import jpeg
+
+    try:
+        data = jpeg(body.image, item.scenario.arrival_seed)
+    except ImportError:
+        raise HarnessError(f"{item.path}: workload.body.image: needs OpenCV: install the "
+                           "service extra (pip install 'harness[service]', or make install)"
+                           ) from None
+    path = scratch / f"{item.scenario.name}.jpg"
+    path.write_bytes(data)
+    return str(path)
+
+
+@dataclass
+class _Around:
+    """What a cell needs from its scenario's run: the systems it loads, its request body."""
+
+    systems: Systems
+    body_file: str
+
+
 def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None,
-              writer: RunWriter, interrupt: _Interrupt, ui: RunUI, result: RunResult
-              ) -> dict | None:
+              writer: RunWriter, around: _Around, interrupt: _Interrupt, ui: RunUI,
+              result: RunResult) -> dict | None:
     """Runs one cell and writes its files; returns its cells row (None when aborted: then its
     spool stays, to be read as an incomplete cell)."""
     constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
     index, spool = writer.open_cell(constants)
-    server_config = item.scenario.server
-    server_stats: dict = {}
+    label = f"cell {item.scenario.name} {key_label(key)}"
+    server_stats, service_stats = {}, {}
     with tempfile.TemporaryDirectory(prefix="harness-cell-") as tmp, \
             open(Path(tmp) / "stderr.txt", "w+") as stderr:
         # The cell process imports while the mock server starts; it waits for its job on stdin.
         started_unix_ns = time.time_ns()
         preload = [key.backend, item.scenario.workload.type, key.client]
         proc = subprocess.Popen([sys.executable, "-m", "harness.cell", *preload],
-                                stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                start_new_session=True)  # own group: we pass signals on
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                text=True, start_new_session=True)  # own group: we pass signals
         interrupt.child = proc
-        observed = finished_unix_ns = None
+        observed = finished_unix_ns = up = None
         try:
-            with (ServerProcess(item.text) if server_config
-                  else contextlib.nullcontext()) as server:
-                url = server.url if server else (item.scenario.target or "")
-                job = CellJob(item.text, key_dict(key), url, units, tmp, str(spool))
-                watch = _watch_server(server, proc) if server else None
+            try:
+                up = around.systems.start(index)
+            except ServiceError as exc:
+                result.failures.append(scrub(f"{label} failed: {exc}"))
+                service_stats["service_exit"] = exc.exit
+            if up is not None:
+                job = CellJob(item.text, key_dict(key), up.url(item.scenario.target), units,
+                              tmp, str(spool), mock_url=up.mock_url, body_file=around.body_file)
+                watch = _watch_server(up.server, proc) if up.server else None
                 observed = _drive_cell_process(proc, job, interrupt, ui)
                 finished_unix_ns = time.time_ns()
                 if watch is not None:
                     watch()  # stopped and joined: a poll() of its own in progress would make
                     # ours answer None (Popen lets one thread wait at a time) for a dead server
-                if server and not interrupt.aborted:
-                    server_stats = _server_stats(server)
-                if interrupt.aborted and server:
-                    server.kill()
+                if not interrupt.aborted:
+                    server_stats, service_stats = up.stats()
+                if (code := service_stats.get("service_exit")) is not None:
+                    result.failures.append(f"{label}: the service ended during the cell "
+                                           f"(exit {code})")
         finally:
+            if up is not None:
+                around.systems.served(up, writer.out_dir, interrupt.aborted)
             interrupt.cell_done()
             _signal_group(proc, signal.SIGKILL)  # nothing of the cell may outlive it
             if proc.poll() is None:
                 proc.wait()
         if interrupt.aborted:
             return None
-        if observed is None or proc.returncode != 0:
+        if up is not None and (observed is None or proc.returncode != 0):
             observed = None
-            result.failures.append(scrub(f"cell {item.scenario.name} {key_label(key)} failed: "
-                                         f"{_failure(proc.returncode, stderr)}"))
+            result.failures.append(scrub(f"{label} failed: {_failure(proc.returncode, stderr)}"))
     rows = writer.write_cell_data(index, spool, constants)
     # speedups: the analysis, from all cells
     cell = rows.cell_row(observed, server_stats, item.scenario.load_for(key).max_sched_lag)
-    cell.update(started_unix_ns=started_unix_ns, finished_unix_ns=finished_unix_ns)
+    cell.update(started_unix_ns=started_unix_ns, finished_unix_ns=finished_unix_ns,
+                **service_stats)
     writer.commit(index, spool, cell)
     if observed and observed.get("spool_error"):
         raise HarnessError(f"{observed['spool_error']} (rows flushed before are kept)")
     return cell
-
-
-SERVER_POLL_S = 0.1
-
-
-def _server_stats(server: ServerProcess) -> dict:
-    """The server's counts after the cell, with its exit code (None: alive)."""
-    stats = server.stats()
-    code = server.proc.poll()
-    if code is None and not stats:  # not answering: dead or dying
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            code = server.proc.wait(SERVER_POLL_S * 10)
-    stats["exit"] = code
-    return stats
 
 
 def _failure(code: int, stderr) -> str:

@@ -33,6 +33,7 @@ from harness.scenario.limits import (
 from harness.scenario.load import Load, Loads
 from harness.scenario.secrets import kept_text
 from harness.scenario.server import STRATEGIES, Server, unserved_feature
+from harness.scenario.service import Service
 from harness.scenario.target import split_target
 from harness.scenario.thresholds import (
     OPEN_METRICS,
@@ -48,6 +49,7 @@ class Scenario(StrictModel):
     description: str = Field("", max_length=MAX_DESCRIPTION)
     server: Server | None = None  # required by workloads that call an endpoint
     target: str | None = Field(None, max_length=2048)  # or the user's own service (io only)
+    service: Service | None = None  # or a service the harness starts (io only)
     workload: Workload
     load: Loads
     backends: Annotated[tuple[str, ...], BeforeValidator(as_tuple),
@@ -76,7 +78,9 @@ class Scenario(StrictModel):
     @model_validator(mode="after")
     def _consistent(self):
         endpoint = getattr(self.workload, "endpoint", None)
-        if self.target is not None:
+        if self.service is not None:
+            self._serviced(endpoint)
+        elif self.target is not None:
             try:
                 split_target(self.target)
             except ValueError as exc:
@@ -89,9 +93,11 @@ class Scenario(StrictModel):
             if endpoint is not None:
                 raise ValueError("workload.endpoint: with target:, give workload.path instead")
         elif getattr(self.workload, "path", None) is not None:
-            raise ValueError("workload.path: only with target: (the mock's are endpoints)")
+            raise ValueError("workload.path: only with target: or service: (the mock's are "
+                             "endpoints)")
         elif self.workload.type in ("io", "http") and endpoint is None:
-            raise ValueError("workload.endpoint: required (or target: with workload.path)")
+            raise ValueError("workload.endpoint: required (or target: or service: with "
+                             "workload.path)")
         if self.server is not None and (problem := unserved_feature(self.server)):
             raise ValueError(problem)
         if endpoint is not None:
@@ -126,6 +132,21 @@ class Scenario(StrictModel):
                 raise ValueError(f"expect[{i}]: {metric} is an open-model figure and no load "
                                  "block has rate or stages")
         return self
+
+    def _serviced(self, endpoint: str | None) -> None:
+        """The workload loads the started service; the mock server, if any, is its backend."""
+        if self.target is not None:
+            raise ValueError("target: give either service: (started by the harness) or "
+                             "target:, not both")
+        if self.workload.type not in ("io", "http"):
+            raise ValueError(f"service: the {self.workload.type} workload does not call a "
+                             "service (io or http only)")
+        if endpoint is not None:
+            raise ValueError("workload.endpoint: with service:, give workload.path instead")
+        if self.workload.path is None:
+            raise ValueError("workload.path: required with service: (the path to load)")
+        if self.server is None and self.service.uses("mock_url"):
+            raise ValueError("service: {mock_url} needs the mock server (server:)")
 
     def _one_process(self) -> None:
         """What cannot be split across generator processes."""
@@ -185,6 +206,16 @@ class Scenario(StrictModel):
         server's listen backlog and open-file limit are sized to."""
         return max(concurrency for block in self.loads for backend in self.backends
                    for _, concurrency, _ in block.cell_levels(backend))
+
+    def paths(self) -> tuple[str | None, ...]:
+        """The HTTP paths requested, an axis when `workload.path` lists several; `/name` of a
+        mock endpoint; None without HTTP."""
+        workload = self.workload
+        if getattr(workload, "path", None) is not None:
+            return workload.path
+        if getattr(workload, "endpoint", None) is not None:
+            return (f"/{workload.endpoint}",)
+        return ("/",) if self.target is not None else (None,)
 
     def clients(self) -> tuple[str, ...]:
         """An axis for workloads that make HTTP calls; `standard` otherwise."""
@@ -246,15 +277,17 @@ def plan_cells(scenario: Scenario, backends=None, repeat=None, cores=None) -> li
     for rep in range(repeat or scenario.repeat):
         for block in scenario.loads:
             for level in range(len(block.concurrency or block.rates_per_s())):
-                for variant, client, generators in product(
-                        scenario.variants(), scenario.clients(), block.generators):
+                for variant, path, client, generators in product(
+                        scenario.variants(), scenario.paths(), scenario.clients(),
+                        block.generators):
                     for backend in backends or scenario.backends:
                         model, concurrency, rate = block.cell_levels(backend, cores)[level]
                         for strategy in scenario.strategies_for(backend):
                             cells.append(CellKey(
                                 backend=backend, concurrency=concurrency, repetition=rep,
                                 strategy=strategy, variant=variant, client=client,
-                                model=model, rate_per_s=rate, generators=generators))
+                                model=model, rate_per_s=rate, generators=generators,
+                                path=path))
     return cells
 
 

@@ -29,7 +29,8 @@ def secret_field(where: str) -> bool:
     """A field path (`workload.dsn`, `workload.headers.X-Api-Key`) whose value is a secret:
     an error about it must not quote it."""
     head, _, header = where.partition("workload.headers.")
-    return where == "workload.dsn" or (not head and bool(header) and is_secret_header(header))
+    return (where == "workload.dsn" or where.startswith("service.env.")
+            or (not head and bool(header) and is_secret_header(header)))
 
 
 def secrets_in(data: object) -> list[str]:
@@ -40,6 +41,10 @@ def secrets_in(data: object) -> list[str]:
     if not isinstance(workload, dict):
         return []
     found: list[str] = []
+    service = data.get("service")
+    env = service.get("env") if isinstance(service, dict) else None
+    if isinstance(env, dict):  # a service's environment: secret by default
+        found += [value for value in env.values() if isinstance(value, str) and value]
     dsn = workload.get("dsn")
     if isinstance(dsn, str):
         found += dsn_secrets(dsn)
@@ -58,8 +63,14 @@ def model_secrets(scenario) -> list[str]:
 
 
 def _secret_nodes(root: yaml.Node) -> dict[int, str]:
-    """id → kind ("dsn" or "header") of the scalar nodes of workload.dsn and secret headers."""
+    """id → kind ("dsn" or "header") of the scalar nodes of workload.dsn, secret headers and
+    the service's env values."""
     found: dict[int, str] = {}
+    env = _child(_child(root, "service"), "env")
+    if isinstance(env, yaml.MappingNode):
+        for _, value in env.value:
+            if isinstance(value, yaml.ScalarNode):
+                found[id(value)] = "header"  # masked whole, as a credential header's value
     workload = _child(root, "workload")
     if isinstance(dsn := _child(workload, "dsn"), yaml.ScalarNode):
         found[id(dsn)] = "dsn"

@@ -65,6 +65,16 @@ class BodyFile(StrictModel):
     file: str = Field(min_length=1, max_length=4096)  # read once before the clock starts
 
 
+class BodyImage(StrictModel):
+    """A JPEG of `image` × `image` pixels, drawn once per run from the scenario's seed and
+    encoded by the runner before the clock (OpenCV, the `service` extra)."""
+
+    image: int = Field(ge=8, le=4096)
+
+
+UrlPath = Annotated[str, Field(pattern=r"^/[!-~]*$", max_length=2048)]
+
+
 class _HttpOptions(StrictModel):
     endpoint: str | None = Field(None, max_length=MAX_NAME)
     timeout: Timeouts = Timeouts()
@@ -82,19 +92,27 @@ class _HttpOptions(StrictModel):
 
 
 class IoWorkload(_HttpOptions):
-    """One HTTP request to an endpoint of the mock server (or to `path` of an external
-    `target`)."""
+    """One HTTP request to an endpoint of the mock server, or to `path` of an external
+    `target` or of the `service` the harness starts (a list of paths: one cell each)."""
 
     type: Literal["io", "http"] = "io"
-    path: str | None = Field(None, pattern=r"^/[!-~]*$", max_length=2048)  # target only
+    path: Annotated[tuple[UrlPath, ...], BeforeValidator(as_tuple),
+                    Field(min_length=1, max_length=MAX_ITEMS)] | None = None
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     headers: dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
                                        max_length=256)],
                   Annotated[str, Field(pattern=r"^[\t -~]*$", max_length=8192)]] = Field(
         default_factory=dict, max_length=MAX_HEADERS)
     body: Annotated[int, BeforeValidator(parse_size_bytes), BeforeValidator(_body_size)] \
-        | BodyFile | None = None
+        | BodyFile | BodyImage | None = None
     has_cpu_step: ClassVar[bool] = False
+
+    @field_validator("path")
+    @classmethod
+    def _distinct_paths(cls, value):
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"repeated (got {brief(list(value))})")
+        return value
 
 
 class CpuWorkload(StrictModel):

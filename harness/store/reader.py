@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from harness.core.errors import HarnessError
 from harness.core.schema import CELLS_SCHEMA, META_KEY, SCHEMA_VERSION, VERSION_KEY, upgrade
@@ -15,10 +16,12 @@ from harness.store.layout import CELLS, KINDS, MANIFEST, RUN_FILE
 from harness.store.spool import SPOOL_DIR
 from harness.store.writer import CellRows
 
+HTTP_TYPES = ("io", "http", "pipeline")  # the workloads that request a path
 
-def read_table(path: Path, kind: str | None = None) -> pa.Table:
+
+def read_table(path: Path, kind: str | None = None, meta: dict | None = None) -> pa.Table:
     """Read one of our Parquet files, checking its schema version; older versions are
-    upgraded."""
+    upgraded (`meta`: its run's metadata, which fills key columns added since)."""
     kind = kind or path.stem
     try:
         table = pq.read_table(path)
@@ -30,20 +33,47 @@ def read_table(path: Path, kind: str | None = None) -> pa.Table:
     if int(version) > SCHEMA_VERSION:
         raise HarnessError(f"{path}: schema version {int(version)} is newer than this harness "
                            f"({SCHEMA_VERSION}); upgrade harness")
-    return upgrade(table, int(version), KINDS[kind])
+    return upgrade(table, int(version), KINDS[kind], {"path": legacy_paths(meta or {})})
+
+
+def legacy_paths(meta: dict) -> dict[str, str]:
+    """Each scenario's HTTP path, for files from before the `path` key: its one workload.path,
+    `/name` of its mock endpoint, `/` of a target (the values newer runs record)."""
+    found = {}
+    for entry in meta.get("scenarios") or ():
+        try:
+            data = yaml.safe_load(entry.get("text") or "")
+        except yaml.YAMLError:
+            continue
+        workload = data.get("workload") if isinstance(data, dict) else None
+        if not isinstance(workload, dict) or workload.get("type", "io") not in HTTP_TYPES:
+            continue
+        path, endpoint = workload.get("path"), workload.get("endpoint")
+        if isinstance(path, str):
+            found[entry.get("name")] = path
+        elif isinstance(endpoint, str):
+            found[entry.get("name")] = f"/{endpoint}"
+        elif data.get("target"):
+            found[entry.get("name")] = "/"
+    return found
 
 
 def read_run(run_dir: Path) -> dict[str, pa.Table]:
     """Every kind of a run folder as one table each: finished cells, then any cell a killed
     run left in its spool (incomplete)."""
     tables: dict[str, list[pa.Table]] = {kind: [] for kind in KINDS}
+    try:
+        meta = read_metadata(run_dir) if is_run_dir(run_dir) else {}
+    except (OSError, ValueError):  # unreadable: read_table below says so, for its file
+        meta = {}
     for kind in KINDS:
         legacy = run_dir / f"{kind}.parquet"  # schema versions 1 and 2
         if legacy.exists():
-            tables[kind].append(read_table(legacy, kind))
+            tables[kind].append(read_table(legacy, kind, meta))
         folder = run_dir / kind
         if folder.is_dir():
-            tables[kind].extend(read_table(p, kind) for p in sorted(folder.glob("*.parquet")))
+            tables[kind].extend(read_table(p, kind, meta)
+                                for p in sorted(folder.glob("*.parquet")))
     spools = run_dir / SPOOL_DIR
     if spools.is_dir():
         for spool in sorted(p for p in spools.iterdir() if (p / MANIFEST).exists()):

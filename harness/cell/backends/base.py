@@ -36,6 +36,7 @@ class CellSpec:
     work_dir: str = ""  # the cell's scratch folder (e.g. the SQLite file)
     generator: int = 0  # which of the cell's `generators` processes this one is
     shared: str = ""  # the generators' shared file (tickets.Shared); empty with one generator
+    body_file: str = ""  # the request body the runner made (workload.body.image)
 
     @cached_property
     def load(self):

@@ -24,12 +24,14 @@ def request_spec(spec, method: str | None = None) -> RequestSpec:
     body = getattr(workload, "body", None)
     if isinstance(body, int):
         body = bytes(i % 251 for i in range(body)) if body else b""  # generated, not all one byte
-    elif body is not None:
-        body = Path(body.file).read_bytes()
+    elif body is not None:  # a file, or the image the runner encoded into one
+        body = Path(getattr(body, "file", None) or spec.body_file).read_bytes()
     common = {"method": method or getattr(workload, "method", "GET"),
               "headers": tuple(getattr(workload, "headers", {}).items()), "body": body or b""}
     if spec.scenario.target:
-        return RequestSpec(path=workload.path or "/", seq_query=False, **common)
+        return RequestSpec(path=spec.key.path, seq_query=False, mock=False, **common)
+    if spec.scenario.service:  # ?seq=N: the service may key its rows by it
+        return RequestSpec(path=spec.key.path, mock=False, **common)
     return endpoint_request(workload.endpoint, **common)
 
 
