@@ -10,7 +10,7 @@ SCENARIOS ?= scenarios/lab.yaml scenarios/gil_cpu.yaml scenarios/gil_release.yam
 # bench-full: every shipped scenario, each at least 5 repetitions
 FULL_SCENARIOS ?= $(SCENARIOS) scenarios/gil_io_sweep.yaml scenarios/faults.yaml
 
-.PHONY: install test bench bench-full bench-self lint clean
+.PHONY: install test bench bench-full bench-self postgres postgres-stop lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,16 @@ bench-full: $(STAMP)
 # target, 2 when a peer cannot be set up, 3 when a section failed (0 with ARGS=--report-only).
 bench-self: $(STAMP)
 	$(BIN)/python -m bench.self $(ARGS)
+
+# A throwaway PostgreSQL for `database: postgres` scenarios (bench/postgres.py): starts it (or
+# finds it running), writes its DSN to .pg/dsn, where the harness looks when neither the
+# scenario's dsn: nor $HARNESS_POSTGRES_DSN is given, and prints it. Exits 2 without the
+# server binaries (Debian: apt-get install postgresql). postgres-stop removes it and .pg/.
+postgres: $(STAMP)
+	@$(BIN)/python -m bench.postgres start
+
+postgres-stop: $(STAMP)
+	@$(BIN)/python -m bench.postgres stop
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench

@@ -86,6 +86,7 @@ def test_postgres_without_a_dsn_is_refused_before_running(tmp_path, monkeypatch)
     from harness.core.errors import HarnessError
 
     monkeypatch.delenv("HARNESS_POSTGRES_DSN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .pg/dsn from a `make postgres` in the clone
     text = """
 name: pg
 server: {endpoints: {infer: {latency: 5ms}}}

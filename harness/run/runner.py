@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.core import postgres
 from harness.core.errors import HarnessError
 from harness.core.job import GRACE_S, SERVER_DIED, CellJob
 from harness.core.keys import CellKey, key_dict, key_label
@@ -143,9 +144,9 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool) -> None:
             raise HarnessError(f"{item.path}: service: {{postgres_dsn}} needs a PostgreSQL: "
                                "run `make postgres` or set HARNESS_POSTGRES_DSN")
     if (workload.type == "pipeline" and workload.database == "postgres" and not workload.dsn
-            and not os.environ.get("HARNESS_POSTGRES_DSN")):
+            and not postgres.dsn()):
         raise HarnessError(f"{item.path}: workload.dsn: required for database: postgres "
-                           "(or set HARNESS_POSTGRES_DSN)")
+                           "(or set HARNESS_POSTGRES_DSN, or run `make postgres`)")
 
 
 def _calibrate(item: LoadedScenario) -> dict | None:

@@ -300,8 +300,8 @@ def _interpolate(data: dict, path: str, recorded: bool) -> list[str]:
 
 def _parse(text: str, path: str, recorded: bool = False) -> tuple[Scenario, tuple[str, ...]]:
     """The scenario and the secrets read from the environment for it (its `${NAME}` values, the
-    password of $HARNESS_POSTGRES_DSN when it uses it). Every secret it holds is remembered
-    (core.secrets.scrub) and kept out of its error messages."""
+    password of $HARNESS_POSTGRES_DSN or .pg/dsn when it uses it). Every secret it holds is
+    remembered (core.secrets.scrub) and kept out of its error messages."""
     if len(text) > MAX_FILE_BYTES:
         raise ScenarioError(path, "", "too large: more than 1 MiB")
     if match := _CONTROL.search(text):

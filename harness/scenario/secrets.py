@@ -5,11 +5,11 @@ style spelled it, so the kept text is still a scenario that parses."""
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import yaml
 
+from harness.core import postgres
 from harness.core.secrets import (
     MASK,
     MIN_SEARCHED,
@@ -22,7 +22,6 @@ from harness.core.secrets import (
 # A node's span starts with its properties: `&anchor` and `!tag`, each followed by space.
 _PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-ENV_DSN = "HARNESS_POSTGRES_DSN"
 
 
 def secret_field(where: str) -> bool:
@@ -34,9 +33,10 @@ def secret_field(where: str) -> bool:
 
 
 def secrets_in(data: object) -> list[str]:
-    """The secrets a scenario's data holds: its DSN's password (or that of $HARNESS_POSTGRES_DSN
-    when a postgres pipeline has no dsn:) and its secret headers' values. Spellings with a
-    `${NAME}` are left out: the text keeps the reference, the value is counted where read."""
+    """The secrets a scenario's data holds: its DSN's password (or, for a postgres pipeline
+    without dsn:, that of the DSN it uses: $HARNESS_POSTGRES_DSN or .pg/dsn, core.postgres) and
+    its secret headers' values. Spellings with a `${NAME}` are left out: the text keeps the
+    reference, the value is counted where read."""
     workload = data.get("workload") if isinstance(data, dict) else None
     if not isinstance(workload, dict):
         return []
@@ -48,8 +48,8 @@ def secrets_in(data: object) -> list[str]:
     dsn = workload.get("dsn")
     if isinstance(dsn, str):
         found += dsn_secrets(dsn)
-    elif workload.get("database") == "postgres" and os.environ.get(ENV_DSN):
-        found += dsn_secrets(os.environ[ENV_DSN])
+    elif workload.get("database") == "postgres" and (default := postgres.dsn()):
+        found += dsn_secrets(default)
     headers = workload.get("headers")
     if isinstance(headers, dict):
         found += [value for name, value in headers.items() if isinstance(name, str)

@@ -140,7 +140,7 @@ class PipelineWorkload(_HttpOptions):
     type: Literal["pipeline"]
     image: int = Field(256, ge=8, le=4096)  # side in pixels of the generated RGB image
     database: Literal["sqlite", "postgres"] = "sqlite"
-    dsn: str | None = Field(None, max_length=1024)  # postgres only; default: $HARNESS_POSTGRES_DSN
+    dsn: str | None = Field(None, max_length=1024)  # postgres only; default: core.postgres.dsn()
     has_cpu_step: ClassVar[bool] = True
 
     @model_validator(mode="after")

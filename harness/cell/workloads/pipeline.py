@@ -10,12 +10,12 @@ through psycopg 3 on threads/processes and asyncpg on the event loops."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.cell.workloads.io import blocking_client, fault_labeller, loop_client, request_spec
+from harness.core import postgres
 from harness.core.clock import now_ns
 from harness.core.image import preprocess
 from harness.core.offload import Offload
@@ -27,9 +27,10 @@ _CREATE = (f"CREATE TABLE IF NOT EXISTS {TABLE} (cell TEXT, seq BIGINT, checksum
 
 
 def _dsn(spec) -> str:
-    dsn = spec.scenario.workload.dsn or os.environ.get("HARNESS_POSTGRES_DSN")
+    dsn = spec.scenario.workload.dsn or postgres.dsn()
     if not dsn:
-        raise ValueError("database postgres needs workload.dsn or $HARNESS_POSTGRES_DSN")
+        raise ValueError("database postgres needs workload.dsn, $HARNESS_POSTGRES_DSN or "
+                         "the .pg/dsn `make postgres` writes")
     return dsn
 
 
