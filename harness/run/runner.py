@@ -26,7 +26,6 @@ from harness.core import postgres
 from harness.core.errors import HarnessError
 from harness.core.job import GRACE_S, SERVER_DIED, CellJob
 from harness.core.keys import CellKey, key_dict, key_label
-from harness.core.postgres import dsn as _postgres_dsn
 from harness.core.secrets import scrub
 from harness.mock.process import ServerProcess
 from harness.run.service import ServiceError
@@ -140,7 +139,7 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool) -> None:
         if service.python is not None and not os.access(service.python, os.X_OK):
             raise HarnessError(f"{item.path}: service.python: {service.python} is not an "
                                "executable file")
-        if service.uses("postgres_dsn") and not _postgres_dsn():
+        if service.uses("postgres_dsn") and not postgres.dsn():
             raise HarnessError(f"{item.path}: service: {{postgres_dsn}} needs a PostgreSQL: "
                                "run `make postgres` or set HARNESS_POSTGRES_DSN")
     if (workload.type == "pipeline" and workload.database == "postgres" and not workload.dsn
