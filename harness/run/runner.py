@@ -124,7 +124,7 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool) -> None:
         raise HarnessError(f"{item.path}: target: {split_target(target)[0]} is not a loopback "
                            "address; pass --allow-remote to load a remote service")
     body = getattr(workload, "body", None)
-    if body is not None and not isinstance(body, int):
+    if getattr(body, "file", None) is not None:
         try:
             size = os.stat(body.file).st_size
             with open(body.file, "rb"):
