@@ -138,6 +138,7 @@ def test_each_ok_answer_is_one_row_of_its_cell(app):
     with sqlite3.connect(database) as conn:
         rows = conn.execute("SELECT variant, seq FROM predictions WHERE cell = 5 AND seq >= 100"
                             ).fetchall()
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert sorted(rows) == sorted(c for c, s in zip(calls, statuses, strict=True) if s == 200)
 
 

@@ -127,7 +127,7 @@ async def _probe(samples: deque) -> None:
     while True:
         due = time.monotonic_ns() + int(PROBE_S * 1e9)
         await asyncio.sleep(PROBE_S)
-        samples.append(time.monotonic_ns() - due)
+        samples.append(max(0, time.monotonic_ns() - due))  # a timer may fire a tick early
 
 
 @asynccontextmanager
@@ -150,7 +150,7 @@ async def lifespan(app: FastAPI):
 app = FastAPI(title="inference service", lifespan=lifespan)
 
 
-async def jpeg(request: Request) -> bytes:
+async def raw_body(request: Request) -> bytes:
     """The raw body, read on the loop: a dependency, so the `def` endpoint gets it too."""
     return await request.body()
 
@@ -172,24 +172,24 @@ async def _finish(app: FastAPI, variant: str, seq: int, result) -> dict:
 
 
 @app.post("/predict/inline")
-async def inline(request: Request, seq: int = 0, body: bytes = Depends(jpeg)) -> dict:
+async def inline(request: Request, seq: int = 0, body: bytes = Depends(raw_body)) -> dict:
     return await _finish(request.app, "inline", seq, preprocess(body))
 
 
 @app.post("/predict/thread")
-async def thread(request: Request, seq: int = 0, body: bytes = Depends(jpeg)) -> dict:
+async def thread(request: Request, seq: int = 0, body: bytes = Depends(raw_body)) -> dict:
     return await _finish(request.app, "thread", seq, await asyncio.to_thread(preprocess, body))
 
 
 @app.post("/predict/process")
-async def process(request: Request, seq: int = 0, body: bytes = Depends(jpeg)) -> dict:
+async def process(request: Request, seq: int = 0, body: bytes = Depends(raw_body)) -> dict:
     result = await asyncio.get_running_loop().run_in_executor(request.app.state.pool,
                                                               preprocess, body)
     return await _finish(request.app, "process", seq, result)
 
 
 @app.post("/predict/sync")
-def sync(request: Request, seq: int = 0, body: bytes = Depends(jpeg)) -> dict:
+def sync(request: Request, seq: int = 0, body: bytes = Depends(raw_body)) -> dict:
     # The CPU step runs here, in the worker thread. The AI call and the write go back to the
     # loop, which owns the one session and the DB pool: a blocking HTTP client and a DB
     # connection per thread would be a second stack to set up, and to close on shutdown.
