@@ -62,7 +62,7 @@ postgres-stop: $(STAMP)
 	@$(BIN)/python -m bench.postgres stop
 
 lint: $(STAMP)
-	$(BIN)/ruff check harness tests bench
+	$(BIN)/ruff check harness tests bench examples
 	$(BIN)/lint-imports
 
 clean:
