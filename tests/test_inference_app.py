@@ -3,6 +3,7 @@ in a child process, the harness's mock server as its AI API, SQLite (or PostgreS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -73,7 +74,7 @@ def get(url: str) -> dict:
 @contextmanager
 def running_app(args: list[str], env: dict[str, str], cwd: Path):
     """The app in its own session, its log in cwd/app.log: (process, base URL) once /health
-    answers; stopped (its group killed) at the end if the test left it running."""
+    answers; its group killed at the end, so a failed test leaves none of it running."""
     log = cwd / "app.log"
     full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLITE_PATH")}
     full_env.update(PROCESS_WORKERS="2", **env)
@@ -91,9 +92,9 @@ def running_app(args: list[str], env: dict[str, str], cwd: Path):
         assert get(base + "/health") == {"ok": True}
         yield proc, base
     finally:
-        if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # none left: the app ended in order
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
