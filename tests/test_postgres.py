@@ -1,15 +1,5 @@
-"""The pipeline's PostgreSQL path, against a throwaway cluster this test starts and removes.
-
-initdb refuses to run as root and needs a data directory the postgres user owns (pytest's
-tmp_path is root-owned 0700), so as root the server binaries run through `runuser -u postgres`
-in a folder made for it under the system temp dir."""
-
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from pathlib import Path
+"""The pipeline's PostgreSQL path, against a throwaway cluster (tests/conftest.py's
+postgres_dsn) started for this module and removed after."""
 
 import pytest
 
@@ -17,45 +7,11 @@ from harness.run.runner import run_scenarios
 from harness.scenario.loader import parse_scenario
 from harness.scenario.model import LoadedScenario
 from harness.store.reader import read_run
-from tests.conftest import BACKENDS
-
-PG_BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-               if (p / "initdb").exists()), None) if Path("/usr/lib/postgresql").exists() else None
+from tests.conftest import BACKENDS, PG_BIN
 
 # Only what needs a server skips without one: the refusal below runs everywhere.
 needs_server = pytest.mark.skipif(PG_BIN is None,
                                   reason="PostgreSQL server binaries not installed")
-
-
-def _as_postgres(*cmd: str) -> subprocess.CompletedProcess:
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def postgres_dsn():
-    base = Path(tempfile.mkdtemp(prefix="harness-pg-"))
-    data, sockets = base / "data", base / "sock"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sockets, "postgres")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    init = _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U",
-                        "postgres", "--no-sync")
-    assert init.returncode == 0, init.stderr
-    start = _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
-                         str(base / "log"), "-o",
-                         f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
-                         "start")
-    assert start.returncode == 0, start.stderr + start.stdout
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @needs_server
