@@ -77,7 +77,7 @@ def running_app(args: list[str], env: dict[str, str], cwd: Path):
     answers; its group killed at the end, so a failed test leaves none of it running."""
     log = cwd / "app.log"
     full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLITE_PATH")}
-    full_env.update(PROCESS_WORKERS="2", **env)
+    full_env.update(POOL_WORKERS="2", **env)
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=full_env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)

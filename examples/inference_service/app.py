@@ -11,7 +11,9 @@ Run:  python -m uvicorn app:app --app-dir examples/inference_service --host 127.
         --port 8000 --loop uvloop --http httptools --no-access-log
  or:  python examples/inference_service/app.py --port 8000
 Environment: AI_API_URL (required), DATABASE_URL (PostgreSQL; absent: SQLite at SQLITE_PATH,
-default inference.sqlite), CELL (an int written with each row), PROCESS_WORKERS (default: cores).
+default inference.sqlite), RUN and CELL (which run and cell of a load test: written with each
+row, so rows can be counted per cell), POOL_WORKERS (the thread and the process pool's size;
+default: cores).
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)
 LABELS = ("red", "green", "blue")
 PROBE_S = 0.010  # the lag probe's period
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-CREATE = ("CREATE TABLE IF NOT EXISTS predictions (cell integer, seq bigint, variant text, "
-          "label text, score double precision)")
+CREATE = ("CREATE TABLE IF NOT EXISTS predictions (run text, cell integer, seq bigint, "
+          "variant text, label text, score double precision)")
 cv2.setNumThreads(1)  # one request, one core: the offload strategies decide the parallelism
 
 
@@ -98,7 +100,7 @@ async def _open_db(app: FastAPI) -> None:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
         await pool.execute(CREATE)
         app.state.write = lambda row: pool.execute(
-            "INSERT INTO predictions VALUES ($1, $2, $3, $4, $5)", *row)
+            "INSERT INTO predictions VALUES ($1, $2, $3, $4, $5, $6)", *row)
         app.state.close_db = pool.close
         return
     # sqlite3 blocks: one thread owns the connection, so writes queue there, not on a lock
@@ -113,7 +115,7 @@ async def _open_db(app: FastAPI) -> None:
     for pragma in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", CREATE):
         await on_thread(conn.execute, pragma)
     app.state.write = lambda row: on_thread(
-        conn.execute, "INSERT INTO predictions VALUES (?, ?, ?, ?, ?)", row)
+        conn.execute, "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)", row)
 
     async def close() -> None:
         await on_thread(conn.close)
@@ -132,12 +134,17 @@ async def _probe(samples: deque) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    app.state.url, app.state.cell = os.environ["AI_API_URL"], int(os.environ.get("CELL", "0"))
+    app.state.url, app.state.run = os.environ["AI_API_URL"], os.environ.get("RUN", "")
+    app.state.cell = int(os.environ.get("CELL", "0"))
     app.state.lag = deque(maxlen=60_000)  # ten minutes of samples when nobody reads /lag
     probe = asyncio.create_task(_probe(app.state.lag))
     app.state.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     await _open_db(app)
-    app.state.pool = await _start_pool(int(os.environ.get("PROCESS_WORKERS") or os.cpu_count()))
+    workers = int(os.environ.get("POOL_WORKERS") or os.cpu_count())
+    # to_thread's pool sized as the process pool: both then run as many CPU steps at once as
+    # there are cores, and the comparison is of where they run, not of how many
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers, "cpu"))
+    app.state.pool = await _start_pool(workers)
     try:
         yield
     finally:
@@ -167,7 +174,7 @@ async def _finish(app: FastAPI, variant: str, seq: int, result) -> dict:
             answer = await response.read()
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise HTTPException(502, f"AI API: {type(exc).__name__}") from None
-    await app.state.write((app.state.cell, seq, variant, label, score))
+    await app.state.write((app.state.run, app.state.cell, seq, variant, label, score))
     return {"seq": seq, "label": label, "score": score, "ai_bytes": len(answer)}
 
 

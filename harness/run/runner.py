@@ -168,24 +168,24 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     for item in loaded:
         _preflight(item, allow_remote)
     scratch = scratch_dir()
-    systems = {s.scenario.name: Systems(s, scratch) for s in loaded}
+    run_id = new_run_id()
+    systems = {s.scenario.name: Systems(s, scratch, run_id) for s in loaded}
     try:
         bodies = {s.scenario.name: _body(s, scratch) for s in loaded}
         plans = [(s, plan_cells(s.scenario, backends or None, repeat)) for s in loaded]
         first = next((s for s, cells in plans if cells), None)
         if first is not None and first.scenario.service is not None:
             systems[first.scenario.name].start(0)  # one that cannot start: nothing is written
-        return _run_plans(plans, systems, bodies, out, force, results_root, ui)
+        return _run_plans(run_id, plans, systems, bodies, out, force, results_root, ui)
     finally:
         for item in systems.values():
             item.stop(None)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_plans(plans, systems: dict[str, Systems], bodies: dict[str, str], out: Path | None,
-               force: bool, results_root: Path, ui: RunUI) -> RunResult:
+def _run_plans(run_id: str, plans, systems: dict[str, Systems], bodies: dict[str, str],
+               out: Path | None, force: bool, results_root: Path, ui: RunUI) -> RunResult:
     loaded = [item for item, _ in plans]
-    run_id = new_run_id()
     dirs = _out_dirs(loaded, out, results_root, run_id)
     for path in set(dirs.values()):
         prepare_out_dir(path, force)

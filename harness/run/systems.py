@@ -83,8 +83,9 @@ class Systems:
     """The mock server and service of one scenario's cells. `scratch`: a private folder for
     the service's raw output (it may print its secrets; the run folder gets it redacted)."""
 
-    def __init__(self, item: LoadedScenario, scratch: Path) -> None:
+    def __init__(self, item: LoadedScenario, scratch: Path, run_id: str) -> None:
         self.item = item
+        self.run_id = run_id
         self.config = item.scenario.service
         self.scratch = scratch
         self.per_run = self.config is not None and self.config.restart == "per_run"
@@ -116,6 +117,7 @@ class Systems:
 
     def _service(self, server: ServerProcess | None, cell: int) -> ServiceProcess:
         values = {"python": self.config.python or sys.executable, "cell": str(cell),
+                  "run_id": self.run_id,
                   "mock_url": server.url if server else "", "postgres_dsn": ""}
         if self.config.uses("postgres_dsn"):
             values["postgres_dsn"] = postgres_dsn() or ""

@@ -12,7 +12,7 @@ from harness.core.errors import brief
 from harness.scenario.limits import MAX_ITEMS, Span, StrictModel, as_tuple
 
 # What a `{name}` in the command or an env value becomes, filled by the runner per start.
-PLACEHOLDERS = ("port", "python", "mock_url", "postgres_dsn", "cell")
+PLACEHOLDERS = ("port", "python", "mock_url", "postgres_dsn", "cell", "run_id")
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _PATH = r"^/[!-~]*$"
 Arg = Annotated[str, Field(min_length=1, max_length=4096)]
