@@ -11,7 +11,7 @@ SCENARIOS ?= scenarios/lab.yaml scenarios/gil_cpu.yaml scenarios/gil_release.yam
 # bench-full: every shipped scenario, each at least 5 repetitions
 FULL_SCENARIOS ?= $(SCENARIOS) scenarios/gil_io_sweep.yaml scenarios/faults.yaml
 
-.PHONY: install test bench bench-full bench-self postgres postgres-stop lint clean
+.PHONY: install test bench bench-full bench-self bench-service postgres postgres-stop lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench-full: $(STAMP)
 # target, 2 when a peer cannot be set up, 3 when a section failed (0 with ARGS=--report-only).
 bench-self: $(STAMP)
 	$(BIN)/python -m bench.self $(ARGS)
+
+# The real inference service (scenarios/fastapi_inference.yaml) against the throwaway PostgreSQL:
+# the run, inline vs the thread and process pools, every database row counted. About 4 minutes.
+bench-service: postgres
+	$(BIN)/python -m bench.fastapi_inference --run $(ARGS)
 
 # A throwaway PostgreSQL for `database: postgres` scenarios (bench/postgres.py): starts it (or
 # finds it running), writes its DSN to .pg/dsn, where the harness looks when neither the

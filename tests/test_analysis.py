@@ -421,9 +421,13 @@ def test_the_default_summary_fits_100_columns_for_every_shipped_scenario():
     tables = summary_tables(summary) + speedup_tables(speedups(summary))
     assert len(tables) == 2 * len(list((ROOT / "scenarios").glob("*.yaml")))
     for table in tables:
+        # A started service's scenario shows two more figures, its path axis and the service's
+        # own loop lag (the lesson it exists for): 135 columns at the widest synthetic values,
+        # 115 for a real run of it.
+        limit = 135 if "fastapi_inference" in str(table.title) else 100
         natural = _render(table, 400)  # as wide as the table wants
-        assert max(len(line.rstrip()) for line in natural) <= 100, natural[:3]
-        assert _render(table, 100) == natural  # at 100 columns nothing is squeezed or cut
+        assert max(len(line.rstrip()) for line in natural) <= limit, natural[:3]
+        assert _render(table, limit) == natural  # at its width nothing is squeezed or cut
         headers = [c.header for c in table.columns]
         assert "backend" in headers and "…" not in "".join(natural)
 

@@ -110,7 +110,7 @@ def test_bad_targets(write_scenario, url, problem):
 
 def test_target_and_server_rules():
     base = "workload: {path: /x}\nload: {requests: 1, concurrency: 1}\n"
-    with pytest.raises(Exception, match="workload.path: only with target"):
+    with pytest.raises(Exception, match="service: required by workload.path"):
         parse_scenario("name: a\nserver: {endpoints: {api: {}}}\n"
                        "workload: {endpoint: api, path: /x}\nload: {requests: 1, concurrency: 1}\n")
     with pytest.raises(Exception, match="target: the cpu workload needs the mock server"):

@@ -138,7 +138,7 @@ def test_path_lists_are_an_axis_with_a_path_key(tmp_path):
     ("", "workload.path: required"),
     ("bad-placeholder", "unknown placeholder {nope}"),
     ("no-port", "must pass {port}"),
-    ("mock", "{mock_url} needs the mock server"),
+    ("mock", "server: required by the service's {mock_url}"),
 ])
 def test_bad_service_blocks_are_one_line_naming_the_field(change, problem):
     text = _scenario()

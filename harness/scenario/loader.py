@@ -153,6 +153,7 @@ def _check_values(data: object, path: str) -> None:
 
 _TAGS = {"fixed", "uniform", "exponential", "lognormal", "io", "http", "cpu", "cpu_release",
          "race", "pipeline", "fake"}
+_BODY_TAGS = {"sized", "read", "drawn"}  # workload.body's kinds (harness.scenario.workload)
 
 
 def _cut(key: str) -> str:
@@ -170,6 +171,8 @@ def _field_path(loc: tuple, data: object) -> str:
                 parts.append(f"[{item}]")
                 data = data[item] if item < len(data) else None
             continue
+        if i > 0 and loc[i - 1] == "body" and item in _BODY_TAGS:
+            continue  # the body's kind, not a key: data stays put
         data = data.get(item) if isinstance(data, dict) else None
         if "[" in item or (item in _TAGS and i > 0 and loc[i - 1] in ("latency", "workload")):
             continue  # pydantic's internal union/validator tags, not the user's keys

@@ -93,8 +93,8 @@ class Scenario(StrictModel):
             if endpoint is not None:
                 raise ValueError("workload.endpoint: with target:, give workload.path instead")
         elif getattr(self.workload, "path", None) is not None:
-            raise ValueError("workload.path: only with target: or service: (the mock's are "
-                             "endpoints)")
+            raise ValueError("service: required by workload.path, or target: (the mock "
+                             "server's are endpoints)")
         elif self.workload.type in ("io", "http") and endpoint is None:
             raise ValueError("workload.endpoint: required (or target: or service: with "
                              "workload.path)")
@@ -146,7 +146,8 @@ class Scenario(StrictModel):
         if self.workload.path is None:
             raise ValueError("workload.path: required with service: (the path to load)")
         if self.server is None and self.service.uses("mock_url"):
-            raise ValueError("service: {mock_url} needs the mock server (server:)")
+            raise ValueError("server: required by the service's {mock_url} (the mock server "
+                             "it calls)")
 
     def _one_process(self) -> None:
         """What cannot be split across generator processes."""

@@ -8,7 +8,9 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     BeforeValidator,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -61,6 +63,13 @@ def _body_size(value: object) -> object:
     return value
 
 
+def _body_kind(value: object) -> str:
+    """Which body a value means: its errors are then that kind's alone."""
+    if isinstance(value, dict):  # tags unlike any key: an error's path names keys alone
+        return "drawn" if "image" in value else "read"
+    return "sized"
+
+
 class BodyFile(StrictModel):
     file: str = Field(min_length=1, max_length=4096)  # read once before the clock starts
 
@@ -103,8 +112,10 @@ class IoWorkload(_HttpOptions):
                                        max_length=256)],
                   Annotated[str, Field(pattern=r"^[\t -~]*$", max_length=8192)]] = Field(
         default_factory=dict, max_length=MAX_HEADERS)
-    body: Annotated[int, BeforeValidator(parse_size_bytes), BeforeValidator(_body_size)] \
-        | BodyFile | BodyImage | None = None
+    body: Annotated[Annotated[Annotated[int, BeforeValidator(parse_size_bytes),
+                                        BeforeValidator(_body_size)], Tag("sized")]
+                    | Annotated[BodyFile, Tag("read")] | Annotated[BodyImage, Tag("drawn")],
+                    Discriminator(_body_kind)] | None = None
     has_cpu_step: ClassVar[bool] = False
 
     @field_validator("path")
