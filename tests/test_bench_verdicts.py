@@ -9,6 +9,7 @@ from bench import (
     delay_precision,
     engines,
     evidence,
+    fastapi_inference,
     inference_service,
     kill_flush,
     memory,
@@ -110,3 +111,28 @@ def test_without_wrk_a_one_line_message_and_exit_2(script, monkeypatch, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "wrk is not installed" in err
     assert not (tmp_path / "summary.md").exists()
+
+
+def test_fastapi_inference_judges_inline_against_each_pool_on_both_figures():
+    import pandas as pd
+
+    rows = pd.DataFrame({
+        "backend": ["asyncio"] * 4, "rate_per_s": [90.0] * 4,
+        "path": ["/predict/inline", "/predict/thread", "/predict/process", "/predict/sync"],
+        "p99_ms": [300.0, 90.0, 110.0, 250.0],
+        "service_loop_lag_p99_ms": [40.0, 5.0, 5.0, 6.0]})
+    found = judged(fastapi_inference.verdicts(rows))
+    assert len(found) == 4  # two pools × two figures; the sync variant is not judged
+    assert found["asyncio client at 90/s: inline's response-time p99 ÷ thread's"] is True
+    assert found["asyncio client at 90/s: inline's response-time p99 ÷ process's"] is False
+    assert all(met for name, met in found.items() if "loop-lag" in name)
+
+
+def test_fastapi_inference_counts_ok_rows_per_cell_number(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "requests").mkdir()
+    for cell, oks in ((0, [True, True, False]), (3, [True])):
+        pq.write_table(pa.table({"ok": oks}), tmp_path / "requests" / f"cell-{cell:04d}.parquet")
+    assert fastapi_inference.ok_rows(tmp_path) == {0: 2, 3: 1}
