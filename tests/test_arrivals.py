@@ -419,7 +419,7 @@ def test_closed_scenarios_read_as_before():
     assert s.load.rate is None and not s.load.warmup
     keys = plan_cells(s)
     assert {(k.model, k.rate_per_s) for k in keys} == {("closed", None)}
-    assert keys[0] == CellKey(backend="threads", concurrency=1, repetition=0)
+    assert keys[0] == CellKey(backend="threads", concurrency=1, repetition=0, path="/api")
 
 
 def test_open_load_fields_and_defaults():
@@ -516,9 +516,9 @@ def test_the_scenario_schema_describes_the_open_model():
 
 
 def test_model_and_rate_are_key_columns_with_defaults():
-    assert CELL_KEYS[-3:] == ["model", "rate_per_s", "generators"]
+    assert CELL_KEYS[-4:] == ["model", "rate_per_s", "generators", "path"]
     assert AXIS_DEFAULTS["model"] == "closed" and AXIS_DEFAULTS["rate_per_s"] is None
-    assert NULLABLE_KEYS == {"rate_per_s"}
+    assert NULLABLE_KEYS == {"rate_per_s", "path"}
     key = CellKey(backend="asyncio", concurrency=10, repetition=0)
     assert (key.model, key.rate_per_s) == ("closed", None)
     assert key_label(key) == "asyncio c=10 r=0"
