@@ -25,6 +25,7 @@ from bench import ROOT, evidence
 from bench.evidence import MET, MISSED, NO_SETUP, Verdict
 from harness.analysis.summary import load_runs, summarize
 from harness.core.postgres import dsn
+from harness.core.stats import median
 from harness.store.reader import find_run_dirs, read_metadata
 
 SCENARIO = ROOT / "scenarios" / "fastapi_inference.yaml"
@@ -43,7 +44,7 @@ def verdicts(rows: pd.DataFrame) -> list[Verdict]:
     configuration's repetitions (a tail varies from run to run)."""
     found = []
     for (backend, rate), cells in rows.groupby(["backend", "rate_per_s"], sort=False):
-        by = cells.groupby("path")[["p99_ms", "service_loop_lag_p99_ms"]].median()
+        by = cells.groupby("path")[["p99_ms", "service_loop_lag_p99_ms"]].agg(median)
         if INLINE not in by.index:
             continue
         for pool in POOLS:
