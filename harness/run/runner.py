@@ -29,7 +29,7 @@ from harness.core.keys import CellKey, key_dict, key_label
 from harness.core.secrets import scrub
 from harness.mock.process import ServerProcess
 from harness.run.service import ServiceError
-from harness.run.systems import SERVER_POLL_S, Systems, scratch_dir
+from harness.run.systems import SERVER_POLL_S, Systems
 from harness.scenario.model import LoadedScenario, plan_cells
 from harness.scenario.target import is_loopback, split_target
 from harness.scenario.workload import MAX_BODY
@@ -167,7 +167,8 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
         raise HarnessError(f"two scenarios share the name '{names[0]}': names must differ")
     for item in loaded:
         _preflight(item, allow_remote)
-    scratch = scratch_dir()
+    # mkdtemp's folder is private (0700): the service's raw output and the image body go there
+    scratch = Path(tempfile.mkdtemp(prefix="harness-run-"))
     run_id = new_run_id()
     systems = {s.scenario.name: Systems(s, scratch, run_id) for s in loaded}
     try:

@@ -5,7 +5,6 @@ service's `{mock_url}` always names the mock server that is running."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -147,13 +146,4 @@ class Systems:
                 up.service.keep_logs(run_dir / SERVICE_DIR / f"cell-{up.cell:04d}")
         if up.server is not None:
             up.server.stop()
-
-
-def scratch_dir(root: str | None = None) -> Path:
-    """A private folder (0700) for raw service output."""
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="harness-service-", dir=root))
-    os.chmod(path, 0o700)
-    return path
 
