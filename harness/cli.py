@@ -52,6 +52,10 @@ class _ProgressUI:
         self.progress.update(self.cell, completed=cell["requests"])
         self.progress.advance(self.cells)
 
+    def note(self, line: str) -> None:
+        self.progress.console.print(f"note: {line}", highlight=False, markup=False,
+                                    soft_wrap=True)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="harness")
@@ -62,6 +66,10 @@ def cli() -> None:
 
 EXIT_THRESHOLDS = 1
 EXIT_CELL_FAILED = 3
+_PYTHON_HELP = ("Run the cells under this interpreter (repeatable; replaces the scenario's "
+                "interpreters:): a version (3.12, 3.14t), a path, ft (make python-ft's "
+                "free-threaded build) or ft-gil (it with PYTHON_GIL=1); a trailing ? skips "
+                "an absent one.")
 _WIDE_HELP = ("Show every column of the summary table (the default fits 100 columns; "
               "markdown, json and csv always have every column).")
 
@@ -107,11 +115,12 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
               help="Write the Parquet files directly into DIR. "
                    "Default: results/<scenario>/<run id>/")
 @click.option("--repeat", "-r", type=click.IntRange(min=1), help="Repetitions per cell.")
+@click.option("--python", "pythons", multiple=True, metavar="SPEC", help=_PYTHON_HELP)
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address.")
 @click.option("--wide", is_flag=True, help=_WIDE_HELP)
-def run(scenarios, backends, out, repeat, force, allow_remote, wide) -> None:
+def run(scenarios, backends, out, repeat, pythons, force, allow_remote, wide) -> None:
     """Run SCENARIO files and print a summary per cell. Exit 3 when a cell failed or lost
     rows, 1 when a threshold fails, 130 when interrupted."""
     from harness.run.runner import run_scenarios
@@ -121,7 +130,8 @@ def run(scenarios, backends, out, repeat, force, allow_remote, wide) -> None:
                TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True) as progress:
         result = run_scenarios(loaded, backends=backends, repeat=repeat, out=out, force=force,
-                               ui=_ProgressUI(progress), allow_remote=allow_remote)
+                               ui=_ProgressUI(progress), allow_remote=allow_remote,
+                               pythons=pythons)
     for failure in result.failures:
         err_console.print(f"error: {failure}", highlight=False, markup=False, soft_wrap=True)
     status = _summarize_and_check(result.out_dirs, wide=wide)
@@ -245,14 +255,17 @@ def _rate(value: str) -> float:
 @click.option("--out", "-o", type=click.Path(path_type=Path),
               help="Write one run folder per probe under DIR (DIR/probe-NNN/) and the search "
                    "to DIR/saturate.json. Default: results/<scenario>/saturate-<run id>/")
+@click.option("--python", "pythons", multiple=True, metavar="SPEC",
+              help="Search under this interpreter (repeatable; replaces the scenario's "
+                   "interpreters:): a version, a path, ft or ft-gil; ? if optional.")
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
-                 probe_duration, precision, repeats, confirm, out, force, allow_remote,
-                 fmt) -> None:
+                 probe_duration, precision, repeats, confirm, pythons, out, force,
+                 allow_remote, fmt) -> None:
     """Find each backend's knee: the highest open-model rate at which every SLO holds, the
     error rate stays at most --max-error-rate and the generator keeps its schedule (doubling
     from --start-rate, then bisection, a failed probe tried --confirm times more; the final
@@ -293,7 +306,10 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
 
     with status:
         results = run_search(loaded, parsed, out, backends, options, duration_ns, force,
-                             allow_remote, on_start, progress)
+                             allow_remote, on_start, progress, pythons=pythons,
+                             note=lambda line: err_console.print(
+                                 f"note: {line}", highlight=False, markup=False,
+                                 soft_wrap=True))
     if fmt == "json":
         click.echo(json.dumps(results_json(results), indent=2, allow_nan=False))
     else:
@@ -345,25 +361,40 @@ def list_(folder: Path) -> None:
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--port", "-p", default=0, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (0: any free port).")
-def serve(scenario: Path, port: int) -> None:
+@click.option("--python", "python", metavar="SPEC",
+              help="Serve under this interpreter (sets server.python): a version (3.12, "
+                   "3.14t), a path, ft or ft-gil.")
+def serve(scenario: Path, port: int, python: str | None) -> None:
     """Run SCENARIO's mock server in the foreground (e.g. to point wrk at it)."""
     from harness.core.wire import OWN_ROUTES
     from harness.mock.serve import fds_wanted
     from harness.mock.serve import serve as serve_forever
 
-    loaded = load_scenario(scenario).scenario
+    item = load_scenario(scenario)
+    loaded = item.scenario
     config = loaded.server
     if config is None:
         raise HarnessError(f"{scenario}: server: this scenario has no mock server to serve")
+    if python is not None:
+        from harness.scenario.interpreters import parse_spec
+
+        _option_value("--python", parse_spec, python)
+        config = config.model_copy(update={"python": python.removesuffix("?")})
 
     def announce(url: str) -> None:
         processes = f", {config.processes} processes" if config.processes > 1 else ""
+        processes += f", python {config.python}" if config.python else ""
         console.print(f"mock server ({config.engine} engine{processes}) on {url} — endpoints "
                       "(any method): "
                       + ", ".join(f"{url}/{name}" for name in config.endpoints)
                       + f"; its own: {url}{OWN_ROUTES}/stats, {OWN_ROUTES}/health, "
                       f"POST {OWN_ROUTES}/clock; Ctrl-C stops", soft_wrap=True)
 
+    if config.python is not None:
+        from harness.run.foreground import serve_under
+
+        where = "--python" if python is not None else f"{scenario}: server.python"
+        sys.exit(serve_under(item, config.python, port, announce, where))
     try:
         serve_forever(config, port=port, announce=announce, fds=fds_wanted(loaded))
     except OSError as exc:

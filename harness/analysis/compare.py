@@ -69,7 +69,7 @@ from harness.analysis.summary import Runs, by_cell, summarize
 from harness.core.errors import HarnessError
 
 MATCH = ["scenario", "backend", "concurrency", "strategy", "variant", "client", "model",
-         "rate_per_s", "generators", "path"]
+         "rate_per_s", "generators", "path", "python"]
 ALPHA = 0.05  # family-wise, over every test of one compare
 MIN_REPETITIONS = 3  # per side, for a configuration to be tested
 ERROR_TOLERANCE = 0.001  # NEW's error rate above BASE's by more than this: never "faster"

@@ -160,6 +160,8 @@ def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, cores: int | 
         flags.append("rows_missing")
     if not pd.isna(cell.server_exit):
         flags.append("server_died")  # the mock server exited during the cell
+    if _gil_back_on(cell):
+        flags.append("gil-on")  # a free-threaded build ran this cell with the GIL
     if not pd.isna(getattr(cell, "service_exit", None)):
         flags.append("service_died")  # the started service ended during the cell (or never
         # started)
@@ -173,6 +175,14 @@ def _self_checks(cell, reqs: pd.DataFrame, timeline: pd.DataFrame, cores: int | 
         if 100 * server_cpu / makespan_s > SATURATED:
             flags.append("srv-cpu")  # the numbers may describe the mock server
     return residual, little, flags
+
+
+def _gil_back_on(cell) -> bool:
+    """A free-threaded build (`python` ends in `t`; `-gil` asked for the GIL) whose cell
+    process had the GIL on: an extension module without free-threading support enabled it."""
+    python = getattr(cell, "python", None)
+    return (isinstance(python, str) and python.endswith("t")
+            and getattr(cell, "gil_enabled", None) is True)
 
 
 WARMUP = "warmup"  # the `phase` of a warm-up row: left out of every figure
@@ -279,6 +289,7 @@ def _cell_figures(cell, every: pd.DataFrame, units) -> dict:
         "slots_lost": cell.slots_lost,
         "server_exit": cell.server_exit,
         "service_exit": getattr(cell, "service_exit", None),
+        "gil_enabled": getattr(cell, "gil_enabled", None),
     }
 
 
@@ -327,7 +338,7 @@ def _nan(value) -> float:
 
 
 SPEEDUP_KEYS = ["run_id", "scenario", "backend", "strategy", "variant", "client", "generators",
-                "path"]
+                "path", "python"]
 
 
 def _closed(summary: pd.DataFrame) -> pd.Series:
@@ -379,8 +390,8 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-SPEEDUP_TABLE_KEYS = ["scenario", "backend", "strategy", "variant", "client", "generators",
-                      "path", "model", "rate_per_s", "concurrency"]
+SPEEDUP_TABLE_KEYS = ["scenario", "python", "backend", "strategy", "variant", "client",
+                      "generators", "path", "model", "rate_per_s", "concurrency"]
 
 
 def speedups(summary: pd.DataFrame) -> pd.DataFrame:
@@ -403,6 +414,36 @@ def speedups(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "repetitions", "median_rps",
                                        "mean_rps", "rps_lo", "rps_hi", "mean_p99_ms", "p99_lo",
                                        "p99_hi", "speedup"])
+
+
+def interpreters(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario and interpreter (closed cells): its single-thread cost — the median
+    kernel_ns_per_unit of its cells at the scenario's lowest concurrency (CPU workloads), also
+    relative to the first interpreter's — whether its cells had the GIL on, and per backend the
+    median speedup at the highest concurrency (cell_speedups). Empty when no scenario has
+    several interpreters."""
+    rows = []
+    closed = summary[_closed(summary)] if len(summary) else summary
+    for scenario, cells in closed.groupby("scenario", sort=False):
+        if "python" not in cells or cells["python"].nunique() < 2:
+            continue
+        low, high = cells["concurrency"].min(), cells["concurrency"].max()
+        first = None
+        for python, mine in cells.groupby("python", sort=False):
+            kernel = median(mine.loc[mine["concurrency"] == low, "kernel_ns_per_unit"].dropna())
+            first = kernel if first is None else first
+            gil = mine["gil_enabled"].dropna() if "gil_enabled" in mine else pd.Series([])
+            row = {"scenario": scenario, "python": python, "concurrency": int(high),
+                   "gil": "-" if gil.empty else "on" if gil.all() else "off" if not gil.any()
+                   else "mixed",
+                   "kernel_ns_per_unit": kernel,
+                   "relative_cost": kernel / first if first and not math.isnan(first)
+                   else float("nan")}
+            top = mine[mine["concurrency"] == high]
+            for backend, speeds in top.groupby("backend", sort=False):
+                row[f"speedup:{backend}"] = median(speeds["speedup"].dropna())
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 FAILED_FLAGS = ("incomplete", "rows_missing", "server_died", "service_died")

@@ -28,7 +28,7 @@ from harness.core.schema import LAG_RECORD_SCHEMA, TIMELINE_RECORD_SCHEMA
 from harness.core.secrets import print_crash
 from harness.core.system import raise_fd_limit
 from harness.core.wire import post_t0
-from harness.scenario.loader import parse_scenario
+from harness.scenario.loader import parse_wire
 from harness.store.spool import Spooler
 
 PROGRESS_EVERY = 5  # samples (of 100 ms) between progress lines
@@ -36,7 +36,7 @@ PROGRESS_EVERY = 5  # samples (of 100 ms) between progress lines
 
 def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] = ()) -> dict:
     """`argv`: what this process was preloaded with, for the generators it starts."""
-    spec = CellSpec(parse_scenario(job.scenario_text), CellKey(**job.key), job.server_url,
+    spec = CellSpec(parse_wire(job.scenario_text), CellKey(**job.key), job.server_url,
                     job.units, job.work_dir, job.generator, job.shared, job.body_file)
     backend = get_backend(spec.backend)
     if job.generator:
@@ -85,6 +85,9 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
         merged["spool_error"] = spool.error or merged["spool_error"]
         result.update(merged)
     result["interrupted"] = result["interrupted"] and stop.reason == "signal"
+    # After every import the cell made, lazy ones included: a C extension without
+    # free-threading support turns a free-threaded build's GIL back on for the whole process.
+    result["gil_enabled"] = getattr(sys, "_is_gil_enabled", lambda: True)()
     return result
 
 

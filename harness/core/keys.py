@@ -8,6 +8,8 @@ Arrow schemas (schema.py), the planner (scenario.py), the job sent to the cell p
 
 from __future__ import annotations
 
+import sys
+import sysconfig
 from dataclasses import asdict, dataclass, fields, make_dataclass
 
 REQUIRED = object()  # an axis without a default: every CellKey names it
@@ -26,6 +28,8 @@ AXES: tuple[tuple[str, str, object], ...] = (
     ("generators", "int64", 1),  # the processes one cell's load is split across
     ("path", "string", None),  # the HTTP path requested (`/name` of a mock endpoint); null
     # without HTTP
+    ("python", "string", None),  # the cell's interpreter: `3.12`, `3.14t` (free-threaded),
+    # `3.14t-gil` (that build with PYTHON_GIL=1); null only in a key made outside a run
 )
 RUN_KEYS: tuple[tuple[str, str], ...] = (("run_id", "string"), ("scenario", "string"))
 # Every key column, in the order that starts every file.
@@ -56,12 +60,21 @@ def key_dict(key) -> dict:
     return asdict(key)
 
 
+def running_python() -> str:
+    """The `python` key of this process's interpreter: `3.11`, `3.13t` (free-threaded)."""
+    free = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    return f"{sys.version_info[0]}.{sys.version_info[1]}" + ("t" if free else "")
+
+
 def key_label(key) -> str:
     """Short human label, e.g. `asyncio c=10 r=0 thread_pool` or `threads c=100 r=0 open 200/s`:
-    defaults are left out."""
+    defaults (and this interpreter) are left out."""
     parts = [key.backend, f"c={key.concurrency}", f"r={key.repetition}"]
+    here = running_python()
     for f in fields(key):
         value = getattr(key, f.name)
+        if f.name == "python" and value == here:
+            continue
         if f.name in AXIS_DEFAULTS and value != AXIS_DEFAULTS[f.name]:
             parts.append(f"{value:g}/s" if f.name == "rate_per_s" else str(value))
     return " ".join(parts)

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from harness.core.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES, NULLABLE_KEYS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
 VERSION_KEY = b"harness.schema_version"
 
@@ -117,6 +117,9 @@ CELLS_SCHEMA = pa.schema(
         pa.field("service_cpu_s", pa.float64()),
         pa.field("service_exit", pa.int64()),
         pa.field("service_loop_lag_p99_ns", pa.int64()),
+        # Whether the GIL was on in the cell's process, read after its imports and its run (a
+        # C extension without free-threading support turns it back on); null if it died.
+        pa.field("gil_enabled", pa.bool_()),
     ]
 )
 

@@ -18,8 +18,10 @@ STOP_WAIT_S = 0.3  # the server's own wait for hanging handlers when it is told 
 class ServerProcess:
     """Starts the mock server in a child process on 127.0.0.1:0 and hands back its URL."""
 
-    def __init__(self, scenario_text: str, startup_timeout_s: float = 15.0) -> None:
+    def __init__(self, scenario_text: str, startup_timeout_s: float = 15.0,
+                 python: str = sys.executable, env: dict[str, str] | None = None) -> None:
         self._text = scenario_text  # the child re-parses the source: one parser, no re-encoding
+        self._python, self._env = python, env  # server.python: another interpreter
         self._timeout = startup_timeout_s
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -27,8 +29,8 @@ class ServerProcess:
 
     def __enter__(self) -> ServerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.mock"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True,
+            [self._python, "-m", "harness.mock"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env=self._env,
             # Its own process group: the parent decides when the server stops, so a terminal
             # Ctrl-C cannot kill it while the cell's in-flight requests are still finishing.
             start_new_session=True,

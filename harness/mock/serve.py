@@ -17,7 +17,7 @@ from aiohttp import web
 from harness.core.system import raise_fd_limit
 from harness.mock.aiohttp_engine import make_app
 from harness.mock.process import STOP_WAIT_S
-from harness.scenario.loader import parse_scenario
+from harness.scenario.loader import parse_wire
 from harness.scenario.model import Scenario
 from harness.scenario.server import Server
 
@@ -78,13 +78,20 @@ def serve(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print
         from harness.mock.fast.supervisor import serve_fast
 
         return serve_fast(config, host, port, announce, backlog)
-    import uvloop
-
+    try:
+        import uvloop
+    except ImportError:  # server.python names an interpreter without a uvloop wheel
+        print("note: mock server: no uvloop under this interpreter: asyncio's loop",
+              file=sys.stderr, flush=True)
+        return asyncio.run(_serve(config, host, port, announce, backlog))
     uvloop.run(_serve(config, host, port, announce, backlog))
 
 
 def main() -> None:
-    scenario = parse_scenario(sys.stdin.read())
-    serve(scenario.server, announce=lambda url: (print(url, flush=True)),
+    """The scenario on stdin; an optional port as the one argument (`harness serve --python`
+    runs the server this way under another interpreter)."""
+    scenario = parse_wire(sys.stdin.read())
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    serve(scenario.server, port=port, announce=lambda url: (print(url, flush=True)),
           fds=fds_wanted(scenario), backlog=backlog_for(scenario))
 

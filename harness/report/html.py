@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.analysis.summary import Runs, measured, speedups
+from harness.analysis.summary import Runs, interpreters, measured, speedups
 from harness.core.stats import percentile, response_ns
 from harness.core.units import format_rate
 from harness.report.table import plain, summary_grid
@@ -37,8 +37,8 @@ PERCENTILES = np.array([0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99])
 
 
 def _label(key: tuple) -> str:
-    backend, concurrency, strategy, variant, rate, generators, path = key
-    parts = [backend]
+    backend, concurrency, strategy, variant, rate, generators, path, python = key
+    parts = [python, backend] if isinstance(python, str) else [backend]
     if strategy != "inline":
         parts.append(strategy)
     if variant != "default":
@@ -60,11 +60,13 @@ def _svg(fig) -> str:
 
 
 def _groups(frame: pd.DataFrame):
-    """Per configuration; the path is part of the key (and label) only where it varies."""
+    """Per configuration; the path and the interpreter are part of the key (and label) only
+    where they vary."""
     keys = ["backend", "concurrency", "strategy", "variant", "rate_per_s", "generators"]
-    if frame["path"].nunique(dropna=False) > 1:
-        return frame.groupby([*keys, "path"], sort=False, dropna=False)
-    return (((*key, None), rows) for key, rows in frame.groupby(keys, sort=False, dropna=False))
+    varying = [k for k in ("path", "python") if frame[k].nunique(dropna=False) > 1]
+    for key, rows in frame.groupby([*keys, *varying], sort=False, dropna=False):
+        extra = dict(zip(varying, key[len(keys):], strict=True))
+        yield (*key[:len(keys)], extra.get("path"), extra.get("python")), rows
 
 
 def _latency_plots(requests: pd.DataFrame) -> list[tuple[str, str]]:
@@ -135,10 +137,11 @@ def _speedup_plot(summary: pd.DataFrame) -> list[tuple[str, str]]:
         return []
     table = speedups(summary)
     fig, ax = plt.subplots()
-    for (backend, strategy, variant), rows in table.groupby(["backend", "strategy", "variant"],
-                                                            sort=False):
-        label = "/".join(p for p in (backend, strategy, variant)
-                         if p not in ("inline", "default"))
+    several = table["python"].nunique() > 1
+    for (python, backend, strategy, variant), rows in table.groupby(
+            ["python", "backend", "strategy", "variant"], sort=False):
+        label = "/".join(p for p in (python if several else "inline", backend, strategy,
+                                     variant) if p not in ("inline", "default"))
         ax.plot(rows["concurrency"], rows["speedup"], marker="o", label=label)
     levels = sorted(table["concurrency"].unique())
     ax.plot(levels, np.array(levels) / levels[0], ls=":", color="grey", label="linear")
@@ -150,6 +153,27 @@ def _speedup_plot(summary: pd.DataFrame) -> list[tuple[str, str]]:
     ax.set_title("speedup vs concurrency")
     ax.legend(fontsize=7)
     return [("speedup vs concurrency", _svg(fig))]
+
+
+def _interpreter_plot(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """Single-thread cost against scaling, one point per interpreter and backend: what a
+    free-threaded build pays per thread and what it gains from threads."""
+    table = interpreters(summary)
+    if table.empty or table["kernel_ns_per_unit"].isna().all():
+        return []
+    fig, ax = plt.subplots()
+    for column in [c for c in table.columns if c.startswith("speedup:")]:
+        ax.scatter(table["kernel_ns_per_unit"], table[column], label=column.split(":")[1])
+        for row in table.to_dict("records"):
+            ax.annotate(str(row["python"]), (row["kernel_ns_per_unit"], row[column]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.axhline(1, ls=":", color="grey")
+    high = int(table["concurrency"].max())
+    ax.set_xlabel("single-thread cost: kernel ns per unit at the lowest concurrency")
+    ax.set_ylabel(f"speedup at concurrency {high} (median)")
+    ax.set_title("single-thread cost against scaling, per interpreter")
+    ax.legend(fontsize=7)
+    return [("single-thread cost against scaling", _svg(fig))]
 
 
 def _table(headers: list[str], body: list[list[str]]) -> str:
@@ -169,7 +193,7 @@ def render(runs: Runs, summary: pd.DataFrame, checks: pd.DataFrame) -> str:
                  + _timeline_plots(runs.timeline[runs.timeline["scenario"] == scenario],
                                    runs.loop_lag[runs.loop_lag["scenario"] == scenario]
                                    if len(runs.loop_lag) else runs.loop_lag)
-                 + _speedup_plot(rows))
+                 + _speedup_plot(rows) + _interpreter_plot(rows))
         parts.append(f"<h2>{html.escape(scenario)}</h2><div class='plots'>")
         parts += [f"<figure>{svg}<figcaption>{html.escape(title)}</figcaption></figure>"
                   for title, svg in plots]

@@ -17,7 +17,8 @@ def step_line(step: ProbeStep, folder: Path) -> str:
     result = step.result
     lag = result.metrics.get("sched_lag_p99_ms", math.nan)
     verdict = "pass" if step.passed else f"fail: {step.failed}"
-    return (f"{step.backend} {step.client} {step.phase:<6} {format_rate(step.rate_per_s):>9}  "
+    who = f"{step.python} " if step.python else ""
+    return (f"{who}{step.backend} {step.client} {step.phase:<6} {format_rate(step.rate_per_s):>9}  "
             f"p99 {result.p99_ms:.1f}ms  errors {result.error_rate:.2%}  "
             f"sched lag p99 {lag:.2f}ms  started {result.achieved_rps:.1f}/s  "
             f"[{folder.name}]  {verdict}")
@@ -28,15 +29,18 @@ def results_table(results: Sequence[KneeResult], title: str):
     from the repeats (from the highest rate that passed every time to the lowest above it that
     failed every time; ? where none did), the probes run."""
     table = Table(title=title, title_justify="left")
-    for header in ("backend", "client", "max rate/s", "p99 ms", "range", "probes"):
-        table.add_column(header, justify="left" if header in ("backend", "client", "range")
-                         else "right")
+    several = len({r.python for r in results}) > 1
+    for header in (("python",) if several else ()) + (
+            "backend", "client", "max rate/s", "p99 ms", "range", "probes"):
+        table.add_column(header, justify="left" if header in ("python", "backend", "client",
+                                                              "range") else "right")
     for r in results:
         low, high = r.range_per_s
         found = r.max_rate_per_s is not None
         top = "(ceiling)" if r.status == "ceiling" else "?"  # ?: no rate failed every time
         span = ("fails at the start rate" if r.status == "fails_at_start" else
                 f"{format_rate(low) if low else '?'} – {format_rate(high) if high else top}")
-        table.add_row(r.backend, r.client or "-", f"{r.max_rate_per_s:.1f}" if found else "-",
+        table.add_row(*((r.python or "-",) if several else ()), r.backend, r.client or "-",
+                      f"{r.max_rate_per_s:.1f}" if found else "-",
                       f"{r.p99_ms:.1f}" if found else "-", span, str(len(r.steps)))
     return table

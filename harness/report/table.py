@@ -55,6 +55,11 @@ def _rate(row) -> str:
     return "-" if rate is None or pd.isna(rate) else format_rate(rate)
 
 
+def _gil(row) -> str:
+    value = getattr(row, "gil_enabled", None)
+    return "-" if value is None or pd.isna(value) else ("on" if value else "off")
+
+
 def _flags(row) -> str:
     flags = row.flags + (" interrupted" if row.interrupted else "")
     return f"[yellow]{escape(flags.strip())}[/]" if flags.strip() else ""
@@ -65,6 +70,7 @@ def _flags(row) -> str:
 # cells, whose started/s and sched p99 take the room of req/s and peak)
 CLOSED_ONLY = "closed only"
 _COLUMNS = [
+    ("python", lambda r: escape(str(r.python)), "python", True),
     ("backend", lambda r: r.backend, None, True),
     ("strategy", lambda r: r.strategy, "strategy", True),
     ("variant", lambda r: r.variant, "variant", True),
@@ -101,6 +107,7 @@ _COLUMNS = [
     ("bound", lambda r: _s(r.bound_s), "bound_s", False),
     ("eff", lambda r: "-" if pd.isna(r.efficiency) else f"{r.efficiency:.3f}", "bound_s", False),
     ("kernel", lambda r: _num(r.kernel_ns_per_unit), "kernel_ns_per_unit", False),
+    ("gil", _gil, "python", False),
     ("cores", lambda r: _num(r.normalised_rate), "normalised_rate", False),
     ("speedup", lambda r: _num(r.speedup), "speedup", False),
     ("cpu s", lambda r: _num(r.cpu_user_s + r.cpu_sys_s), "cpu_user_s", False),
@@ -113,13 +120,18 @@ _COLUMNS = [
     ("flags", _flags, "flags", True),
 ]
 _DEFAULT_KEYS = {"strategy": "inline", "variant": "default", "generators": 1}
-_TEXT = ("backend", "strategy", "variant", "flags")  # left-aligned
+_TEXT = ("python", "backend", "strategy", "variant", "flags")  # left-aligned
 
 # header → (definition, where the figure is computed). One entry per figure: the terminal
 # legend, the README's legend and the tests use this table.
 LEGEND: dict[str, tuple[str, str]] = {
     "path": ("the HTTP path the cell requested (shown when the cells differ in it)",
              "harness.core.keys.AXES"),
+    "python": ("the interpreter the cell ran under: 3.12; 3.14t a free-threaded build; "
+               "3.14t-gil that build with PYTHON_GIL=1 (shown when the cells differ in it)",
+               "harness.core.keys.AXES"),
+    "gil": ("whether the GIL was on in the cell's process after its imports and its run",
+            "harness.cell.main.run_cell"),
     "rate": ("open model: the cell's arrival rate (a ramp's peak); - for a closed cell",
              "harness.core.keys.AXES"),
     "conc": ("the cell's limit on requests in flight (open model: max_in_flight)",
@@ -208,6 +220,9 @@ LEGEND: dict[str, tuple[str, str]] = {
                     "harness.analysis.summary._self_checks"),
     "service_died": ("flag: the started service ended during the cell, or did not start for it",
                      "harness.analysis.summary._self_checks"),
+    "gil-on": ("flag: a free-threaded build ran the cell with the GIL on: an extension module "
+               "without free-threading support enabled it",
+               "harness.analysis.summary._gil_back_on"),
     "lagging": ("flag: an open cell whose scheduling-lag p99 exceeds load.max_sched_lag (5 ms "
                 "by default): its numbers describe the generator, not the server",
                 "harness.core.stats.LateStarts.lagging"),
@@ -220,7 +235,7 @@ _DEFINED_BY = {"target/s": "started/s", "svc p99": "svc p50", "late": "sched p99
                "max ms": "p50 ms", "ovh p99": "ovh p50", "wait p50": "cpu p50",
                "io p50": "cpu p50", "db p50": "cpu p50", "eff": "bound",
                "mean p99 ms": "mean req/s"}
-FLAGS = ("little", "peaks", "gen-cpu", "srv-cpu", "lagging", "incomplete", "rows_missing",
+FLAGS = ("little", "peaks", "gen-cpu", "srv-cpu", "gil-on", "lagging", "incomplete", "rows_missing",
          "server_died", "service_died", "interrupted")
 
 
@@ -231,7 +246,7 @@ def _shown(rows: pd.DataFrame, column: str | None) -> bool:
         return False
     if column in _DEFAULT_KEYS:
         return bool((rows[column] != _DEFAULT_KEYS[column]).any())
-    if column == "path":  # an axis without a default: shown when it varies
+    if column in ("path", "python"):  # axes without a default: shown when they vary
         return column in rows and rows[column].nunique(dropna=False) > 1
     if column == "flags":
         return bool((rows[column] != "").any() | rows["interrupted"].any())
@@ -332,7 +347,8 @@ def speedup_tables(speedups: pd.DataFrame, wide: bool = False) -> list[Table]:
     req/s with its interval (p99 too with `wide`) and the median speedup."""
     tables = []
     for scenario, rows in speedups.groupby("scenario", sort=False):
-        headers = ["backend"] + [k for k in ("strategy", "variant")
+        headers = (["python"] if _shown(rows, "python") else []) + ["backend"] + [
+            k for k in ("strategy", "variant")
                                  if (rows[k] != _DEFAULT_KEYS[k]).any()]
         headers += ["path"] if _shown(rows, "path") else []
         if "rate_per_s" in rows and rows["rate_per_s"].notna().any():
@@ -342,7 +358,8 @@ def speedup_tables(speedups: pd.DataFrame, wide: bool = False) -> list[Table]:
         headers += ["median speedup"]
         table = _table(f"{escape(scenario)}  [dim]across repetitions[/]", headers)
         for row in rows.itertuples(index=False):
-            cells = {"backend": row.backend, "strategy": row.strategy, "variant": row.variant,
+            cells = {"python": escape(str(getattr(row, "python", None))),
+                     "backend": row.backend, "strategy": row.strategy, "variant": row.variant,
                      "path": escape(str(getattr(row, "path", None))),
                      "rate": _rate(row), "conc": str(row.concurrency),
                      "gen": str(getattr(row, "generators", 1)),
@@ -352,6 +369,29 @@ def speedup_tables(speedups: pd.DataFrame, wide: bool = False) -> list[Table]:
                      "median speedup": _num(row.speedup)}
             table.add_row(*(cells[h] for h in headers))
         tables.append(table)
+    return tables
+
+
+def interpreter_tables(summary: pd.DataFrame) -> list[Table]:
+    """Where a scenario has several interpreters: per interpreter its single-thread cost and
+    how each backend scaled (harness.analysis.summary.interpreters)."""
+    from harness.analysis.summary import interpreters
+
+    table = interpreters(summary)
+    tables = []
+    for scenario, rows in table.groupby("scenario", sort=False) if len(table) else ():
+        backends = [c for c in rows.columns if c.startswith("speedup:")
+                    and rows[c].notna().any()]
+        high = int(rows["concurrency"].max())
+        headers = ["python", "gil", "kernel ns/unit", "cost"] + [
+            f"{c.removeprefix('speedup:')} ×c={high}" for c in backends]
+        out = _table(f"{escape(scenario)}  [dim]by interpreter[/]", headers)
+        for row in rows.to_dict("records"):
+            cost = row["relative_cost"]
+            out.add_row(escape(str(row["python"])), row["gil"], _num(row["kernel_ns_per_unit"]),
+                        "-" if pd.isna(cost) else f"{cost:.2f}×",
+                        *(_num(row[c]) for c in backends))
+        tables.append(out)
     return tables
 
 
@@ -405,6 +445,16 @@ def print_speedups(summary: pd.DataFrame, console: Console, wide: bool = False,
             _print(console, speedup_table, wide)
             headers += [c.header for c in speedup_table.columns if c.header not in headers]
         _print_legend(console, legend(headers, set(), defined))
+    for interpreter_table in interpreter_tables(summary):
+        _print(console, interpreter_table, wide)
+    if interpreter_tables(summary):
+        _print_legend(console, INTERPRETER_LEGEND)
+
+
+INTERPRETER_LEGEND = ("by interpreter: kernel ns/unit: the single-thread cost, the median of the "
+                      "CPU kernel's speed in its cells at the lowest concurrency; cost: that ÷ "
+                      "the first interpreter's; gil: the GIL in its cells' processes; "
+                      "<backend> ×c=N: the median speedup at concurrency N")
 
 
 def _print_legend(console: Console, text: str) -> None:

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,9 +27,12 @@ from harness.core.job import GRACE_S, SERVER_DIED, CellJob
 from harness.core.keys import CellKey, key_dict, key_label
 from harness.core.secrets import scrub
 from harness.mock.process import ServerProcess
+from harness.run.lineup import Lineup, line_up
 from harness.run.service import ServiceError
 from harness.run.systems import SERVER_POLL_S, Systems
-from harness.scenario.model import LoadedScenario, plan_cells
+from harness.run.workers import Worker
+from harness.scenario.loader import wire_text
+from harness.scenario.model import LoadedScenario
 from harness.scenario.target import is_loopback, split_target
 from harness.scenario.workload import MAX_BODY
 from harness.store.layout import prepare_out_dir
@@ -47,6 +49,7 @@ class RunUI:
     def cell_started(self, scenario: str, key: CellKey, requests: int | None) -> None: ...
     def cell_progress(self, completed: int) -> None: ...
     def cell_finished(self, cell: dict) -> None: ...
+    def note(self, line: str) -> None: ...  # before the run: skipped interpreters or cells
 
 
 @dataclass
@@ -160,24 +163,29 @@ def _calibrate(item: LoadedScenario) -> dict | None:
 def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
                   repeat: int | None = None, out: Path | None = None, force: bool = False,
                   results_root: Path = Path("results"), ui: RunUI | None = None,
-                  allow_remote: bool = False) -> RunResult:
+                  allow_remote: bool = False, pythons: tuple[str, ...] = ()) -> RunResult:
+    """`pythons`: interpreter specs replacing every scenario's `interpreters:` (--python)."""
     ui = ui or RunUI()
     names = [s.scenario.name for s in loaded]
     if len(set(names)) != len(names):
         raise HarnessError(f"two scenarios share the name '{names[0]}': names must differ")
     for item in loaded:
         _preflight(item, allow_remote)
+    lineups = line_up(loaded, tuple(pythons), ui.note)
     # mkdtemp's folder is private (0700): the service's raw output and the image body go there
     scratch = Path(tempfile.mkdtemp(prefix="harness-run-"))
     run_id = new_run_id()
-    systems = {s.scenario.name: Systems(s, scratch, run_id) for s in loaded}
+    systems = {s.scenario.name: Systems(s, scratch, run_id, lineups[s.scenario.name].server)
+               for s in loaded}
     try:
         bodies = {s.scenario.name: _body(s, scratch) for s in loaded}
-        plans = [(s, plan_cells(s.scenario, backends or None, repeat)) for s in loaded]
+        plans = [(s, lineups[s.scenario.name].plan(s, backends, repeat, ui.note))
+                 for s in loaded]
         first = next((s for s, cells in plans if cells), None)
         if first is not None and first.scenario.service is not None:
             systems[first.scenario.name].start(0)  # one that cannot start: nothing is written
-        return _run_plans(run_id, plans, systems, bodies, out, force, results_root, ui)
+        return _run_plans(run_id, plans, systems, bodies, lineups, out, force, results_root,
+                          ui)
     finally:
         for item in systems.values():
             item.stop(None)
@@ -185,7 +193,8 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
 
 
 def _run_plans(run_id: str, plans, systems: dict[str, Systems], bodies: dict[str, str],
-               out: Path | None, force: bool, results_root: Path, ui: RunUI) -> RunResult:
+               lineups: dict[str, Lineup], out: Path | None, force: bool, results_root: Path,
+               ui: RunUI) -> RunResult:
     loaded = [item for item, _ in plans]
     dirs = _out_dirs(loaded, out, results_root, run_id)
     for path in set(dirs.values()):
@@ -195,10 +204,12 @@ def _run_plans(run_id: str, plans, systems: dict[str, Systems], bodies: dict[str
     writers: dict[Path, RunWriter] = {}
     for path in dict.fromkeys(dirs.values()):
         in_dir = [s for s in loaded if dirs[s.scenario.name] == path]
-        writers[path] = RunWriter(path, run_metadata(run_id, in_dir, calibration))
+        facts = {s.scenario.name: lineups[s.scenario.name].facts() for s in in_dir}
+        writers[path] = RunWriter(path, run_metadata(run_id, in_dir, calibration, facts))
     ui.run_started(sum(len(cells) for _, cells in plans))
     result = RunResult(run_id, list(writers))
 
+    wires = {s.scenario.name: wire_text(s) for s in loaded}
     interrupt = _Interrupt()
     previous = interrupt.install()
     try:
@@ -209,8 +220,10 @@ def _run_plans(run_id: str, plans, systems: dict[str, Systems], bodies: dict[str
                     break
                 ui.cell_started(name, key, item.scenario.load_for(key).requests)
                 units = (calibration[name] or {}).get("units")
-                cell = _run_cell(item, key, run_id, units, writers[dirs[name]],
-                                 _Around(systems[name], bodies[name]), interrupt, ui, result)
+                around = _Around(systems[name], bodies[name], wires[name],
+                                 lineups[name].workers[key.python])
+                cell = _run_cell(item, key, run_id, units, writers[dirs[name]], around,
+                                 interrupt, ui, result)
                 if cell is not None:
                     ui.cell_finished(cell)
             systems[name].stop(dirs[name])
@@ -245,10 +258,13 @@ def _body(item: LoadedScenario, scratch: Path) -> str:
 
 @dataclass
 class _Around:
-    """What a cell needs from its scenario's run: the systems it loads, its request body."""
+    """What a cell needs from its scenario's run: the systems it loads, its request body, the
+    scenario as it reads it, the interpreter it runs under."""
 
     systems: Systems
     body_file: str
+    wire: str  # the scenario as JSON (loader.wire_text)
+    worker: Worker
 
 
 def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None,
@@ -265,9 +281,11 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
         # The cell process imports while the mock server starts; it waits for its job on stdin.
         started_unix_ns = time.time_ns()
         preload = [key.backend, item.scenario.workload.type, key.client]
-        proc = subprocess.Popen([sys.executable, "-m", "harness.cell", *preload],
+        worker = around.worker
+        proc = subprocess.Popen([worker.python, "-m", "harness.cell", *preload],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                text=True, start_new_session=True)  # own group: we pass signals
+                                text=True, start_new_session=True,  # own group: we pass signals
+                                env=worker.interpreter.environ())
         interrupt.child = proc
         observed = finished_unix_ns = up = None
         try:
@@ -277,7 +295,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                 result.failures.append(scrub(f"{label} failed: {exc}"))
                 service_stats["service_exit"] = exc.exit
             if up is not None:
-                job = CellJob(item.text, key_dict(key), up.url(item.scenario.target), units,
+                job = CellJob(around.wire, key_dict(key), up.url(item.scenario.target), units,
                               tmp, str(spool), mock_url=up.mock_url, body_file=around.body_file)
                 watch = _watch_server(up.server, proc) if up.server else None
                 observed = _drive_cell_process(proc, job, interrupt, ui)

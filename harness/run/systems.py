@@ -14,6 +14,8 @@ from harness.core.postgres import dsn as postgres_dsn
 from harness.core.secrets import dsn_secrets
 from harness.mock.process import ServerProcess
 from harness.run.service import ServiceError, ServiceProcess
+from harness.run.workers import Worker
+from harness.scenario.loader import wire_text
 from harness.scenario.model import LoadedScenario
 from harness.scenario.service import fill
 
@@ -82,8 +84,10 @@ class Systems:
     """The mock server and service of one scenario's cells. `scratch`: a private folder for
     the service's raw output (it may print its secrets; the run folder gets it redacted)."""
 
-    def __init__(self, item: LoadedScenario, scratch: Path, run_id: str) -> None:
+    def __init__(self, item: LoadedScenario, scratch: Path, run_id: str,
+                 server: Worker | None = None) -> None:
         self.item = item
+        self.server = server  # the mock server's interpreter: None, the runner's
         self.run_id = run_id
         self.config = item.scenario.service
         self.scratch = scratch
@@ -100,7 +104,7 @@ class Systems:
             up.begin()
             return up
         self.up = None
-        server = ServerProcess(self.item.text).__enter__() if self.item.scenario.server else None
+        server = self._server().__enter__() if self.item.scenario.server else None
         up = Up(cell, server)
         if self.config is not None:
             try:
@@ -113,6 +117,13 @@ class Systems:
         self.up = up
         up.begin()
         return up
+
+    def _server(self) -> ServerProcess:
+        worker = self.server
+        if worker is None or worker.interpreter.running:
+            return ServerProcess(self.item.text)
+        return ServerProcess(wire_text(self.item), python=worker.python,
+                             env=worker.interpreter.environ())
 
     def _service(self, server: ServerProcess | None, cell: int) -> ServiceProcess:
         values = {"python": self.config.python or sys.executable, "cell": str(cell),

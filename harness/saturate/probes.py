@@ -16,13 +16,15 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from harness.core.errors import HarnessError
+from harness.core.keys import CellKey
 from harness.saturate.search import (
     DEFAULT_PROBE_NS,
     KneeResult,
@@ -73,6 +75,7 @@ class CellProbe:
     on_start: Callable[[str, str, float, Path], None] | None = None
     run: Callable | None = None  # harness.run.runner.run_scenarios, or a stand-in
     folders: list[Path] = field(default_factory=list)  # one per probe, in order
+    python: str | None = None  # the interpreter spec its cells run under; None: the scenario's
 
     def __call__(self, backend: str, client: str | None, rate_per_s: float) -> ProbeResult:
         from harness.analysis.summary import load_runs, summarize
@@ -89,7 +92,8 @@ class CellProbe:
         if self.on_start is not None:
             self.on_start(backend, client, rate_per_s, folder)
         result = run([probe], backends=(backend,), out=folder, force=True,
-                     allow_remote=self.allow_remote)
+                     allow_remote=self.allow_remote,
+                     pythons=(self.python,) if self.python else ())
         if result.interrupted:
             raise KeyboardInterrupt
         summary = summarize(load_runs([folder]))
@@ -117,7 +121,8 @@ def prepare_out(out: Path, force: bool) -> Path:
 
 def step_record(step: ProbeStep, folder: Path | None) -> dict:
     result = step.result
-    return {"backend": step.backend, "client": step.client, "phase": step.phase,
+    return {"python": step.python, "backend": step.backend, "client": step.client,
+            "phase": step.phase,
             "rate_per_s": step.rate_per_s, "passed": step.passed, "failed": step.failed,
             "p99_ms": _finite(result.p99_ms), "error_rate": _finite(result.error_rate),
             "lagging": result.lagging, "achieved_rps": _finite(result.achieved_rps),
@@ -129,35 +134,66 @@ def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def _interpreters(loaded: LoadedScenario, specs: tuple[str, ...], note) -> list[tuple]:
+    """(python key, spec, backend → runs there) per interpreter; one with the scenario's own
+    interpreter when none is named. Found (and their environments made) before any probe."""
+    if not specs:
+        return [(None, None, lambda backend: True)]
+    from harness.run.lineup import line_up
+    from harness.run.workers import needs
+
+    lineup = line_up([loaded], specs, note)[loaded.scenario.name]
+    chosen = []
+    for tag, worker in lineup.workers.items():
+        def runnable(backend: str, worker=worker, tag=tag) -> bool:
+            lacking = [m for client in loaded.scenario.clients() for m in worker.missing(needs(
+                CellKey(backend=backend, concurrency=1, repetition=0, client=client,
+                        python=tag), loaded.scenario))]
+            if lacking:
+                note(f"python {tag}: {lacking[0]} is not installed under it: {backend} "
+                     "skipped")
+            return not lacking
+        chosen.append((tag, worker.interpreter.spec or sys.executable, runnable))
+    return chosen
+
+
 def run_search(loaded: LoadedScenario, slos: Sequence[Threshold], out: Path,
                backends: Sequence[str] = (), options: SearchOptions = SearchOptions(),
                duration_ns: int = DEFAULT_PROBE_NS, force: bool = False,
                allow_remote: bool = False,
                on_start: Callable[[str, str, float, Path], None] | None = None,
                progress: Callable[[ProbeStep, Path], None] | None = None,
-               run: Callable | None = None) -> list[KneeResult]:
-    """The knee of every backend (the scenario's, or `backends`) and client of the scenario,
-    each probe an ordinary run under `out`; writes `out/saturate.json` (also after an
-    interrupt, with the probes done so far). `on_start(backend, client, rate, folder)` before
-    each probe, `progress(step, folder)` after it."""
+               run: Callable | None = None, pythons: Sequence[str] = (),
+               note: Callable[[str], None] = lambda line: None) -> list[KneeResult]:
+    """The knee of every interpreter (`pythons`, else the scenario's), backend (the
+    scenario's, or `backends`) and client of the scenario, each probe an ordinary run under
+    `out`; writes `out/saturate.json` (also after an interrupt, with the probes done so far).
+    `on_start(backend, client, rate, folder)` before each probe, `progress(step, folder)`
+    after it; `note(line)`: an interpreter or backend skipped."""
     scenario = loaded.scenario
     for name in backends:
         if name not in scenario.backends:
             raise HarnessError(f"--backend: {name} is not one of the scenario's backends "
                                f"({', '.join(scenario.backends)})")
+    chosen = _interpreters(loaded, tuple(pythons or scenario.interpreters), note)
     prepare_out(out, force)
     probe = CellProbe(loaded, out, duration_ns, allow_remote, on_start, run)
     steps: list[ProbeStep] = []
+    current: list[str | None] = [None]
 
     def done(step: ProbeStep) -> None:
-        steps.append(step)
+        steps.append(replace(step, python=current[0]))
         if progress is not None:
-            progress(step, probe.folders[len(steps) - 1])
+            progress(steps[-1], probe.folders[len(steps) - 1])
 
     results: list[KneeResult] = []
     try:
-        results = saturate(probe, list(backends or scenario.backends), slos,
-                           clients=scenario.clients(), options=options, progress=done)
+        for tag, spec, runnable in chosen:
+            current[0], probe.python = tag, spec
+            names = [b for b in backends or scenario.backends if runnable(b)]
+            results += [replace(r, python=tag) for r in saturate(
+                probe, names, slos, clients=scenario.clients(), options=options,
+                progress=done)]
     finally:
         record = {"scenario": scenario.name, "slos": [slo.text for slo in slos],
                   "probe_duration_s": duration_ns / 1e9,

@@ -144,6 +144,7 @@ class ProbeStep:
     rate_per_s: float
     result: ProbeResult
     failed: str | None  # why the probe failed; None when it passed
+    python: str | None = None  # the interpreter's `python` key, when the search names several
 
     @property
     def passed(self) -> bool:
@@ -160,6 +161,7 @@ class KneeResult:
     range_per_s: tuple[float | None, float | None]  # (always passed, always failed above it)
     reason: str | None  # fails_at_start: why the start rate failed
     steps: tuple[ProbeStep, ...]
+    python: str | None = None  # the interpreter's `python` key, when the search names several
 
 
 def failure(result: ProbeResult, slos: Iterable[Threshold], backend: str,
@@ -269,7 +271,7 @@ def _number(value: float | None) -> float | None:
 def result_rows(results: Sequence[KneeResult]) -> list[dict]:
     """One row per backend and client: backend, client, max_rate_per_s, p99_ms, and the range
     and status behind them (null where there is no number)."""
-    return [{"backend": r.backend, "client": r.client,
+    return [{"python": r.python, "backend": r.backend, "client": r.client,
              "max_rate_per_s": _number(r.max_rate_per_s), "p99_ms": _number(r.p99_ms),
              "range_per_s": [_number(r.range_per_s[0]), _number(r.range_per_s[1])],
              "status": r.status, "reason": r.reason} for r in results]
@@ -282,7 +284,8 @@ def results_json(results: Sequence[KneeResult]) -> dict:
 
 def describe(result: KneeResult) -> str:
     """One line for the table or the log, e.g. `asyncio: 725/s (p99 48.1ms), 700/s–750/s`."""
-    who = result.backend + (f"/{result.client}" if result.client else "")
+    who = ((f"{result.python} " if result.python else "") + result.backend
+           + (f"/{result.client}" if result.client else ""))
     if result.status == "fails_at_start":
         return f"{who}: fails at the start rate: {result.reason}"
     low, high = result.range_per_s

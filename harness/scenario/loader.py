@@ -3,11 +3,11 @@ one line naming the file, the field and the problem."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
-import yaml
 from pydantic import (
     ValidationError,
 )
@@ -26,65 +26,6 @@ MAX_INT_CHARS = 100
 MAX_LINE = 300  # characters of one problem description, whatever it quotes
 # C0 and C1 control characters except tab, newline and carriage return; lone surrogates.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster, same YAML
-
-
-class _UniqueKeyLoader(_Base):
-    """SafeLoader that rejects duplicate keys instead of silently keeping the last one, and
-    turns the constructors' own exceptions (a date in month 13, an integer of 5 000 digits)
-    into YAML errors with a line."""
-
-    def construct_mapping(self, node, deep=False):
-        if not isinstance(node, yaml.MappingNode):  # `!!map [a]`
-            raise yaml.constructor.ConstructorError(
-                None, None, f"expected a mapping, found a {node.id}", node.start_mark)
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a key must be a plain value, not a list or mapping",
-                    key_node.start_mark) from None
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {brief(key)}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_object(self, node, deep=False):
-        if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_INT_CHARS:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"integer too long ({len(node.value)} characters)", node.start_mark)
-        try:
-            return super().construct_object(node, deep=deep)
-        except yaml.YAMLError:
-            raise
-        except Exception:  # whatever a constructor raises on odd input
-            kind = node.tag.rpartition(":")[2] or "value"
-            shown = brief(node.value) if isinstance(node.value, str) else node.id
-            raise yaml.constructor.ConstructorError(
-                None, None, f"not a valid {kind}: {shown}", node.start_mark) from None
-
-    def construct_document(self, node):
-        try:
-            return super().construct_document(node)
-        except yaml.YAMLError:
-            raise
-        except Exception:  # collections are filled here, after construct_object returned
-            raise yaml.constructor.ConstructorError(
-                None, None, "cannot build the document", node.start_mark) from None
-
-
-_YAML_PROBLEMS = {
-    "second occurrence": "duplicate anchor",
-    "exceeded maximum nesting depth": f"nested more than {MAX_DEPTH} levels deep",
-    "but found another document": "a second document (---): one scenario per file",
-}
-
-
 def _line(text: str | bytes, pos: int) -> str:
     """`line N` of the character (or byte) at pos, as a field of a one-line error."""
     newline = b"\n" if isinstance(text, bytes) else "\n"
@@ -94,26 +35,6 @@ def _line(text: str | bytes, pos: int) -> str:
 def _one_line(problem: str) -> str:
     problem = " ".join(problem.split())
     return problem if len(problem) <= MAX_LINE else problem[: MAX_LINE - 1] + "…"
-
-
-def _check_shape(text: str, path: str) -> None:
-    """Walk the YAML events (a flat stream, no recursion) before anything is built: bounded
-    nesting keeps the recursive composer and the validators far from the recursion limit,
-    bounded node count keeps construction and validation fast."""
-    depth = nodes = 0
-    for event in yaml.parse(text, Loader=_Base):
-        if isinstance(event, yaml.NodeEvent):  # scalars, aliases, collection starts
-            nodes += 1
-            if nodes > MAX_NODES:
-                raise ScenarioError(path, f"line {event.start_mark.line + 1}",
-                                    f"more than {MAX_NODES} values (a scenario needs a few dozen)")
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ScenarioError(path, f"line {event.start_mark.line + 1}",
-                                    f"nested more than {MAX_DEPTH} levels deep")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 def _check_values(data: object, path: str) -> None:
@@ -310,17 +231,29 @@ def _parse(text: str, path: str, recorded: bool = False) -> tuple[Scenario, tupl
     if match := _CONTROL.search(text):
         raise ScenarioError(path, _line(text, match.start()),
                             f"control character U+{ord(match[0]):04X} not allowed")
-    try:
-        _check_shape(text, path)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f"line {mark.line + 1}" if mark else "yaml"
-        problem = exc.problem or exc.context or "invalid YAML"
-        problem = _YAML_PROBLEMS.get(problem, problem)  # libyaml's wording, where unclear
-        raise ScenarioError(path, line, _one_line(problem)) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(path, "", _one_line(f"invalid YAML: {exc}")) from None
+    from harness.scenario.yamltext import load_yaml  # not in a cell: it gets JSON
+
+    data = load_yaml(text, path)
+    return _validate(data, path, recorded)
+
+
+def wire_text(loaded: LoadedScenario) -> str:
+    """The scenario as a cell or a mock server on another interpreter reads it: its data as
+    JSON, `${NAME}` references left for the process to read from its environment, as the
+    YAML would. JSON, since a free-threaded build may have no PyYAML wheel."""
+    from harness.scenario.yamltext import load_yaml
+
+    return json.dumps(load_yaml(loaded.text, loaded.path), default=str)
+
+
+def parse_wire(text: str, path: str = "<scenario>") -> Scenario:
+    """parse_scenario for the text a runner sent: JSON (wire_text), or the YAML itself."""
+    if not text.startswith("{"):
+        return parse_scenario(text, path)
+    return _validate(json.loads(text), path, False)[0]
+
+
+def _validate(data: object, path: str, recorded: bool) -> tuple[Scenario, tuple[str, ...]]:
     if not isinstance(data, dict):
         raise ScenarioError(path, "", "must be a YAML mapping with name, server, workload, load")
     _check_values(data, path)

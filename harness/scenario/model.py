@@ -18,6 +18,7 @@ from pydantic import (
 from harness.core.errors import brief
 from harness.core.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.core.units import format_rate
+from harness.scenario.interpreters import parse_specs
 from harness.scenario.limits import (
     INT64,
     MAX_BACKENDS,
@@ -58,6 +59,10 @@ class Scenario(StrictModel):
     strategies: Annotated[tuple[Literal[STRATEGIES], ...],  # type: ignore[valid-type]
                           BeforeValidator(as_tuple)] = ("inline",)
     pool_size: int | None = Field(None, ge=1, le=MAX_WORKERS)  # default: the core count
+    # Python interpreters the cells run under, an axis (harness.scenario.interpreters); none
+    # named: the running interpreter.
+    interpreters: Annotated[tuple[Annotated[str, Field(max_length=4096)], ...],
+                            BeforeValidator(as_tuple)] = ()
     repeat: int = Field(1, ge=1, le=MAX_REPEAT)
     expect: Annotated[tuple[Annotated[str, Field(max_length=MAX_THRESHOLD)], ...],
                       BeforeValidator(as_tuple), Field(max_length=MAX_ITEMS)] = ()  # thresholds
@@ -73,6 +78,12 @@ class Scenario(StrictModel):
                                  f"(known: {', '.join(BACKEND_NAMES)})")
         if not value:
             raise ValueError("must name at least one backend")
+        return value
+
+    @field_validator("interpreters")
+    @classmethod
+    def _known_interpreters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_specs(value)
         return value
 
     @model_validator(mode="after")
@@ -270,17 +281,19 @@ class LoadedScenario:
         return hashlib.sha256(self.kept_text.encode()).hexdigest()
 
 
-def plan_cells(scenario: Scenario, backends=None, repeat=None, cores=None) -> list[CellKey]:
+def plan_cells(scenario: Scenario, backends=None, repeat=None, cores=None,
+               pythons: tuple[str | None, ...] = (None,)) -> list[CellKey]:
     """Cells interleaved (rep 0: A1 B1 A2 B2, rep 1: ...) so that drift of a shared machine
-    spreads evenly over backends, strategies, variants, load blocks and their levels (closed:
-    concurrency levels; open: rates, with `concurrency` = the backend's max_in_flight)."""
+    spreads evenly over backends, strategies, variants, interpreters, load blocks and their
+    levels (closed: concurrency levels; open: rates, with `concurrency` = the backend's
+    max_in_flight). `pythons`: the interpreters' `python` keys (resolved by the runner)."""
     cells = []
     for rep in range(repeat or scenario.repeat):
         for block in scenario.loads:
             for level in range(len(block.concurrency or block.rates_per_s())):
-                for variant, path, client, generators in product(
+                for variant, path, client, generators, python in product(
                         scenario.variants(), scenario.paths(), scenario.clients(),
-                        block.generators):
+                        block.generators, pythons):
                     for backend in backends or scenario.backends:
                         model, concurrency, rate = block.cell_levels(backend, cores)[level]
                         for strategy in scenario.strategies_for(backend):
@@ -288,7 +301,7 @@ def plan_cells(scenario: Scenario, backends=None, repeat=None, cores=None) -> li
                                 backend=backend, concurrency=concurrency, repetition=rep,
                                 strategy=strategy, variant=variant, client=client,
                                 model=model, rate_per_s=rate, generators=generators,
-                                path=path))
+                                path=path, python=python))
     return cells
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-
-import yaml
+from typing import TYPE_CHECKING
 
 from harness.core import postgres
 from harness.core.secrets import (
@@ -19,9 +18,11 @@ from harness.core.secrets import (
     redact_dsn,
 )
 
+if TYPE_CHECKING:
+    import yaml
+
 # A node's span starts with its properties: `&anchor` and `!tag`, each followed by space.
 _PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
-_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def secret_field(where: str) -> bool:
@@ -65,6 +66,8 @@ def model_secrets(scenario) -> list[str]:
 def _secret_nodes(root: yaml.Node) -> dict[int, str]:
     """id → kind ("dsn" or "header") of the scalar nodes of workload.dsn, secret headers and
     the service's env values."""
+    import yaml
+
     found: dict[int, str] = {}
     env = _child(_child(root, "service"), "env")
     if isinstance(env, yaml.MappingNode):
@@ -83,6 +86,8 @@ def _secret_nodes(root: yaml.Node) -> dict[int, str]:
 
 
 def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         return None
     return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key),
@@ -104,10 +109,13 @@ def kept_text(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     (any length) and every other secret (`secrets` — values read from the environment — and
     the literal ones, of MIN_SEARCHED characters or more) wherever they occur, replaced by ***.
     A changed scalar is re-written double-quoted; `${NAME}` references stay as written."""
-    root = yaml.compose(text, Loader=_Base)
+    import yaml  # a cell never keeps text: it may run where PyYAML is not installed
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    root = yaml.compose(text, Loader=base)
     if root is None:
         return text
-    data = yaml.load(text, Loader=_Base)  # noqa: S506 - the safe loader
+    data = yaml.load(text, Loader=base)  # noqa: S506 - the safe loader
     searched = sorted({s for s in (*secrets, *secrets_in(data)) if len(s) >= MIN_SEARCHED},
                       key=len, reverse=True)
     kinds = _secret_nodes(root)

@@ -18,6 +18,7 @@ from pydantic import (
 from harness.core.errors import brief
 from harness.core.units import format_duration_ns, parse_duration_ns, parse_size_bytes
 from harness.scenario.delays import Latency
+from harness.scenario.interpreters import parse_spec
 from harness.scenario.limits import (
     INT64,
     MAX_ITEMS,
@@ -212,6 +213,8 @@ class Server(StrictModel):
     endpoints: dict[Name, Endpoint] = Field(min_length=1, max_length=MAX_ITEMS)
     engine: Literal["aiohttp", "fast"] = "aiohttp"  # fast: harness/server_fast.py
     processes: int = Field(1, ge=1, le=MAX_PROCESSES)  # > 1: on one port, SO_REUSEPORT
+    # The interpreter it runs under (an interpreter spec); default: the runner's
+    python: str | None = Field(None, max_length=4096)
     stalls: Annotated[tuple[Stall, ...], BeforeValidator(as_tuple),
                       Field(max_length=MAX_ITEMS)] = ()
     crash_after: Annotated[CrashAfter | None, BeforeValidator(
@@ -222,6 +225,13 @@ class Server(StrictModel):
                 "requests": {"type": "integer", "minimum": 1, "maximum": MAX_REQUESTS},
                 "duration": {"type": ["string", "number"]}}}],
             "description": "30s (since the cell's t0) or 5000 requests"})] = None
+
+    @field_validator("python")
+    @classmethod
+    def _spec(cls, value: str | None) -> str | None:
+        if value is not None and parse_spec(value).optional:
+            raise ValueError("the mock server's interpreter cannot be optional (no ?)")
+        return value
 
     @field_validator("endpoints", mode="before")
     @classmethod

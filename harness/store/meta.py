@@ -54,11 +54,14 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None) -> dict:
+def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None,
+                 facts: dict | None = None) -> dict:
     """`scenarios`: LoadedScenario objects (their text as kept, secrets replaced by ***, and its
     hash are recorded);
-    `calibration`: per scenario name, the CPU calibration this run measured (or None)."""
+    `calibration`: per scenario name, the CPU calibration this run measured (or None);
+    `facts`: per scenario name, more of what the run knew of it (its interpreters)."""
     calibration = calibration or {}
+    facts = facts or {}
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -82,7 +85,8 @@ def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None) 
             {"name": s.scenario.name, "path": s.path, "sha256": s.sha256,
              "text": s.kept_text,
              "seeds": {"server": s.scenario.server.seed if s.scenario.server else None},
-             "calibration": calibration.get(s.scenario.name)}
+             "calibration": calibration.get(s.scenario.name),
+             **facts.get(s.scenario.name, {})}
             for s in scenarios
         ],
     }

@@ -33,7 +33,20 @@ def read_table(path: Path, kind: str | None = None, meta: dict | None = None) ->
     if int(version) > SCHEMA_VERSION:
         raise HarnessError(f"{path}: schema version {int(version)} is newer than this harness "
                            f"({SCHEMA_VERSION}); upgrade harness")
-    return upgrade(table, int(version), KINDS[kind], {"path": legacy_paths(meta or {})})
+    meta = meta or {}
+    return upgrade(table, int(version), KINDS[kind],
+                   {"path": legacy_paths(meta), "python": legacy_pythons(meta)})
+
+
+def legacy_pythons(meta: dict) -> dict[str, str]:
+    """Each scenario's interpreter, for files from before the `python` key: the runner's own,
+    as its run recorded it (`3.11`; `3.13t` for a free-threaded build)."""
+    python = meta.get("python") or {}
+    version = str(python.get("version") or "")
+    if version.count(".") < 1:
+        return {}
+    tag = ".".join(version.split(".")[:2]) + ("t" if python.get("free_threaded_build") else "")
+    return {entry.get("name"): tag for entry in meta.get("scenarios") or ()}
 
 
 def legacy_paths(meta: dict) -> dict[str, str]:

@@ -223,5 +223,6 @@ class CellRows:
             "late_p99_ns": None if np.isnan(late.late_p99_ns) else int(late.late_p99_ns),
             "generator_lagging": late.lagging(max_sched_lag_ns) if lag.size else None,
             "kernel_ns_per_unit": extras.get("kernel_ns_per_unit"),
+            "gil_enabled": observed.get("gil_enabled"),
         }
 

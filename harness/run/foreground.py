@@ -1,0 +1,46 @@
+"""`harness serve` under another interpreter (`--python`, `server.python`): the mock server as
+a child process of that interpreter's worker environment, in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+from harness.core.errors import HarnessError
+from harness.run.pythons import Finder, resolve_all
+from harness.run.workers import prepare, server_needs
+from harness.scenario.loader import wire_text
+from harness.scenario.model import LoadedScenario
+
+
+def serve_under(item: LoadedScenario, spec: str, port: int, announce: Callable[[str], None],
+                where: str) -> int:
+    """Its exit status (130 after Ctrl-C)."""
+    finder = Finder()
+    interpreter = resolve_all((spec,), where, finder)[0][0]
+    worker = prepare(interpreter, finder.root,
+                     lambda line: print(f"note: {line}", file=sys.stderr, flush=True))
+    lacking = worker.missing(server_needs(item.scenario.server))
+    if lacking:
+        raise HarnessError(f"{where}: the mock server needs {lacking[0]}, which has no wheel "
+                           f"for python {interpreter.tag}")
+    proc = subprocess.Popen([worker.python, "-m", "harness.mock", str(port)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=interpreter.environ())
+    try:
+        proc.stdin.write(wire_text(item))
+        proc.stdin.close()
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise HarnessError(f"{where}: the mock server did not start under python "
+                               f"{interpreter.tag} (exit {proc.wait()})")
+        announce(url)
+        return proc.wait()
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reached the server too: it stops
+        proc.wait()
+        return 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
