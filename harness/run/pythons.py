@@ -13,7 +13,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.core.errors import HarnessError
@@ -123,6 +123,8 @@ class Finder:
     def resolve(self, spec: Spec, where: str) -> Interpreter | None:
         """The interpreter `spec` names; None when an optional one is absent; HarnessError
         (exit 2) when a required one is."""
+        if spec.current:
+            return replace(running(), spec=spec.name)
         if spec.path is not None:
             path = os.path.abspath(os.path.expanduser(spec.path))
             facts = self.probe(path)

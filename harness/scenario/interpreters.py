@@ -1,8 +1,10 @@
 """Interpreter specs: what `interpreters:`, `server.python` and `--python` may name.
 
 A spec is a version (`3.12`; `3.14t` for a free-threaded build), a path to an interpreter
-(anything with a `/`), `ft` (the project's own free-threaded build, `make python-ft`) or
-`ft-gil` (that binary with `PYTHON_GIL=1`: the build's own cost told apart from the GIL's).
+(anything with a `/`), `current` (the one running harness, whatever its version: what a
+scenario that ships names beside others), `ft` (the project's own free-threaded build, `make
+python-ft`) or `ft-gil` (that binary with `PYTHON_GIL=1`: the build's own cost told apart from
+the GIL's).
 A trailing `?` makes it optional: a run skips it with one line when it is absent. Finding the
 interpreter a spec names is the runner's job (harness.run.pythons); this is syntax only."""
 
@@ -26,6 +28,7 @@ class Spec:
     gil: bool = False  # `ft-gil`: the GIL forced on
     path: str | None = None
     optional: bool = False
+    current: bool = False  # the interpreter running harness
 
     @property
     def name(self) -> str:
@@ -36,19 +39,22 @@ class Spec:
 def parse_spec(text: object) -> Spec:
     """A Spec, or ValueError saying what is wrong in one line."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"an interpreter is a version (3.12, 3.14t), a path, ft or ft-gil "
-                         f"(got {brief(text)})")
+        raise ValueError(f"an interpreter is a version (3.12, 3.14t), a path, current, ft or "
+                         f"ft-gil (got {brief(text)})")
     text = text.strip()
     name, optional = text.removesuffix("?"), text.endswith("?")
     if "/" in name:
         return Spec(text, path=name, optional=optional)
+    if name == "current":
+        return Spec(text, current=True, optional=optional)
     if name in ("ft", "ft-gil"):
         return Spec(text, free_threaded=True, own=True, gil=name == "ft-gil",
                     optional=optional)
     match = _VERSION.fullmatch(name)
     if match is None:
         raise ValueError(f"unknown interpreter {brief(text)}: give a version (3.12, 3.14t), "
-                         "a path (/usr/bin/python3.12), ft or ft-gil, with ? if optional")
+                         "a path (/usr/bin/python3.12), current, ft or ft-gil, with ? if "
+                         "optional")
     if int(match.group(1)) < 11:
         raise ValueError(f"interpreter {brief(text)}: harness cells need Python >= 3.11")
     return Spec(text, version=f"3.{int(match.group(1))}", free_threaded=bool(match.group(2)),
