@@ -11,7 +11,8 @@ SCENARIOS ?= scenarios/lab.yaml scenarios/gil_cpu.yaml scenarios/gil_release.yam
 # bench-full: every shipped scenario, each at least 5 repetitions
 FULL_SCENARIOS ?= $(SCENARIOS) scenarios/gil_io_sweep.yaml scenarios/faults.yaml
 
-.PHONY: install test bench bench-full bench-self bench-service postgres postgres-stop lint clean
+.PHONY: install test bench bench-full bench-self bench-service postgres postgres-stop python-ft \
+        lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +66,14 @@ postgres: $(STAMP)
 
 postgres-stop: $(STAMP)
 	@$(BIN)/python -m bench.postgres stop
+
+# A free-threaded CPython (3.14, else 3.13: one line says so) in .pythons/cpython-<version>t/,
+# its interpreter bin/python3.<minor>t (bench/python_ft.py, docs/interpreters.md): the upstream
+# tarball of Debian's source package, checked against its .dsc, through a private apt config in
+# .pythons/apt/; installs missing -dev packages (root). A few minutes; once built, only prints it.
+# Exits 2 on a missing prerequisite, 1 on a failed download or build. rm -rf .pythons removes it.
+python-ft: $(STAMP)
+	@$(BIN)/python -m bench.python_ft
 
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests bench examples
