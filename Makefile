@@ -9,7 +9,8 @@ SCENARIOS ?= scenarios/lab.yaml scenarios/gil_cpu.yaml scenarios/gil_release.yam
              scenarios/gil_io.yaml scenarios/inference.yaml scenarios/race.yaml \
              scenarios/open_stall.yaml scenarios/crowd.yaml
 # bench-full: every shipped scenario, each at least 5 repetitions
-FULL_SCENARIOS ?= $(SCENARIOS) scenarios/gil_io_sweep.yaml scenarios/faults.yaml
+FULL_SCENARIOS ?= $(SCENARIOS) scenarios/gil_io_sweep.yaml scenarios/faults.yaml \
+                  scenarios/free_threading_cpu.yaml
 
 .PHONY: install test bench bench-full bench-self bench-service postgres postgres-stop python-ft \
         lint clean

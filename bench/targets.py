@@ -157,6 +157,22 @@ def _gil_targets(judge: _Judge, table: pd.DataFrame) -> None:
             ("gil_release", "threads", "", "≥ 1.5", lambda v: v >= 1.5)):
         judge.check(scenario, backend, f"{scenario}: {backend} speedup{label} at 2",
                     speedup(scenario, backend, 2), ok, target=target)
+    _free_threading_targets(judge, table)
+
+
+def _free_threading_targets(judge: _Judge, table: pd.DataFrame) -> None:
+    """Threads on pure-Python CPU work at 2: they scale on a free-threaded build (its `python`
+    key ends in `t`), not where the GIL is on (any other, `-gil` included)."""
+    if "python" not in table:
+        return
+    sel = table[(table.scenario == "free_threading_cpu") & (table.backend == "threads")
+                & (table.concurrency == 2)]
+    for row in sel.itertuples(index=False):
+        free = str(row.python).endswith("t")
+        judge.check("free_threading_cpu", "threads",
+                    f"free_threading_cpu: threads speedup (normalised) at 2 on {row.python}",
+                    row.speedup, (lambda v: v >= 1.5) if free else (lambda v: v <= 1.2),
+                    target="≥ 1.5" if free else "≤ 1.2")
 
 
 def _gil_io_targets(judge: _Judge, summary: pd.DataFrame) -> None:

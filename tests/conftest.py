@@ -44,8 +44,9 @@ def write_scenario(tmp_path):
 
 def harness(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """The CLI as a user runs it, in a child process."""
+    kwargs.setdefault("timeout", 300)
     return subprocess.run([sys.executable, "-m", "harness", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, **kwargs)
+                          capture_output=True, text=True, **kwargs)
 
 
 @pytest.fixture

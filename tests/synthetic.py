@@ -18,7 +18,7 @@ UNITS = 1_000_000  # calibrated kernel units per request in CPU cells
 def cell(backend="asyncio", concurrency=2, repetition=0, latency_ms=100.0, duration_s=5.0,
          gap_ms=0.0, server=True, kernel=None, strategy="inline", variant="default",
          scenario="synth", run_id="run", sample_ms=100.0, model="closed", rate_per_s=None,
-         **overrides):
+         python=None, **overrides):
     """One cell: `concurrency` slots each running requests of `latency_ms` back to back (with
     `gap_ms` between them) for `duration_s`. `server`: the request is a mock-server call (its
     delay is the whole latency); else a CPU step. `kernel`: the cell's kernel ns per unit.
@@ -31,6 +31,7 @@ def cell(backend="asyncio", concurrency=2, repetition=0, latency_ms=100.0, durat
                       concurrency=concurrency, repetition=repetition, server=server,
                       kernel=kernel, strategy=strategy, variant=variant, scenario=scenario,
                       run_id=run_id, sample_ms=sample_ms, model=model, rate_per_s=rate_per_s,
+                      python=python,
                       slots=np.repeat([f"slot-{i}" for i in range(concurrency)], per_slot),
                       **overrides)
 
@@ -38,13 +39,13 @@ def cell(backend="asyncio", concurrency=2, repetition=0, latency_ms=100.0, durat
 def from_times(scheduled_ns, start_ns, end_ns, ok=True, phase="measure", *, backend="asyncio",
                concurrency=2, repetition=0, server=True, kernel=None, strategy="inline",
                variant="default", scenario="synth", run_id="run", sample_ms=100.0,
-               model="closed", rate_per_s=None, slots=None, **overrides):
+               model="closed", rate_per_s=None, slots=None, python=None, **overrides):
     """A cell of exactly these requests (scheduled, actual start and end of each, in ns from
     the cell's t0; `ok` and `phase` per request or for all), its timeline sampled from them
     and its cells row as the recorder writes it (overridden by `overrides`)."""
     key = {"run_id": run_id, "scenario": scenario,
            **key_dict(CellKey(backend, concurrency, repetition, strategy, variant,
-                              model=model, rate_per_s=rate_per_s))}
+                              model=model, rate_per_s=rate_per_s, python=python))}
     assert list(key) == CELL_KEYS
     scheduled = np.asarray(scheduled_ns, dtype=np.int64)
     start = np.asarray(start_ns, dtype=np.int64)

@@ -516,9 +516,9 @@ def test_the_scenario_schema_describes_the_open_model():
 
 
 def test_model_and_rate_are_key_columns_with_defaults():
-    assert CELL_KEYS[-4:] == ["model", "rate_per_s", "generators", "path"]
+    assert CELL_KEYS[-5:] == ["model", "rate_per_s", "generators", "path", "python"]
     assert AXIS_DEFAULTS["model"] == "closed" and AXIS_DEFAULTS["rate_per_s"] is None
-    assert NULLABLE_KEYS == {"rate_per_s", "path"}
+    assert NULLABLE_KEYS == {"rate_per_s", "path", "python"}
     key = CellKey(backend="asyncio", concurrency=10, repetition=0)
     assert (key.model, key.rate_per_s) == ("closed", None)
     assert key_label(key) == "asyncio c=10 r=0"

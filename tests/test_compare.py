@@ -156,7 +156,8 @@ def synthetic_runs(plan, seed=0, requests=200, run_id="run") -> Runs:
     for (backend, concurrency), (throughputs, errors, factor) in plan.items():
         for rep, (rps, err) in enumerate(zip(throughputs, errors, strict=True)):
             key = dict(zip(CELL_KEYS, (run_id, "synth", backend, concurrency, rep, "inline",
-                                       "default", "standard", "closed", None, 1, "/"), strict=True))
+                                       "default", "standard", "closed", None, 1, "/", "3.11"),
+                                   strict=True))
             ok = requests - err
             makespan_ns = int(max(ok, 1) / rps * 1e9)
             latency_ns = (10e6 * factor * rng.uniform(0.8, 1.2, requests)).astype(np.int64)

@@ -67,6 +67,26 @@ def test_gil_cpu_targets_fail_when_the_cores_are_not_there():
     assert found[PROCESSES_CPU] == ("1.00", False)
 
 
+def test_free_threading_targets_ask_threads_to_scale_only_without_the_gil():
+    """Threads at 2 keep (python → busy cores): 3.11 one, 3.13t 1.8, 3.13t-gil 1.6 (a miss:
+    the GIL is on there)."""
+    cells = []
+    for python, cores in (("3.11", 1.0), ("3.13t", 1.8), ("3.13t-gil", 1.6)):
+        for rep in range(3):
+            cells.append(synthetic.cell("threads", 1, rep, latency_ms=20, server=False,
+                                        kernel=20.0, scenario="free_threading_cpu",
+                                        duration_s=1, python=python))
+            cells.append(synthetic.cell("threads", 2, rep, latency_ms=40 / cores,
+                                        server=False, kernel=20.0,
+                                        scenario="free_threading_cpu", duration_s=1,
+                                        python=python))
+    found = verdicts(summarize(synthetic.runs(*cells)))
+    name = "free_threading_cpu: threads speedup (normalised) at 2 on {}"
+    assert found[name.format("3.11")] == ("1.00", True)
+    assert found[name.format("3.13t")] == ("1.80", True)
+    assert found[name.format("3.13t-gil")] == ("1.60", False)
+
+
 def _frame(**columns) -> pd.DataFrame:
     base = {"run_id": "run", "strategy": "inline", "variant": "default", "repetition": 0,
             "model": "closed", "throughput_rps": 1.0, "p99_ms": 1.0, "speedup": 1.0}

@@ -107,7 +107,7 @@ _COLUMNS = [
     ("bound", lambda r: _s(r.bound_s), "bound_s", False),
     ("eff", lambda r: "-" if pd.isna(r.efficiency) else f"{r.efficiency:.3f}", "bound_s", False),
     ("kernel", lambda r: _num(r.kernel_ns_per_unit), "kernel_ns_per_unit", False),
-    ("gil", _gil, "python", False),
+    ("gil", _gil, "gil_enabled", False),
     ("cores", lambda r: _num(r.normalised_rate), "normalised_rate", False),
     ("speedup", lambda r: _num(r.speedup), "speedup", False),
     ("cpu s", lambda r: _num(r.cpu_user_s + r.cpu_sys_s), "cpu_user_s", False),

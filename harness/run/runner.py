@@ -271,7 +271,10 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
               writer: RunWriter, around: _Around, interrupt: _Interrupt, ui: RunUI,
               result: RunResult) -> dict | None:
     """Runs one cell and writes its files; returns its cells row (None when aborted: then its
-    spool stays, to be read as an incomplete cell)."""
+    spool stays, to be read as an incomplete cell).
+
+    Long: a cell's life in the order it happens — its process started under its interpreter
+    while the systems it loads come up, driven, stopped, written — with one clean-up path."""
     constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
     index, spool = writer.open_cell(constants)
     label = f"cell {item.scenario.name} {key_label(key)}"

@@ -121,7 +121,7 @@ def prepare_out(out: Path, force: bool) -> Path:
 
 def step_record(step: ProbeStep, folder: Path | None) -> dict:
     result = step.result
-    return {"python": step.python, "backend": step.backend, "client": step.client,
+    return {"backend": step.backend, "client": step.client, "python": step.python,
             "phase": step.phase,
             "rate_per_s": step.rate_per_s, "passed": step.passed, "failed": step.failed,
             "p99_ms": _finite(result.p99_ms), "error_rate": _finite(result.error_rate),

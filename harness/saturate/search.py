@@ -271,10 +271,10 @@ def _number(value: float | None) -> float | None:
 def result_rows(results: Sequence[KneeResult]) -> list[dict]:
     """One row per backend and client: backend, client, max_rate_per_s, p99_ms, and the range
     and status behind them (null where there is no number)."""
-    return [{"python": r.python, "backend": r.backend, "client": r.client,
+    return [{"backend": r.backend, "client": r.client,
              "max_rate_per_s": _number(r.max_rate_per_s), "p99_ms": _number(r.p99_ms),
              "range_per_s": [_number(r.range_per_s[0]), _number(r.range_per_s[1])],
-             "status": r.status, "reason": r.reason} for r in results]
+             "status": r.status, "reason": r.reason, "python": r.python} for r in results]
 
 
 def results_json(results: Sequence[KneeResult]) -> dict:

@@ -61,6 +61,14 @@ def parse_spec(text: object) -> Spec:
                 optional=optional)
 
 
+def as_spec_text(value: object) -> object:
+    """YAML reads an unquoted 3.12 as a number: taken as the version it spells (3.10 would
+    read as 3.1, which is refused as older than 3.11 — as 3.10 is)."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return repr(value)
+    return value
+
+
 def parse_specs(texts) -> tuple[Spec, ...]:
     """Several specs; the same one twice is an error (two that name one interpreter in
     different words are found out when they are resolved)."""

@@ -18,7 +18,7 @@ from pydantic import (
 from harness.core.errors import brief
 from harness.core.keys import ASYNC_BACKENDS, BACKEND_NAMES, BACKENDS, CellKey
 from harness.core.units import format_rate
-from harness.scenario.interpreters import parse_specs
+from harness.scenario.interpreters import as_spec_text, parse_specs
 from harness.scenario.limits import (
     INT64,
     MAX_BACKENDS,
@@ -61,7 +61,8 @@ class Scenario(StrictModel):
     pool_size: int | None = Field(None, ge=1, le=MAX_WORKERS)  # default: the core count
     # Python interpreters the cells run under, an axis (harness.scenario.interpreters); none
     # named: the running interpreter.
-    interpreters: Annotated[tuple[Annotated[str, Field(max_length=4096)], ...],
+    interpreters: Annotated[tuple[Annotated[str, BeforeValidator(as_spec_text),
+                                      Field(max_length=4096)], ...],
                             BeforeValidator(as_tuple)] = ()
     repeat: int = Field(1, ge=1, le=MAX_REPEAT)
     expect: Annotated[tuple[Annotated[str, Field(max_length=MAX_THRESHOLD)], ...],

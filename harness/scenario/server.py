@@ -18,7 +18,7 @@ from pydantic import (
 from harness.core.errors import brief
 from harness.core.units import format_duration_ns, parse_duration_ns, parse_size_bytes
 from harness.scenario.delays import Latency
-from harness.scenario.interpreters import parse_spec
+from harness.scenario.interpreters import as_spec_text, parse_spec
 from harness.scenario.limits import (
     INT64,
     MAX_ITEMS,
@@ -214,7 +214,7 @@ class Server(StrictModel):
     engine: Literal["aiohttp", "fast"] = "aiohttp"  # fast: harness/server_fast.py
     processes: int = Field(1, ge=1, le=MAX_PROCESSES)  # > 1: on one port, SO_REUSEPORT
     # The interpreter it runs under (an interpreter spec); default: the runner's
-    python: str | None = Field(None, max_length=4096)
+    python: Annotated[str | None, BeforeValidator(as_spec_text)] = Field(None, max_length=4096)
     stalls: Annotated[tuple[Stall, ...], BeforeValidator(as_tuple),
                       Field(max_length=MAX_ITEMS)] = ()
     crash_after: Annotated[CrashAfter | None, BeforeValidator(
