@@ -78,7 +78,12 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
                          wide: bool = False) -> int:
     """Print the summary of run directories in `fmt`; returns the exit status it implies."""
     from harness.analysis.summary import cells_failed, load_runs, speedups, summarize
-    from harness.report.table import print_summary, print_thresholds, summary_markdown
+    from harness.report.table import (
+        print_notes,
+        print_summary,
+        print_thresholds,
+        summary_markdown,
+    )
     from harness.scenario.thresholds import evaluate, failed
 
     runs = load_runs(dirs)
@@ -86,6 +91,7 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     checks = evaluate(summary, runs.scenarios())
     if fmt == "table":
         print_summary(summary, console, wide)
+        print_notes(runs.metadata, console)
         print_thresholds(checks, console)
     elif fmt == "markdown":
         click.echo(summary_markdown(summary))

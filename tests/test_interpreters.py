@@ -316,7 +316,8 @@ def test_a_missing_interpreter_is_exit_2_before_anything_runs(write_scenario, tm
     assert not out.exists()
     result = harness("run", path, "--python", "current", "--python", "3.19?", "-o", out)
     assert result.returncode == 0, result.stderr
-    assert "3.19: absent" in result.stderr
+    assert "3.19: absent" in result.stderr  # said before the run, and under its summary
+    assert "note: interp: 3.19: absent" in result.stdout
 
 
 def _own_build() -> str:
@@ -339,3 +340,40 @@ def test_the_free_threaded_build_runs_without_the_gil_and_ft_gil_with_it(write_s
     tags = sorted(gil)
     assert tags[0].endswith("t") and tags[1] == tags[0] + "-gil"
     assert gil == {tags[0]: {False}, tags[1]: {True}}
+
+
+def test_saturate_searches_each_interpreter_and_skips_what_cannot_run_there(tmp_path,
+                                                                            monkeypatch):
+    """The search runs once per interpreter with its spec handed to every probe; a backend
+    whose library has no wheel under one is skipped there with a note."""
+    from harness.run import lineup
+    from harness.saturate import probes
+    from harness.saturate.search import KneeResult, parse_slo
+
+    fake = _fake_python(tmp_path / "bin" / "python3.13t", 13, True)
+    monkeypatch.setattr(lineup, "prepare", lambda i, root, note: workers.Worker(
+        i, sys.executable if i.running else "x", None if i.running else frozenset({"aiohttp"})))
+    searched = []
+
+    def saturate(probe, backends, slos, clients, options, progress):
+        searched.append((probe.python, tuple(backends)))
+        return [KneeResult(b, None, "found", 100.0, 1.0, (100.0, 110.0), None, ())
+                for b in backends]
+
+    monkeypatch.setattr(probes, "saturate", saturate)
+    item = scenario_from_text(textwrap.dedent("""\
+        name: knee
+        server: {endpoints: {api: {latency: 1ms}}}
+        workload: {endpoint: api}
+        load: {rate: 10/s, duration: 1s}
+        backends: [asyncio, uvloop]
+        """))
+    notes = []
+    results = probes.run_search(item, [parse_slo("p99 < 50ms")], tmp_path / "out",
+                                pythons=("current", str(fake)), note=notes.append)
+    assert searched == [("current", ("asyncio", "uvloop")), (str(fake), ("asyncio",))]
+    assert [(r.python, r.backend) for r in results] == [
+        (running_python(), "asyncio"), (running_python(), "uvloop"), ("3.13t", "asyncio")]
+    assert any("uvloop" in n and "3.13t" in n for n in notes)
+    saved = json.loads((tmp_path / "out" / "saturate.json").read_text())
+    assert [r["python"] for r in saved["results"]] == [r.python for r in results]

@@ -457,5 +457,15 @@ INTERPRETER_LEGEND = ("by interpreter: kernel ns/unit: the single-thread cost, t
                       "<backend> ×c=N: the median speedup at concurrency N")
 
 
+def print_notes(metadata: list[dict], console: Console) -> None:
+    """What a run recorded it left out: an optional interpreter absent, cells skipped where a
+    library has no wheel (run.json, each scenario's `notes`)."""
+    for meta in metadata:
+        for scenario in meta.get("scenarios") or ():
+            for note in scenario.get("notes") or ():
+                console.print(f"note: {scenario.get('name')}: {note}", highlight=False,
+                              markup=False, soft_wrap=True)
+
+
 def _print_legend(console: Console, text: str) -> None:
     console.print(f"[dim]{escape(text)}[/]", width=min(console.width, TERMINAL_WIDTH))
