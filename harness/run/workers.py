@@ -194,9 +194,10 @@ print(json.dumps({"purelib": sysconfig.get_paths()["purelib"], "modules": module
 
 def _facts(python: str, env: dict) -> dict | None:
     try:
+        # cwd "/": a checkout's own harness.egg-info would pass for an installed package
         out = subprocess.run([python, "-c", _FACTS % (sorted(MODULES.values()),)],
                              capture_output=True, text=True, env=env, timeout=120,
-                             stdin=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, cwd="/")
         return json.loads(out.stdout) if out.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return None
