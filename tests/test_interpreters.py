@@ -377,3 +377,19 @@ def test_saturate_searches_each_interpreter_and_skips_what_cannot_run_there(tmp_
     assert any("uvloop" in n and "3.13t" in n for n in notes)
     saved = json.loads((tmp_path / "out" / "saturate.json").read_text())
     assert [r["python"] for r in saved["results"]] == [r.python for r in results]
+
+
+def test_compare_matches_configurations_by_interpreter_and_says_which():
+    from harness.analysis.compare import compare
+    from harness.report.compare import comparison_rows
+
+    def run(run_id, slower):
+        return synthetic.runs(*(synthetic.cell("threads", 2, rep, run_id=run_id, python=python,
+                                               latency_ms=100 * (2 if python == slower else 1))
+                                for python in ("3.11", "3.13t") for rep in range(3)))
+
+    table = compare(run("base", None), run("new", "3.13t"))
+    assert list(table["python"]) == ["3.11", "3.13t"]
+    assert list(table["verdict"]) == ["no significant difference", "slower"]
+    cells = [cells[1] for cells in comparison_rows(table)[1]]
+    assert cells[0].endswith("python=3.11") and cells[1].endswith("python=3.13t")

@@ -36,9 +36,13 @@ def comparison_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = ["scenario", "cell", "base → new", "reps", "throughput ×", "p50 ×", "p99 ×",
                "errors", "Holm p", "verdict"]
     body = []
+    # the other keys only where the configurations differ in them (an interpreter, a path)
+    varying = [k for k in ("client", "generators", "path", "python")
+               if k in table and table[k].nunique(dropna=False) > 1]
     for row in table.itertuples(index=False):
         cell = " ".join(f"{k}={getattr(row, k)}" for k in ("backend", "concurrency", "strategy",
-                                                           "variant") if hasattr(row, k))
+                                                           "variant", *varying)
+                        if hasattr(row, k))
         rate = getattr(row, "rate_per_s", None)
         if rate is not None and not pd.isna(rate):
             cell += f" rate={format_rate(rate)}"
