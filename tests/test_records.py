@@ -317,3 +317,32 @@ def test_a_run_written_by_schema_version_2_still_reads(tmp_path):
     assert report.returncode == 0, report.stderr
     summary = json.loads(report.stdout)
     assert [c["requests"] for c in summary["cells"]] == [20, 20]
+
+
+def test_threads_sharing_a_file_lock_exclude_each_other_from_its_first_use(tmp_path):
+    """flock excludes open files, not threads: threads of one process sharing one FileLock
+    (a generator's slots on its seq counter) still take turns, and their first entries, all at
+    once, open the file once (two opens: the second would wait on the first's lock forever)."""
+    import threading
+    import time
+
+    for trial in range(20):
+        lock = FileLock(str(tmp_path / f"counter-{trial}.lock"))
+        counter = [0]
+        start = threading.Barrier(8)
+
+        def add(lock=lock, counter=counter, start=start):
+            start.wait()
+            for _ in range(20):
+                with lock:
+                    seen = counter[0]
+                    time.sleep(0)  # let another thread in, if the lock would
+                    counter[0] = seen + 1
+
+        threads = [threading.Thread(target=add, daemon=True) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert not any(t.is_alive() for t in threads), "deadlocked on first use"
+        assert counter[0] == 8 * 20

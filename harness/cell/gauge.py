@@ -101,24 +101,38 @@ class LoopGauge(InFlightGauge):
 class FileLock:
     """A cross-process mutex that the kernel releases when its holder dies (flock on a file),
     so a slot process killed inside the critical section cannot stall the others. Each process
-    opens the file itself (a pickled FileLock carries only the path); threads of one process
-    must not share one (flock excludes open files, not threads)."""
+    opens the file itself (a pickled FileLock carries only the path). Threads of one process
+    may share one: flock excludes open files, not threads, so a thread lock goes first — it
+    also keeps two threads from opening the file twice on first use, where the second open
+    would wait on the first's lock forever."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        self._threads = threading.Lock()
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "_fd": None}
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
 
     def __enter__(self):
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._threads.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
         return False
 
 
