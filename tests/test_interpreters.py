@@ -137,7 +137,7 @@ def test_the_gil_is_what_the_spec_says_whatever_the_shell_has():
 
 
 def test_the_cells_requirements_are_split_into_required_and_optional():
-    required, optional = workers.requirements(ROOT)
+    required, optional = workers.requirements()
     assert {r.split(">")[0] for r in required} == {"numpy", "pyarrow", "pydantic", "psutil"}
     assert "uvloop>=0.19" in optional and not any("pandas" in r for r in required + optional)
 

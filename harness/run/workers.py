@@ -71,7 +71,7 @@ def server_needs(server) -> tuple[str, ...]:
     return ("aiohttp", "httptools") if server.engine == "fast" else ("aiohttp",)
 
 
-def requirements(root: Path) -> tuple[list[str], list[str]]:
+def requirements() -> tuple[list[str], list[str]]:
     """The cell's requirements: (required, optional)."""
     path = REQUIREMENTS
     try:
@@ -115,7 +115,7 @@ def prepare(interpreter: Interpreter, root: Path, note=lambda line: None) -> Wor
         if stamp is None or any(stamp.get(k) != v for k, v in wanted.items()):
             note(f"python {interpreter.tag}: creating its worker environment {folder} "
                  "(first use: a minute or two)")
-            stamp = {**wanted, **_create(interpreter, folder, root)}
+            stamp = {**wanted, **_create(interpreter, folder)}
         source = sources_hash(package)
         if stamp.get("harness") != source:
             _copy_package(package, Path(stamp["purelib"]))
@@ -135,13 +135,13 @@ def _read_stamp(folder: Path) -> dict | None:
     return stamp
 
 
-def _create(interpreter: Interpreter, folder: Path, root: Path) -> dict:
+def _create(interpreter: Interpreter, folder: Path) -> dict:
     """A new environment: venv, the required wheels (all or nothing), each optional one on its
     own. Returns the stamp's facts."""
     if folder.exists():
         shutil.rmtree(folder)
     log = folder.parent / f"{folder.name}.log"
-    required, optional = requirements(root)
+    required, optional = requirements()
     env = interpreter.environ()
     what = f"python {interpreter.tag} ({interpreter.executable})"
     with open(log, "w") as out:
