@@ -371,7 +371,8 @@ def test_saturate_searches_each_interpreter_and_skips_what_cannot_run_there(tmp_
     notes = []
     results = probes.run_search(item, [parse_slo("p99 < 50ms")], tmp_path / "out",
                                 pythons=("current", str(fake)), note=notes.append)
-    assert searched == [("current", ("asyncio", "uvloop")), (str(fake), ("asyncio",))]
+    assert searched == [("current", ("asyncio",)), ("current", ("uvloop",)),
+                        (str(fake), ("asyncio",))]
     assert [(r.python, r.backend) for r in results] == [
         (running_python(), "asyncio"), (running_python(), "uvloop"), ("3.13t", "asyncio")]
     assert any("uvloop" in n and "3.13t" in n for n in notes)
@@ -393,3 +394,64 @@ def test_compare_matches_configurations_by_interpreter_and_says_which():
     assert list(table["verdict"]) == ["no significant difference", "slower"]
     cells = [cells[1] for cells in comparison_rows(table)[1]]
     assert cells[0].endswith("python=3.11") and cells[1].endswith("python=3.13t")
+
+
+def test_a_flow_style_yaml_scenario_still_reads_on_the_wire():
+    text = ("{name: flow, workload: {type: cpu, duration: 1ms}, "
+            "load: {requests: 1, concurrency: 1}}")
+    assert parse_wire(text).name == "flow"  # YAML, not JSON: read as YAML
+
+
+def test_an_optional_spec_for_an_interpreter_already_named_is_a_note(tmp_path):
+    found, notes = resolve_all(("current", f"{sys.executable}?"), "--python {text}",
+                               Finder(tmp_path))
+    assert len(found) == 1 and "same interpreter" in notes[0]
+
+
+def test_a_requirements_name_gives_its_module_and_the_reason_it_is_missing():
+    assert workers._module("psycopg[binary]>=3.1") == "psycopg"
+    assert workers._module("uvloop>=0.19") == "uvloop"
+    worker = workers.Worker(running(), "x", frozenset(), failed={"uvloop": "ERROR: none"})
+    assert worker.why("uvloop") == "ERROR: none" and worker.why("httptools") == "not installed"
+
+
+def test_a_cell_refuses_to_run_under_another_interpreter():
+    from harness.cell.main import run_cell
+    from harness.core.job import CellJob
+
+    job = CellJob(wire_text(scenario_from_text(CPU)),
+                  {"backend": "threads", "concurrency": 1, "repetition": 0, "python": "3.99"},
+                  "", 1, "", "")
+    with pytest.raises(RuntimeError, match="for python 3.99 but runs under"):
+        run_cell(job, stop=None)
+
+
+def test_nothing_to_run_is_exit_2_and_a_spec_read_from_the_environment_stays_secret(
+        tmp_path):
+    path = tmp_path / "odd{name}.yaml"  # braces in a path are no template
+    path.write_text(CPU.replace("[threads, asyncio]", "[threads]")
+                    + 'interpreters: ["${PYX}"]\n')
+    out = tmp_path / "out"
+    secret = os.path.realpath(sys.executable)  # the running interpreter, by another name
+    result = harness("run", path, "-o", out, "-r", "1", env={**os.environ, "PYX": secret})
+    assert result.returncode == 0, result.stderr
+    assert secret not in (out / "run.json").read_text()
+    result = harness("run", path, "--python", "3.19?", "-o", tmp_path / "none",
+                     env={**os.environ, "PYX": secret})
+    assert result.returncode == 2
+    assert "nothing to run" in result.stderr and not (tmp_path / "none").exists()
+
+
+def test_one_python_key_names_one_interpreter_across_a_runs_scenarios(tmp_path, monkeypatch):
+    """Each key names a worker environment: two interpreters with one key in one run (in two
+    scenarios) would share it, and one's cells would run under the other."""
+    from harness.run import lineup
+
+    a = _fake_python(tmp_path / "a" / "python3.12", 12, False)
+    b = _fake_python(tmp_path / "b" / "python3.12", 12, False)
+    monkeypatch.setattr(lineup, "prepare", lambda i, root, note: workers.Worker(i, "x"))
+    one = scenario_from_text(CPU + f"interpreters: ['{a}']\n", "one.yaml")
+    two = scenario_from_text(CPU.replace("name: interp", "name: two")
+                             + f"interpreters: ['{b}']\n", "two.yaml")
+    with pytest.raises(HarnessError, match="python 3.12 names two interpreters"):
+        lineup.line_up([one, two], finder=Finder(tmp_path))

@@ -1,7 +1,8 @@
 """Comparing configurations: two runs (BASE → NEW), or two backends inside the same runs.
 
 A *configuration* is what `compare` matches: scenario, backend, concurrency, strategy, variant,
-client, model and rate (backend excepted with `--between`). Its repetitions — one cell each —
+client, model, rate, generators, path and python — the interpreter, so a run on 3.13t is
+compared with runs on 3.13t (backend excepted with `--between`). Its repetitions — one cell each —
 are the unit of every figure here: throughput (ok requests ÷ makespan) and the p50/p99
 response times are computed per cell by `analysis.summarize` from its measured rows (warm-up
 left out), and only these per-cell values are compared. Requests are never

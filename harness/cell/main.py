@@ -23,7 +23,7 @@ from harness.cell.tickets import Shared
 from harness.core.clock import now_ns
 from harness.core.job import SERVER_DIED, CellJob
 from harness.core.keys import BACKENDS as BACKEND_TRAITS
-from harness.core.keys import CellKey
+from harness.core.keys import CellKey, running_python
 from harness.core.schema import LAG_RECORD_SCHEMA, TIMELINE_RECORD_SCHEMA
 from harness.core.secrets import print_crash
 from harness.core.system import raise_fd_limit
@@ -36,6 +36,10 @@ PROGRESS_EVERY = 5  # samples (of 100 ms) between progress lines
 
 def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] = ()) -> dict:
     """`argv`: what this process was preloaded with, for the generators it starts."""
+    wanted = job.key.get("python")
+    if wanted is not None and wanted.removesuffix("-gil") != running_python():
+        raise RuntimeError(f"this cell is for python {wanted} but runs under "
+                           f"{running_python()} ({sys.executable})")
     spec = CellSpec(parse_wire(job.scenario_text), CellKey(**job.key), job.server_url,
                     job.units, job.work_dir, job.generator, job.shared, job.body_file)
     backend = get_backend(spec.backend)

@@ -92,6 +92,11 @@ def main() -> None:
     runs the server this way under another interpreter)."""
     scenario = parse_wire(sys.stdin.read())
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    serve(scenario.server, port=port, announce=lambda url: (print(url, flush=True)),
-          fds=fds_wanted(scenario), backlog=backlog_for(scenario))
+    try:
+        serve(scenario.server, port=port, announce=lambda url: (print(url, flush=True)),
+              fds=fds_wanted(scenario), backlog=backlog_for(scenario))
+    except OSError as exc:  # the port taken: one line for whoever started us
+        print(f"error: cannot listen on 127.0.0.1:{port}: {exc.strerror}", file=sys.stderr,
+              flush=True)
+        sys.exit(2)
 

@@ -139,7 +139,7 @@ def _speedup_plot(summary: pd.DataFrame) -> list[tuple[str, str]]:
     fig, ax = plt.subplots()
     several = table["python"].nunique() > 1
     for (python, backend, strategy, variant), rows in table.groupby(
-            ["python", "backend", "strategy", "variant"], sort=False):
+            ["python", "backend", "strategy", "variant"], sort=False, dropna=False):
         label = "/".join(p for p in (python if several else "inline", backend, strategy,
                                      variant) if p not in ("inline", "default"))
         ax.plot(rows["concurrency"], rows["speedup"], marker="o", label=label)

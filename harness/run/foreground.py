@@ -3,6 +3,7 @@ a child process of that interpreter's worker environment, in the foreground unti
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,13 +29,14 @@ def serve_under(item: LoadedScenario, spec: str, port: int, announce: Callable[[
     proc = subprocess.Popen([worker.python, "-m", "harness.mock", str(port)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=interpreter.environ())
+    # A SIGTERM to us stops the server too (a Ctrl-C reaches both: one process group).
+    signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
     try:
         proc.stdin.write(wire_text(item))
         proc.stdin.close()
         url = proc.stdout.readline().strip()
         if not url.startswith("http://"):
-            raise HarnessError(f"{where}: the mock server did not start under python "
-                               f"{interpreter.tag} (exit {proc.wait()})")
+            return proc.wait()  # it said why on stderr
         announce(url)
         return proc.wait()
     except KeyboardInterrupt:  # the terminal's Ctrl-C reached the server too: it stops

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from harness.core.errors import HarnessError
 from harness.core.keys import CellKey
+from harness.core.secrets import scrub
 from harness.run.pythons import Finder, Interpreter, resolve_all
 from harness.run.workers import Worker, needs, prepare, server_needs
 from harness.scenario.model import LoadedScenario, plan_cells
@@ -37,19 +38,32 @@ class Lineup:
             else:
                 cells.append(key)
         for (python, module), what in missing.items():
-            line = (f"python {python}: {module} is not installed under it (no wheel): "
+            why = self.workers[python].why(module)
+            line = (f"python {python}: {module} is not installed under it ({why}): "
                     f"{', '.join(sorted(what))} skipped")
             self.notes.append(line)
-            note(f"{item.scenario.name}: {line}")
+            note(scrub(f"{item.scenario.name}: {line}"))
         return cells
 
     def facts(self) -> dict:
         """For the run metadata: each interpreter (full version, build flags, the packages
-        its cells had) and the notes."""
-        return {"interpreters": [{**w.interpreter.facts(), "python": w.python,
-                                  "packages": w.installed} for w in self.workers.values()],
-                "server_python": None if self.server is None else self.server.interpreter.tag,
-                "notes": list(self.notes)}
+        its cells had) and the notes; a spec read from the environment (`${NAME}`) is a
+        secret like any other value read there."""
+        return _scrubbed({
+            "interpreters": [{**w.interpreter.facts(), "python": w.python,
+                              "packages": w.installed} for w in self.workers.values()],
+            "server_python": None if self.server is None else self.server.interpreter.tag,
+            "notes": list(self.notes)})
+
+
+def _scrubbed(value):
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
 
 
 def line_up(loaded: list[LoadedScenario], pythons: tuple[str, ...] = (),
@@ -58,8 +72,17 @@ def line_up(loaded: list[LoadedScenario], pythons: tuple[str, ...] = (),
     """Per scenario name. `pythons`: --python, replacing every scenario's `interpreters:`."""
     finder = finder or Finder()
     ready: dict[tuple, Worker] = {}
+    said = note
+    note = lambda line: said(scrub(line))  # noqa: E731 - a spec may be a ${NAME} value
+    owners: dict[str, Interpreter] = {}
 
     def worker(interpreter: Interpreter) -> Worker:
+        # one python key, one interpreter, in the whole run: the key names its environment
+        other = owners.setdefault(interpreter.tag, interpreter)
+        if other.identity != interpreter.identity:
+            raise HarnessError(f"python {interpreter.tag} names two interpreters in this run "
+                               f"({other.executable} and {interpreter.executable}): name one "
+                               "of them by its path in every scenario")
         key = (interpreter.identity, interpreter.tag)
         if key not in ready:
             ready[key] = prepare(interpreter, finder.root, note)
@@ -67,7 +90,8 @@ def line_up(loaded: list[LoadedScenario], pythons: tuple[str, ...] = (),
 
     found: dict[str, tuple[list[Interpreter], list[str], Interpreter | None]] = {}
     for item in loaded:  # every name resolved before any environment is built
-        where = "--python {text}" if pythons else f"{item.path}: interpreters[{{i}}]"
+        path = str(item.path).replace("{", "{{").replace("}", "}}")  # a label template
+        where = "--python {text}" if pythons else f"{path}: interpreters[{{i}}]"
         chosen, notes = resolve_all(pythons or item.scenario.interpreters, where, finder)
         server = item.scenario.server
         own = None

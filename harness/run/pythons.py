@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.keys import running_python
-from harness.scenario.interpreters import Spec, parse_spec
+from harness.scenario.interpreters import MAX_INTERPRETERS, Spec, parse_spec
 
 PROBE_TIMEOUT_S = 15.0
 _NAME = re.compile(r"python3\.(\d+)(t?)")
@@ -209,12 +209,26 @@ def _output(argv: list[str]) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _clash(found: list[Interpreter], interpreter: Interpreter, name: str) -> str | None:
+    for other in found:
+        if other.identity == interpreter.identity:
+            return (f"{other.spec or 'the running interpreter'} and {name} are the same "
+                    f"interpreter ({os.path.realpath(interpreter.executable)})")
+        if other.tag == interpreter.tag:
+            return (f"{other.spec} and {name} are two interpreters of Python "
+                    f"{interpreter.tag}: name one of them by its path")
+    return None
+
+
 def resolve_all(texts, where: str, finder: Finder) -> tuple[list[Interpreter], list[str]]:
     """The interpreters named (the running one when none is), in order, and a line for each
     optional one that is absent. Two names for one interpreter, or two interpreters with one
     `python` key, are bad input."""
     if not texts:
         return [running()], []
+    if len(texts) > MAX_INTERPRETERS:
+        raise HarnessError(f"{where.format(i=MAX_INTERPRETERS, text=texts[MAX_INTERPRETERS])}: "
+                           f"at most {MAX_INTERPRETERS} interpreters")
     found: list[Interpreter] = []
     notes: list[str] = []
     for i, text in enumerate(texts):
@@ -227,14 +241,11 @@ def resolve_all(texts, where: str, finder: Finder) -> tuple[list[Interpreter], l
         if interpreter is None:
             notes.append(f"{spec.name}: absent, its cells are skipped ({label})")
             continue
-        for other in found:
-            if other.identity == interpreter.identity:
-                raise HarnessError(f"{label}: {other.spec or 'the running interpreter'} and "
-                                   f"{spec.name} are the same interpreter "
-                                   f"({os.path.realpath(interpreter.executable)})")
-            if other.tag == interpreter.tag:
-                raise HarnessError(f"{label}: {other.spec} and {spec.name} are two "
-                                   f"interpreters of Python {interpreter.tag}: name one of "
-                                   "them by its path")
+        clash = _clash(found, interpreter, spec.name)
+        if clash and spec.optional:  # e.g. `ft?` beside `current` when harness runs on ft
+            notes.append(f"{spec.name}: {clash}: skipped ({label})")
+            continue
+        if clash:
+            raise HarnessError(f"{label}: {clash}")
         found.append(interpreter)
     return found, notes

@@ -181,6 +181,9 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
         bodies = {s.scenario.name: _body(s, scratch) for s in loaded}
         plans = [(s, lineups[s.scenario.name].plan(s, backends, repeat, ui.note))
                  for s in loaded]
+        if not any(cells for _, cells in plans):  # a run that measured nothing must not pass
+            raise HarnessError("nothing to run: every cell was skipped (an optional "
+                               "interpreter absent, or its libraries missing: the notes say)")
         first = next((s for s, cells in plans if cells), None)
         if first is not None and first.scenario.service is not None:
             systems[first.scenario.name].start(0)  # one that cannot start: nothing is written

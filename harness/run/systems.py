@@ -120,8 +120,8 @@ class Systems:
 
     def _server(self) -> ServerProcess:
         worker = self.server
-        if worker is None or worker.interpreter.running:
-            return ServerProcess(self.item.text)
+        if worker is None:
+            return ServerProcess(wire_text(self.item))
         return ServerProcess(wire_text(self.item), python=worker.python,
                              env=worker.interpreter.environ())
 

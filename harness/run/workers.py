@@ -9,13 +9,14 @@ it are skipped there (`needs`), with a note."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ FOLDER = ".venv-cells"
 STAMP = "harness-cells.json"
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "cell" / "requirements.txt"
 INSTALL_TIMEOUT_S = 900.0
+RETRY_S = 24 * 3600.0  # an optional library that did not install is tried again after this
 # The import name of each optional requirement, and what needs it.
 MODULES = {"aiohttp": "aiohttp", "uvloop": "uvloop", "httptools": "httptools",
            "asyncpg": "asyncpg", "psycopg[binary]": "psycopg"}
@@ -41,11 +43,15 @@ class Worker:
     python: str  # the executable cells run
     modules: frozenset[str] | None = None  # importable optional modules; None: all of them
     installed: dict[str, str] = field(default_factory=dict)  # distribution → version
+    failed: dict[str, str] = field(default_factory=dict)  # module → why it did not install
 
     def missing(self, needed: tuple[str, ...]) -> list[str]:
         if self.modules is None:
             return []
         return [module for module in needed if module not in self.modules]
+
+    def why(self, module: str) -> str:
+        return self.failed.get(module, "not installed")
 
 
 def needs(key, scenario) -> tuple[str, ...]:
@@ -116,13 +122,23 @@ def prepare(interpreter: Interpreter, root: Path, note=lambda line: None) -> Wor
             note(f"python {interpreter.tag}: creating its worker environment {folder} "
                  "(first use: a minute or two)")
             stamp = {**wanted, **_create(interpreter, folder)}
+        if stamp.get("failed") and time.time() - stamp.get("tried", 0) > RETRY_S:
+            retried = _install_optional(interpreter, folder, [
+                r for r in requirements()[1] if _module(r) in stamp["failed"]])
+            stamp.update(retried or {})
         source = sources_hash(package)
         if stamp.get("harness") != source:
             _copy_package(package, Path(stamp["purelib"]))
             stamp["harness"] = source
         (folder / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
     return Worker(interpreter, str(folder / "bin" / "python"), frozenset(stamp["modules"]),
-                  stamp["installed"])
+                  stamp["installed"], {m: why for m, why in stamp.get("failed", {}).items()})
+
+
+def _module(requirement: str) -> str:
+    """The import name of an optional requirement (`psycopg[binary]>=3.1` → psycopg)."""
+    name = re.split(r"[<>=!~ ;]", requirement, maxsplit=1)[0]
+    return MODULES.get(name, name)
 
 
 def _read_stamp(folder: Path) -> dict | None:
@@ -152,13 +168,32 @@ def _create(interpreter: Interpreter, folder: Path) -> dict:
                "--only-binary", ":all:"]
         _step([*pip, *required], out, env, f"{what}: the cells' requirements have no wheels "
                                           "for it", log)
-        for requirement in optional:
-            with contextlib.suppress(HarnessError):
-                _step([*pip, requirement], out, env, "", log)
-        facts = _facts(python, env)
+    facts = _install_optional(interpreter, folder, optional)
     if facts is None:
         raise HarnessError(f"{what}: its worker environment does not run (see {log})")
     return facts
+
+
+def _install_optional(interpreter: Interpreter, folder: Path, optional: list[str]) -> dict:
+    """Each optional requirement on its own (a failure is kept with its reason, and tried
+    again after RETRY_S); then what imports there."""
+    log = folder.parent / f"{folder.name}.log"
+    env = interpreter.environ()
+    python = str(folder / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+           "--only-binary", ":all:"]
+    failed = {}
+    with open(log, "a") as out:
+        for requirement in optional:
+            try:
+                _step([*pip, requirement], out, env, "", log)
+            except HarnessError as exc:
+                failed[_module(requirement)] = str(exc).removeprefix(": ").split(" (see ")[0]
+    facts = _facts(python, env)
+    if facts is None:
+        return None
+    return {**facts, "failed": {m: why for m, why in failed.items()
+                                if m not in facts["modules"]}, "tried": time.time()}
 
 
 def _step(argv: list[str], out, env: dict, failure: str, log: Path) -> None:

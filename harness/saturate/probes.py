@@ -135,24 +135,30 @@ def _finite(value: float) -> float | None:
 
 
 def _interpreters(loaded: LoadedScenario, specs: tuple[str, ...], note) -> list[tuple]:
-    """(python key, spec, backend → runs there) per interpreter; one with the scenario's own
-    interpreter when none is named. Found (and their environments made) before any probe."""
+    """(python key, spec, backend → the clients that run there) per interpreter; one with the
+    scenario's own interpreter when none is named. Found (and their environments made)
+    before any probe."""
+    clients = loaded.scenario.clients()
     if not specs:
-        return [(None, None, lambda backend: True)]
+        return [(None, None, lambda backend: clients)]
     from harness.run.lineup import line_up
     from harness.run.workers import needs
 
     lineup = line_up([loaded], specs, note)[loaded.scenario.name]
     chosen = []
     for tag, worker in lineup.workers.items():
-        def runnable(backend: str, worker=worker, tag=tag) -> bool:
-            lacking = [m for client in loaded.scenario.clients() for m in worker.missing(needs(
-                CellKey(backend=backend, concurrency=1, repetition=0, client=client,
-                        python=tag), loaded.scenario))]
-            if lacking:
-                note(f"python {tag}: {lacking[0]} is not installed under it: {backend} "
-                     "skipped")
-            return not lacking
+        def runnable(backend: str, worker=worker, tag=tag) -> tuple[str, ...]:
+            found = []
+            for client in clients:
+                key = CellKey(backend=backend, concurrency=1, repetition=0, client=client,
+                              python=tag)
+                lacking = worker.missing(needs(key, loaded.scenario))
+                if lacking:
+                    note(f"python {tag}: {lacking[0]} is not installed under it: {backend} "
+                         f"with the {client} client skipped")
+                else:
+                    found.append(client)
+            return tuple(found)
         chosen.append((tag, worker.interpreter.spec or sys.executable, runnable))
     return chosen
 
@@ -190,10 +196,11 @@ def run_search(loaded: LoadedScenario, slos: Sequence[Threshold], out: Path,
     try:
         for tag, spec, runnable in chosen:
             current[0], probe.python = tag, spec
-            names = [b for b in backends or scenario.backends if runnable(b)]
-            results += [replace(r, python=tag) for r in saturate(
-                probe, names, slos, clients=scenario.clients(), options=options,
-                progress=done)]
+            for backend in backends or scenario.backends:
+                if clients := runnable(backend):
+                    results += [replace(r, python=tag) for r in saturate(
+                        probe, [backend], slos, clients=clients, options=options,
+                        progress=done)]
     finally:
         record = {"scenario": scenario.name, "slos": [slo.text for slo in slos],
                   "probe_duration_s": duration_ns / 1e9,

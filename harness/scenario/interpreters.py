@@ -62,10 +62,14 @@ def parse_spec(text: object) -> Spec:
 
 
 def as_spec_text(value: object) -> object:
-    """YAML reads an unquoted 3.12 as a number: taken as the version it spells (3.10 would
-    read as 3.1, which is refused as older than 3.11 — as 3.10 is)."""
+    """YAML reads an unquoted 3.12 as a number: taken as the version it spells, where the
+    number can only be that version (3.10 and 3.20 read as 3.1 and 3.2: quote them)."""
     if isinstance(value, float) and not isinstance(value, bool):
-        return repr(value)
+        text = repr(value)
+        if not re.fullmatch(r"3\.\d\d", text):
+            raise ValueError(f"YAML reads this version as the number {text}: quote it "
+                             f'("3.10")')
+        return text
     return value
 
 

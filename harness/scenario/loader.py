@@ -247,10 +247,13 @@ def wire_text(loaded: LoadedScenario) -> str:
 
 
 def parse_wire(text: str, path: str = "<scenario>") -> Scenario:
-    """parse_scenario for the text a runner sent: JSON (wire_text), or the YAML itself."""
-    if not text.startswith("{"):
+    """parse_scenario for the text a runner sent: JSON (wire_text), or the YAML itself (a
+    flow-style YAML file starts with `{` too)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
         return parse_scenario(text, path)
-    return _validate(json.loads(text), path, False)[0]
+    return _validate(data, path, False)[0]
 
 
 def _validate(data: object, path: str, recorded: bool) -> tuple[Scenario, tuple[str, ...]]:

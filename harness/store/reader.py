@@ -92,14 +92,16 @@ def read_run(run_dir: Path) -> dict[str, pa.Table]:
         for spool in sorted(p for p in spools.iterdir() if (p / MANIFEST).exists()):
             if (run_dir / CELLS / f"{spool.name}.parquet").exists():
                 continue  # done; only the clean-up was cut short
-            for kind, table in _recover(spool).items():
+            for kind, table in _recover(spool, meta).items():
                 tables[kind].append(table)
     return {kind: pa.concat_tables(parts) if parts else KINDS[kind].empty_table()
             for kind, parts in tables.items()}
 
 
-def _recover(spool: Path) -> dict[str, pa.Table]:
+def _recover(spool: Path, meta: dict) -> dict[str, pa.Table]:
     constants = json.loads((spool / MANIFEST).read_text())
+    if "python" not in constants:  # a spool from before the key: its runner's interpreter
+        constants["python"] = legacy_pythons(meta).get(constants.get("scenario"))
     rows = CellRows(constants)
     found = {kind: pa.concat_tables(list(rows.read(spool, kind)))
              for kind in ("requests", "loop_lag", "timeline")}
