@@ -19,6 +19,7 @@ import numbers
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -196,11 +197,14 @@ def run_search(loaded: LoadedScenario, slos: Sequence[Threshold], out: Path,
     try:
         for tag, spec, runnable in chosen:
             current[0], probe.python = tag, spec
-            for backend in backends or scenario.backends:
-                if clients := runnable(backend):
+            # backends that run the same clients searched in one call, in their order
+            for clients, names in groupby(((b, runnable(b)) for b in
+                                           backends or scenario.backends),
+                                          key=lambda pair: pair[1]):
+                if clients:
                     results += [replace(r, python=tag) for r in saturate(
-                        probe, [backend], slos, clients=clients, options=options,
-                        progress=done)]
+                        probe, [b for b, _ in names], slos, clients=clients,
+                        options=options, progress=done)]
     finally:
         record = {"scenario": scenario.name, "slos": [slo.text for slo in slos],
                   "probe_duration_s": duration_ns / 1e9,
