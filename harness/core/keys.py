@@ -60,10 +60,17 @@ def key_dict(key) -> dict:
     return asdict(key)
 
 
+def python_key(version: str, free_threaded: bool, gil: bool = False) -> str:
+    """The `python` key of an interpreter of `version` (`3.13.15` or `3.13`): major.minor, `t`
+    for a free-threaded build, `-gil` for one made to hold the GIL (PYTHON_GIL=1)."""
+    return ".".join(version.split(".")[:2]) + ("t" if free_threaded else "") + (
+        "-gil" if gil else "")
+
+
 def running_python() -> str:
     """The `python` key of this process's interpreter: `3.11`, `3.13t` (free-threaded)."""
-    free = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-    return f"{sys.version_info[0]}.{sys.version_info[1]}" + ("t" if free else "")
+    return python_key(f"{sys.version_info[0]}.{sys.version_info[1]}",
+                      bool(sysconfig.get_config_var("Py_GIL_DISABLED")))
 
 
 def key_label(key) -> str:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from harness.core.errors import HarnessError
+from harness.run.lineup import check_server
 from harness.run.pythons import Finder, resolve_all
-from harness.run.workers import prepare, server_needs
+from harness.run.workers import prepare
 from harness.scenario.loader import wire_text
 from harness.scenario.model import LoadedScenario
 
@@ -22,10 +22,7 @@ def serve_under(item: LoadedScenario, spec: str, port: int, announce: Callable[[
     interpreter = resolve_all((spec,), where, finder)[0][0]
     worker = prepare(interpreter, finder.root,
                      lambda line: print(f"note: {line}", file=sys.stderr, flush=True))
-    lacking = worker.missing(server_needs(item.scenario.server))
-    if lacking:
-        raise HarnessError(f"{where}: the mock server needs {lacking[0]}, which has no wheel "
-                           f"for python {interpreter.tag}")
+    check_server(worker, item, where)
     proc = subprocess.Popen([worker.python, "-m", "harness.mock", str(port)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=interpreter.environ())

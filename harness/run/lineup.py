@@ -107,13 +107,14 @@ def line_up(loaded: list[LoadedScenario], pythons: tuple[str, ...] = (),
         server = None
         if own is not None:
             server = worker(own)
-            _check_server(server, item)
+            check_server(server, item, f"{item.path}: server.python")
         lineups[name] = Lineup({i.tag: worker(i) for i in chosen}, server, list(notes))
     return lineups
 
 
-def _check_server(server: Worker, item: LoadedScenario) -> None:
+def check_server(server: Worker, item: LoadedScenario, where: str) -> None:
+    """The mock server's imports are there under its interpreter, or bad input."""
     lacking = server.missing(server_needs(item.scenario.server))
     if lacking:
-        raise HarnessError(f"{item.path}: server.python: the mock server needs {lacking[0]}, "
-                           f"which has no wheel for python {server.interpreter.tag}")
+        raise HarnessError(f"{where}: the mock server needs {lacking[0]}, which has no wheel "
+                           f"for python {server.interpreter.tag}")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from harness.core.keys import running_python
+from harness.core.keys import python_key, running_python
 from harness.scenario.interpreters import MAX_INTERPRETERS, Spec, parse_spec
 
 PROBE_TIMEOUT_S = 15.0
@@ -69,10 +69,6 @@ def running() -> Interpreter:
                        platform.python_version(), free, False,
                        sysconfig.get_config_var("CONFIG_ARGS") or "",
                        platform.python_compiler(), True)
-
-
-def _tag(minor: int, free_threaded: bool, gil: bool) -> str:
-    return f"3.{minor}" + ("t" if free_threaded else "") + ("-gil" if gil else "")
 
 
 def project_root() -> Path:
@@ -161,7 +157,7 @@ def _absent(spec: Spec, where: str, why: str) -> None:
 def _interpreter(spec: Spec, path: str, facts: dict) -> Interpreter:
     is_running = os.path.realpath(path) == os.path.realpath(sys.executable) and (
         facts["free_threaded"] == bool(sysconfig.get_config_var("Py_GIL_DISABLED")))
-    return Interpreter(spec.name, _tag(facts["minor"], facts["free_threaded"], spec.gil),
+    return Interpreter(spec.name, python_key(facts["version"], facts["free_threaded"], spec.gil),
                        sys.executable if is_running else path, facts["version"],
                        facts["free_threaded"], spec.gil, facts["config_args"],
                        facts["compiler"], is_running)

@@ -31,7 +31,6 @@ from harness.run.lineup import Lineup, line_up
 from harness.run.service import ServiceError
 from harness.run.systems import SERVER_POLL_S, Systems
 from harness.run.workers import Worker
-from harness.scenario.loader import wire_text
 from harness.scenario.model import LoadedScenario
 from harness.scenario.target import is_loopback, split_target
 from harness.scenario.workload import MAX_BODY
@@ -212,7 +211,6 @@ def _run_plans(run_id: str, plans, systems: dict[str, Systems], bodies: dict[str
     ui.run_started(sum(len(cells) for _, cells in plans))
     result = RunResult(run_id, list(writers))
 
-    wires = {s.scenario.name: wire_text(s) for s in loaded}
     interrupt = _Interrupt()
     previous = interrupt.install()
     try:
@@ -223,8 +221,7 @@ def _run_plans(run_id: str, plans, systems: dict[str, Systems], bodies: dict[str
                     break
                 ui.cell_started(name, key, item.scenario.load_for(key).requests)
                 units = (calibration[name] or {}).get("units")
-                around = _Around(systems[name], bodies[name], wires[name],
-                                 lineups[name].workers[key.python])
+                around = _Around(systems[name], bodies[name], lineups[name].workers[key.python])
                 cell = _run_cell(item, key, run_id, units, writers[dirs[name]], around,
                                  interrupt, ui, result)
                 if cell is not None:
@@ -266,7 +263,6 @@ class _Around:
 
     systems: Systems
     body_file: str
-    wire: str  # the scenario as JSON (loader.wire_text)
     worker: Worker
 
 
@@ -301,8 +297,9 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                 result.failures.append(scrub(f"{label} failed: {exc}"))
                 service_stats["service_exit"] = exc.exit
             if up is not None:
-                job = CellJob(around.wire, key_dict(key), up.url(item.scenario.target), units,
-                              tmp, str(spool), mock_url=up.mock_url, body_file=around.body_file)
+                job = CellJob(around.systems.wire, key_dict(key),
+                              up.url(item.scenario.target), units, tmp, str(spool),
+                              mock_url=up.mock_url, body_file=around.body_file)
                 watch = _watch_server(up.server, proc) if up.server else None
                 observed = _drive_cell_process(proc, job, interrupt, ui)
                 finished_unix_ns = time.time_ns()

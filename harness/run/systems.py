@@ -88,6 +88,7 @@ class Systems:
                  server: Worker | None = None) -> None:
         self.item = item
         self.server = server  # the mock server's interpreter: None, the runner's
+        self.wire = wire_text(item)  # the scenario as its cells and mock server read it
         self.run_id = run_id
         self.config = item.scenario.service
         self.scratch = scratch
@@ -121,9 +122,8 @@ class Systems:
     def _server(self) -> ServerProcess:
         worker = self.server
         if worker is None:
-            return ServerProcess(wire_text(self.item))
-        return ServerProcess(wire_text(self.item), python=worker.python,
-                             env=worker.interpreter.environ())
+            return ServerProcess(self.wire)
+        return ServerProcess(self.wire, python=worker.python, env=worker.interpreter.environ())
 
     def _service(self, server: ServerProcess | None, cell: int) -> ServiceProcess:
         values = {"python": self.config.python or sys.executable, "cell": str(cell),

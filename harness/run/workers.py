@@ -113,8 +113,7 @@ def prepare(interpreter: Interpreter, root: Path, note=lambda line: None) -> Wor
     package = Path(__file__).resolve().parents[1]
     wanted = {"base": os.path.realpath(interpreter.executable),
               "version": interpreter.version,
-              "requirements": hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-              if REQUIREMENTS.exists() else None}
+              "requirements": hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()}
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs at once: one builds, the other reuses
         stamp = _read_stamp(folder)
@@ -132,7 +131,7 @@ def prepare(interpreter: Interpreter, root: Path, note=lambda line: None) -> Wor
             stamp["harness"] = source
         (folder / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
     return Worker(interpreter, str(folder / "bin" / "python"), frozenset(stamp["modules"]),
-                  stamp["installed"], {m: why for m, why in stamp.get("failed", {}).items()})
+                  stamp["installed"], dict(stamp.get("failed", {})))
 
 
 def _module(requirement: str) -> str:
@@ -163,11 +162,8 @@ def _create(interpreter: Interpreter, folder: Path) -> dict:
     with open(log, "w") as out:
         _step([interpreter.executable, "-m", "venv", str(folder)], out, env,
               f"{what}: cannot create a virtual environment (venv/ensurepip missing?)", log)
-        python = str(folder / "bin" / "python")
-        pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
-               "--only-binary", ":all:"]
-        _step([*pip, *required], out, env, f"{what}: the cells' requirements have no wheels "
-                                          "for it", log)
+        _step([*_pip(folder), *required], out, env,
+              f"{what}: the cells' requirements have no wheels for it", log)
     facts = _install_optional(interpreter, folder, optional)
     if facts is None:
         raise HarnessError(f"{what}: its worker environment does not run (see {log})")
@@ -179,21 +175,24 @@ def _install_optional(interpreter: Interpreter, folder: Path, optional: list[str
     again after RETRY_S); then what imports there."""
     log = folder.parent / f"{folder.name}.log"
     env = interpreter.environ()
-    python = str(folder / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
-           "--only-binary", ":all:"]
     failed = {}
     with open(log, "a") as out:
         for requirement in optional:
             try:
-                _step([*pip, requirement], out, env, "", log)
-            except HarnessError as exc:
-                failed[_module(requirement)] = str(exc).removeprefix(": ").split(" (see ")[0]
-    facts = _facts(python, env)
+                _step([*_pip(folder), requirement], out, env, "", log)
+            except HarnessError:
+                failed[_module(requirement)] = _last_error(log)
+    facts = _facts(str(folder / "bin" / "python"), env)
     if facts is None:
         return None
     return {**facts, "failed": {m: why for m, why in failed.items()
                                 if m not in facts["modules"]}, "tried": time.time()}
+
+
+def _pip(folder: Path) -> list[str]:
+    """pip install into the environment, wheels only: nothing compiles for minutes."""
+    return [str(folder / "bin" / "python"), "-m", "pip", "install",
+            "--disable-pip-version-check", "--quiet", "--only-binary", ":all:"]
 
 
 def _step(argv: list[str], out, env: dict, failure: str, log: Path) -> None:

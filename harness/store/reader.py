@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from harness.core.errors import HarnessError
+from harness.core.keys import python_key
 from harness.core.schema import CELLS_SCHEMA, META_KEY, SCHEMA_VERSION, VERSION_KEY, upgrade
 from harness.store.layout import CELLS, KINDS, MANIFEST, RUN_FILE
 from harness.store.spool import SPOOL_DIR
@@ -45,7 +46,7 @@ def legacy_pythons(meta: dict) -> dict[str, str]:
     version = str(python.get("version") or "")
     if version.count(".") < 1:
         return {}
-    tag = ".".join(version.split(".")[:2]) + ("t" if python.get("free_threaded_build") else "")
+    tag = python_key(version, bool(python.get("free_threaded_build")))
     return {entry.get("name"): tag for entry in meta.get("scenarios") or ()}
 
 
