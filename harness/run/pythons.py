@@ -100,20 +100,17 @@ class Finder:
                  if _NAME.fullmatch(p.name)]
         return sorted(found, key=_version_order, reverse=True)
 
-    def candidates(self, minor: int | None = None) -> Iterator[str]:
-        """Every place an interpreter may be, in the order they are tried."""
+    def candidates(self, minor: int) -> Iterator[str]:
+        """Every place an interpreter of 3.`minor` may be, in the order they are tried."""
         yield sys.executable
         yield from self.own()
-        minors = [minor] if minor is not None else range(11, 20)
-        for n in minors:
-            for suffix in ("", "t"):
-                if found := shutil.which(f"python3.{n}{suffix}"):
-                    yield found
+        for suffix in ("", "t"):
+            if found := shutil.which(f"python3.{minor}{suffix}"):
+                yield found
         for folder in _version_dirs():
-            for path in sorted(folder.glob("*/bin/python3.*"), key=_version_order,
+            for path in sorted(folder.glob(f"*/bin/python3.{minor}*"), key=_version_order,
                                reverse=True):
-                match = _NAME.fullmatch(path.name)
-                if match and (minor is None or int(match.group(1)) == minor):
+                if _NAME.fullmatch(path.name):
                     yield str(path)
 
     def resolve(self, spec: Spec, where: str) -> Interpreter | None:
