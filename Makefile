@@ -1,6 +1,6 @@
 # `make bench` and `make test` each work as the first command on a fresh clone:
-# they create .venv (Python >= 3.11) and install the package with its dev and service extras
-# (the example inference service's FastAPI, uvicorn, OpenCV) when missing.
+# they create .venv (Python >= 3.11) and install the package with its dev, service (the example
+# inference service's FastAPI, uvicorn, OpenCV) and cluster (dask.distributed) extras when missing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -18,7 +18,7 @@ FULL_SCENARIOS ?= $(SCENARIOS) scenarios/gil_io_sweep.yaml scenarios/faults.yaml
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; assert sys.version_info >= (3, 11), "harness needs Python >= 3.11 (set PYTHON=...)"'
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,service]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,service,cluster]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -70,6 +70,8 @@ _PYTHON_HELP = ("Run the cells under this interpreter (repeatable; replaces the 
                 "interpreters:): a version (3.12, 3.14t), a path, ft (make python-ft's "
                 "free-threaded build) or ft-gil (it with PYTHON_GIL=1); a trailing ? skips "
                 "an absent one.")
+_CLUSTER_HELP = ("Run the cells on a Dask cluster: its scheduler's address, e.g. "
+                 "tcp://HOST:8786 (one cell per machine at a time; needs the cluster extra).")
 _WIDE_HELP = ("Show every column of the summary table (the default fits 100 columns; "
               "markdown, json and csv always have every column).")
 
@@ -125,8 +127,9 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address.")
+@click.option("--cluster", metavar="ADDRESS", help=_CLUSTER_HELP)
 @click.option("--wide", is_flag=True, help=_WIDE_HELP)
-def run(scenarios, backends, out, repeat, pythons, force, allow_remote, wide) -> None:
+def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster, wide) -> None:
     """Run SCENARIO files and print a summary per cell. Exit 3 when a cell failed or lost
     rows, 1 when a threshold fails, 130 when interrupted."""
     from harness.run.runner import run_scenarios
@@ -137,7 +140,7 @@ def run(scenarios, backends, out, repeat, pythons, force, allow_remote, wide) ->
     with Progress(*columns, console=err_console, transient=True) as progress:
         result = run_scenarios(loaded, backends=backends, repeat=repeat, out=out, force=force,
                                ui=_ProgressUI(progress), allow_remote=allow_remote,
-                               pythons=pythons)
+                               pythons=pythons, cluster=cluster)
     for failure in result.failures:
         err_console.print(f"error: {failure}", highlight=False, markup=False, soft_wrap=True)
     status = _summarize_and_check(result.out_dirs, wide=wide)
@@ -267,11 +270,12 @@ def _rate(value: str) -> float:
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address.")
+@click.option("--cluster", metavar="ADDRESS", help=_CLUSTER_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
                  probe_duration, precision, repeats, confirm, pythons, out, force,
-                 allow_remote, fmt) -> None:
+                 allow_remote, cluster, fmt) -> None:
     """Find each backend's knee: the highest open-model rate at which every SLO holds, the
     error rate stays at most --max-error-rate and the generator keeps its schedule (doubling
     from --start-rate, then bisection, a failed probe tried --confirm times more; the final
@@ -315,7 +319,7 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
                              allow_remote, on_start, progress, pythons=pythons,
                              note=lambda line: err_console.print(
                                  f"note: {line}", highlight=False, markup=False,
-                                 soft_wrap=True))
+                                 soft_wrap=True), cluster=cluster)
     if fmt == "json":
         click.echo(json.dumps(results_json(results), indent=2, allow_nan=False))
     else:

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from harness.core.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES, NULLABLE_KEYS
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
 VERSION_KEY = b"harness.schema_version"
 
@@ -77,7 +77,10 @@ RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
 # Which of the cell's generator processes ran the request (0 … generators − 1): known from the
 # spool file it came in, so no backend carries it per row.
 GENERATOR_FIELD = pa.field("generator", pa.int64(), nullable=False)
-REQUESTS_SCHEMA = pa.schema(CELL_KEY_FIELDS + [GENERATOR_FIELD] + RECORD_FIELDS)
+# The machine that ran it (its host name): the runner's, or a cluster worker's; null in files
+# from before version 8.
+HOST_FIELD = pa.field("host", pa.string())
+REQUESTS_SCHEMA = pa.schema(CELL_KEY_FIELDS + [GENERATOR_FIELD, HOST_FIELD] + RECORD_FIELDS)
 
 CELLS_SCHEMA = pa.schema(
     CELL_KEY_FIELDS
@@ -120,6 +123,7 @@ CELLS_SCHEMA = pa.schema(
         # Whether the GIL was on in the cell's process, read after its imports and its run (a
         # C extension without free-threading support turns it back on); null if it died.
         pa.field("gil_enabled", pa.bool_()),
+        HOST_FIELD,  # where the cell ran (with generators on several hosts: generator 0's)
     ]
 )
 

@@ -19,7 +19,9 @@ class ServerProcess:
     """Starts the mock server in a child process on 127.0.0.1:0 and hands back its URL."""
 
     def __init__(self, scenario_text: str, startup_timeout_s: float = 15.0,
-                 python: str = sys.executable, env: dict[str, str] | None = None) -> None:
+                 python: str = sys.executable, env: dict[str, str] | None = None,
+                 preexec_fn=None) -> None:
+        self._preexec = preexec_fn  # e.g. to die with a cluster worker
         self._text = scenario_text  # the child re-parses the source: one parser, no re-encoding
         self._python, self._env = python, env  # server.python: another interpreter
         self._timeout = startup_timeout_s
@@ -33,7 +35,7 @@ class ServerProcess:
             stdout=subprocess.PIPE, text=True, env=self._env,
             # Its own process group: the parent decides when the server stops, so a terminal
             # Ctrl-C cannot kill it while the cell's in-flight requests are still finishing.
-            start_new_session=True,
+            start_new_session=True, preexec_fn=self._preexec,
         )
         try:
             self.proc.stdin.write(self._text)

@@ -23,10 +23,11 @@ class Lineup:
     notes: list[str] = field(default_factory=list)
 
     def plan(self, item: LoadedScenario, backends=None, repeat=None,
-             note: Callable[[str], None] = lambda line: None) -> list[CellKey]:
+             note: Callable[[str], None] = lambda line: None,
+             cores: int | None = None) -> list[CellKey]:
         """The scenario's cells under every interpreter, less those it cannot run (each
         kind of those said once, to `note` and in `notes`)."""
-        planned = plan_cells(item.scenario, backends or None, repeat,
+        planned = plan_cells(item.scenario, backends or None, repeat, cores,
                              pythons=tuple(self.workers))
         cells, missing = [], {}
         for key in planned:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from harness.core.job import GRACE_S, SERVER_DIED, CellJob
 from harness.core.keys import CellKey, key_dict, key_label
 from harness.core.secrets import scrub
 from harness.mock.process import ServerProcess
+from harness.run.exits import failure
 from harness.run.lineup import Lineup, line_up
 from harness.run.service import ServiceError
 from harness.run.systems import SERVER_POLL_S, Systems
@@ -162,15 +164,29 @@ def _calibrate(item: LoadedScenario) -> dict | None:
 def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
                   repeat: int | None = None, out: Path | None = None, force: bool = False,
                   results_root: Path = Path("results"), ui: RunUI | None = None,
-                  allow_remote: bool = False, pythons: tuple[str, ...] = ()) -> RunResult:
-    """`pythons`: interpreter specs replacing every scenario's `interpreters:` (--python)."""
+                  allow_remote: bool = False, pythons: tuple[str, ...] = (),
+                  cluster: str | None = None) -> RunResult:
+    """`pythons`: interpreter specs replacing every scenario's `interpreters:` (--python);
+    `cluster`: a Dask scheduler's address: the cells run on its workers (harness.run.cluster)."""
     ui = ui or RunUI()
     names = [s.scenario.name for s in loaded]
     if len(set(names)) != len(names):
         raise HarnessError(f"two scenarios share the name '{names[0]}': names must differ")
+    if cluster:  # only then: nothing imports dask otherwise
+        from harness.run import cluster_run
     for item in loaded:
         _preflight(item, allow_remote)
+        if cluster:
+            cluster_run.check(item)
     lineups = line_up(loaded, tuple(pythons), ui.note)
+    if cluster:  # connected and checked (workers, packages) before anything is written
+        with cluster_run.connect(cluster) as connected:
+            return _run(loaded, lineups, backends, repeat, out, force, results_root, ui,
+                        connected)
+    return _run(loaded, lineups, backends, repeat, out, force, results_root, ui, None)
+
+
+def _run(loaded, lineups, backends, repeat, out, force, results_root, ui, cluster):
     # mkdtemp's folder is private (0700): the service's raw output and the image body go there
     scratch = Path(tempfile.mkdtemp(prefix="harness-run-"))
     run_id = new_run_id()
@@ -178,7 +194,8 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
                for s in loaded}
     try:
         bodies = {s.scenario.name: _body(s, scratch) for s in loaded}
-        plans = [(s, lineups[s.scenario.name].plan(s, backends, repeat, ui.note))
+        cores = cluster.cores() if cluster is not None else None
+        plans = [(s, lineups[s.scenario.name].plan(s, backends, repeat, ui.note, cores))
                  for s in loaded]
         if not any(cells for _, cells in plans):  # a run that measured nothing must not pass
             raise HarnessError("nothing to run: every cell was skipped (an optional "
@@ -186,6 +203,11 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
         first = next((s for s, cells in plans if cells), None)
         if first is not None and first.scenario.service is not None:
             systems[first.scenario.name].start(0)  # one that cannot start: nothing is written
+        if cluster is not None:
+            from harness.run import cluster_run
+
+            return cluster_run.run_plans(cluster, run_id, plans, systems, bodies, lineups,
+                                         out, force, results_root, ui)
         return _run_plans(run_id, plans, systems, bodies, lineups, out, force, results_root,
                           ui)
     finally:
@@ -274,7 +296,8 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
 
     Long: a cell's life in the order it happens — its process started under its interpreter
     while the systems it loads come up, driven, stopped, written — with one clean-up path."""
-    constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
+    constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key),
+                 "host": socket.gethostname()}
     index, spool = writer.open_cell(constants)
     label = f"cell {item.scenario.name} {key_label(key)}"
     server_stats, service_stats = {}, {}
@@ -322,7 +345,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
             return None
         if up is not None and (observed is None or proc.returncode != 0):
             observed = None
-            result.failures.append(scrub(f"{label} failed: {_failure(proc.returncode, stderr)}"))
+            result.failures.append(scrub(f"{label} failed: {failure(proc.returncode, stderr)}"))
     rows = writer.write_cell_data(index, spool, constants)
     # speedups: the analysis, from all cells
     cell = rows.cell_row(observed, server_stats, item.scenario.load_for(key).max_sched_lag)
@@ -332,15 +355,6 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
     if observed and observed.get("spool_error"):
         raise HarnessError(f"{observed['spool_error']} (rows flushed before are kept)")
     return cell
-
-
-def _failure(code: int, stderr) -> str:
-    """Why a cell process failed: the last line it wrote, else how it ended."""
-    stderr.seek(0)
-    tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
-    if tail:
-        return tail[0]
-    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
 
 def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> Callable[[], None]:

@@ -77,6 +77,7 @@ class CellProbe:
     run: Callable | None = None  # harness.run.runner.run_scenarios, or a stand-in
     folders: list[Path] = field(default_factory=list)  # one per probe, in order
     python: str | None = None  # the interpreter spec its cells run under; None: the scenario's
+    cluster: str | None = None  # a Dask scheduler's address: the probes run on its workers
 
     def __call__(self, backend: str, client: str | None, rate_per_s: float) -> ProbeResult:
         from harness.analysis.summary import load_runs, summarize
@@ -94,7 +95,8 @@ class CellProbe:
             self.on_start(backend, client, rate_per_s, folder)
         result = run([probe], backends=(backend,), out=folder, force=True,
                      allow_remote=self.allow_remote,
-                     pythons=(self.python,) if self.python else ())
+                     pythons=(self.python,) if self.python else (),
+                     **({"cluster": self.cluster} if self.cluster else {}))
         if result.interrupted:
             raise KeyboardInterrupt
         summary = summarize(load_runs([folder]))
@@ -171,7 +173,8 @@ def run_search(loaded: LoadedScenario, slos: Sequence[Threshold], out: Path,
                on_start: Callable[[str, str, float, Path], None] | None = None,
                progress: Callable[[ProbeStep, Path], None] | None = None,
                run: Callable | None = None, pythons: Sequence[str] = (),
-               note: Callable[[str], None] = lambda line: None) -> list[KneeResult]:
+               note: Callable[[str], None] = lambda line: None,
+               cluster: str | None = None) -> list[KneeResult]:
     """The knee of every interpreter (`pythons`, else the scenario's), backend (the
     scenario's, or `backends`) and client of the scenario, each probe an ordinary run under
     `out`; writes `out/saturate.json` (also after an interrupt, with the probes done so far).
@@ -184,7 +187,7 @@ def run_search(loaded: LoadedScenario, slos: Sequence[Threshold], out: Path,
                                f"({', '.join(scenario.backends)})")
     chosen = _interpreters(loaded, tuple(pythons or scenario.interpreters), note)
     prepare_out(out, force)
-    probe = CellProbe(loaded, out, duration_ns, allow_remote, on_start, run)
+    probe = CellProbe(loaded, out, duration_ns, allow_remote, on_start, run, cluster=cluster)
     steps: list[ProbeStep] = []
     current: list[str | None] = [None]
 

@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import secrets
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -55,15 +56,16 @@ def _versions() -> dict[str, str]:
 
 
 def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None,
-                 facts: dict | None = None) -> dict:
+                 facts: dict | None = None, cluster: dict | None = None) -> dict:
     """`scenarios`: LoadedScenario objects (their text as kept, secrets replaced by ***, and its
     hash are recorded);
     `calibration`: per scenario name, the CPU calibration this run measured (or None);
-    `facts`: per scenario name, more of what the run knew of it (its interpreters)."""
+    `facts`: per scenario name, more of what the run knew of it (its interpreters);
+    `cluster`: where its cells ran under --cluster (the scheduler, each host's facts)."""
     calibration = calibration or {}
     facts = facts or {}
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-    return {
+    found = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -89,4 +91,11 @@ def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None,
              **facts.get(s.scenario.name, {})}
             for s in scenarios
         ],
+        "host": socket.gethostname(),  # the runner's; each cell's is in its rows
     }
+    if cluster is not None:
+        found["cluster"] = cluster
+        hosts = [h.get("usable_cores") or h.get("cores") for h in cluster["hosts"].values()]
+        if hosts and all(hosts):  # what the analysis divides by: the cells' machines'
+            found["cpu_count"] = min(hosts)
+    return found

@@ -19,6 +19,7 @@ from harness.core.schema import (
     CELL_KEY_FIELDS,
     CELLS_SCHEMA,
     GENERATOR_FIELD,
+    HOST_FIELD,
     META_KEY,
     SCHEMA_VERSION,
     VERSION_KEY,
@@ -55,9 +56,11 @@ class RunWriter:
         except OSError as exc:
             raise _disk_error(out_dir / RUN_FILE, exc) from None
 
-    def open_cell(self, constants: dict) -> tuple[int, Path]:
-        """A spool folder for the next cell, with its manifest."""
-        index, self._next = self._next, self._next + 1
+    def open_cell(self, constants: dict, index: int | None = None) -> tuple[int, Path]:
+        """A spool folder for the next cell (or cell `index`: cells run at once elsewhere are
+        numbered in the order they were planned), with its manifest."""
+        if index is None:
+            index, self._next = self._next, self._next + 1
         spool = self.out_dir / SPOOL_DIR / cell_name(index)
         try:
             spool.mkdir(parents=True)
@@ -133,6 +136,9 @@ def _with_keys(batch: pa.RecordBatch | pa.Table, constants: dict, schema: pa.Sch
             for f in CELL_KEY_FIELDS]
     if GENERATOR_FIELD.name in schema.names:
         keys.append(pa.repeat(pa.scalar(generator, pa.int64()), n))
+    if HOST_FIELD.name in schema.names:  # a generator on another machine: its own host
+        host = (constants.get("hosts") or {}).get(str(generator), constants.get("host"))
+        keys.append(pa.repeat(pa.scalar(host, pa.string()), n))
     return pa.Table.from_arrays(keys + list(batch.columns), schema=schema)
 
 
@@ -152,7 +158,7 @@ class CellRows:
     def read(self, spool: Path, kind: str):
         schema = KINDS[kind]
         records = pa.schema([f for f in schema if f.name not in CELL_KEYS
-                             and f.name != GENERATOR_FIELD.name])
+                             and f.name not in (GENERATOR_FIELD.name, HOST_FIELD.name)])
         wrote = False
         for generator, path in spool_files(spool, kind):  # one file per generator (and part)
             pending: list[pa.RecordBatch] = []

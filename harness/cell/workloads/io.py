@@ -25,7 +25,7 @@ def request_spec(spec, method: str | None = None) -> RequestSpec:
     if isinstance(body, int):
         body = bytes(i % 251 for i in range(body)) if body else b""  # generated, not all one byte
     elif body is not None:  # a file, or the image the runner encoded into one
-        body = Path(getattr(body, "file", None) or spec.body_file).read_bytes()
+        body = Path(spec.body_file or getattr(body, "file", None)).read_bytes()
     common = {"method": method or getattr(workload, "method", "GET"),
               "headers": tuple(getattr(workload, "headers", {}).items()), "body": body or b""}
     if spec.scenario.target:

@@ -1,0 +1,295 @@
+"""The Dask executor: a run's cells as tasks on a `dask.distributed` cluster, their rows back in
+the runner's run folder (harness.run.remote is what runs on the workers).
+
+The runner stays the only writer: each attempt ships its spool files' bytes through one queue
+of the run, and the runner appends them to the cell's local spool, so a worker lost mid-cell
+leaves its rows up to its last shipping. Attempts are counted here (Dask's own retries are
+off): a cell whose worker vanished is tried once more elsewhere with the first attempt's rows
+dropped, and written from its second attempt (incomplete) if that one is lost too.
+
+Imported only under --cluster: nothing else needs dask."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.core.errors import HarnessError
+from harness.run import remote
+
+CONNECT_S = 5.0  # to reach the scheduler; with WORKERS_S, the ~10 s an unusable cluster takes
+WORKERS_S = 5.0  # for the first worker to be there
+LOSS_CHECK_S = 1.0  # how often the scheduler is asked which workers are alive
+CHECKED_PACKAGES = ["harness", "numpy", "pyarrow", "aiohttp", "uvloop", "httptools"]
+
+
+def shown(address: str) -> str:
+    """The scheduler's address as it may be written: no credentials."""
+    parts = urllib.parse.urlsplit(address)
+    if parts.username is None and parts.password is None:
+        return address
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass
+class Attempt:
+    order: object  # the runner's Order
+    number: int  # 1, then 2
+    token: str
+    future: object = None
+    worker: str = ""  # the worker running it, once it said so
+    host: str = ""
+    started: bool = False
+    spool: object = None  # the runner's spool folder for it, once it started
+
+
+@dataclass
+class Sink:
+    """What the runner does with what comes back (it writes; the executor does not)."""
+
+    started: Callable  # (order, host) → the cell's local spool folder, emptied
+    progress: Callable  # (order, completed)
+    finished: Callable  # (order, result dict: observed, failure, host, times…)
+    lost: Callable  # (order, attempt number, host): said to the user
+
+
+@dataclass
+class Cluster:
+    """A connected, checked cluster; `close()` disconnects."""
+
+    address: str
+    client: object = None
+    hosts: dict = field(default_factory=dict)  # host → its facts (cores, memory, …)
+
+    @classmethod
+    def connect(cls, address: str) -> Cluster:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise HarnessError("--cluster needs dask.distributed: pip install -e '.[cluster]' "
+                               "(make install does)") from None
+        where = f"--cluster {shown(address)}"
+        import logging
+
+        # its own tracebacks of a refused connection: ours is one line
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        try:
+            client = Client(address, timeout=CONNECT_S, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise HarnessError(f"{where}: cannot reach the scheduler "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                               ) from None
+        cluster = cls(address, client)
+        try:
+            cluster._check(where)
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
+
+    def _check(self, where: str) -> None:
+        try:
+            self.client.wait_for_workers(1, timeout=WORKERS_S)
+        except (TimeoutError, OSError):
+            raise HarnessError(f"{where}: no worker joined the scheduler within "
+                               f"{WORKERS_S:.0f} s") from None
+        try:
+            self.client.get_versions(check=True, packages=CHECKED_PACKAGES)
+        except ValueError as exc:
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            detail = "; ".join(lines[1:4]) if len(lines) > 1 else str(exc)
+            raise HarnessError(f"{where}: a worker's packages differ from the runner's "
+                               f"({detail})") from None
+        facts = self.client.run(remote.host_facts)
+        own = remote.host_facts()["harness"]
+        for address, found in facts.items():
+            if found["harness"] != own:
+                raise HarnessError(f"{where}: the worker {address} on {found['host']} runs "
+                                   "other harness sources: install the same version there")
+            self.hosts.setdefault(found["host"], {k: v for k, v in found.items()
+                                                  if k != "host"})
+        self.workers = {address: found["host"] for address, found in facts.items()}
+
+    def facts(self) -> dict:
+        """For the run metadata."""
+        return {"scheduler": shown(self.address), "hosts": self.hosts,
+                "workers": len(self.workers)}
+
+    def cores(self) -> int | None:
+        """The usable cores of the smallest host: what a default depending on it plans for."""
+        counts = [facts.get("usable_cores") or facts.get("cores") for facts in
+                  self.hosts.values()]
+        return min(counts) if counts and all(counts) else None
+
+    def calibrate(self, run_id: str, kinds: list[tuple[str, int]]) -> dict:
+        """Per host: each (kind, duration)'s calibration, measured on one of its workers."""
+        if not kinds:
+            return {}
+        by_host = {}
+        for address, host in self.workers.items():
+            by_host.setdefault(host, address)
+        futures = {host: self.client.submit(remote.calibrate_task, run_id, kinds,
+                                            workers=[address], pure=False,
+                                            allow_other_workers=False)
+                   for host, address in by_host.items()}
+        return {host: future.result() for host, future in futures.items()}
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+class Executor:
+    """Runs the orders on the cluster; returns when every one is written, skipped or given
+    up. `interrupt`: the runner's (requested: stop gracefully; aborted: cancel)."""
+
+    def __init__(self, cluster: Cluster, run_id: str, sink: Sink, interrupt) -> None:
+        from distributed import Event, Queue
+
+        self.cluster, self.client, self.sink = cluster, cluster.client, sink
+        self.run_id, self.interrupt = run_id, interrupt
+        base = f"harness-{run_id}"
+        self.names = {"queue": f"{base}-queue", "stop": f"{base}-stop", "kill": f"{base}-kill"}
+        self.queue = Queue(self.names["queue"], client=self.client)
+        self.stop = Event(self.names["stop"], client=self.client)
+        self.kill = Event(self.names["kill"], client=self.client)
+        self.attempts: dict[str, Attempt] = {}  # live attempts by token
+        self.written_off: set[str] = set()  # tokens whose messages are dropped
+
+    def run(self, orders: list, payload: Callable) -> None:
+        """`payload(order)`: the task's data for an order (the token and names are added)."""
+        self.payload = payload
+        for priority, order in enumerate(orders):
+            self._submit(order, 1, priority=len(orders) - priority)
+        checked = time.monotonic()
+        try:
+            while self.attempts:
+                self._drain()
+                for attempt in [a for a in self.attempts.values() if a.future.done()]:
+                    self._drain()  # what it put before it returned is in the queue
+                    self._done(attempt)
+                if time.monotonic() - checked > LOSS_CHECK_S:
+                    checked = time.monotonic()
+                    self._find_lost()
+                if self.interrupt.requested and not self.stop.is_set():
+                    self.stop.set()
+                if self.interrupt.aborted:
+                    self._abort()
+                    break
+                time.sleep(0.05)
+        finally:
+            for event in (self.stop, self.kill):
+                event.clear()
+
+    def _submit(self, order, number: int, priority: int = 0, avoid: str = "") -> None:
+        token = f"{self.run_id}-{order.label}-a{number}"
+        attempt = Attempt(order, number, token)
+        data = dict(self.payload(order), token=token, run_id=self.run_id,
+                    names=dict(self.names, cancel=f"{token}-cancel"))
+        workers = None
+        if avoid:  # another host where there is one, else another worker
+            others = [a for a, host in self.cluster.workers.items() if host != avoid]
+            alive = set(self.client.scheduler_info()["workers"])
+            others = [a for a in others if a in alive] or [
+                a for a in alive if a != attempt.worker]
+            workers = others or None
+        where = {"workers": workers, "allow_other_workers": False} if workers else {}
+        attempt.future = self.client.submit(remote.cell_task, data, key=token, pure=False,
+                                            retries=0, priority=priority, **where)
+        self.attempts[token] = attempt
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                messages = self.queue.get(batch=True)
+            except Exception:  # the scheduler went away: the futures will say so
+                return
+            if not messages:
+                return
+            for message in messages:
+                self._message(message)
+
+    def _message(self, message: dict) -> None:
+        attempt = self.attempts.get(message["token"])
+        if attempt is None or message["token"] in self.written_off:
+            return
+        if message.get("started"):
+            attempt.started, attempt.worker = True, message["worker"]
+            attempt.host = message["host"]
+            attempt.spool = self.sink.started(attempt.order, attempt.host)
+        elif "completed" in message:
+            self.sink.progress(attempt.order, message["completed"])
+        elif "file" in message and attempt.started:
+            path = attempt.spool / message["file"]
+            with open(path, "r+b" if path.exists() else "wb") as target:
+                target.seek(message["offset"])
+                target.write(message["data"])
+
+    def _done(self, attempt: Attempt) -> None:
+        del self.attempts[attempt.token]
+        try:
+            result = attempt.future.result()
+        except Exception as exc:  # KilledWorker: the scheduler gave up on it
+            if _lost_worker(exc):
+                self._lost(attempt)
+                return
+            result = {"failure": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                      if str(exc) else type(exc).__name__}
+        attempt.future.release()
+        if result.get("skipped"):  # the run stopped before it began: nothing to keep
+            return
+        if not attempt.started:  # failed before it said so: nothing shipped
+            attempt.spool = self.sink.started(attempt.order, result.get("host", ""))
+        self.sink.finished(attempt.order, dict(result, attempt=attempt.number))
+
+    def _find_lost(self) -> None:
+        alive = set(self.client.scheduler_info()["workers"])
+        for attempt in list(self.attempts.values()):
+            if attempt.started and attempt.worker not in alive:
+                del self.attempts[attempt.token]
+                self._lost(attempt)
+
+    def _lost(self, attempt: Attempt) -> None:
+        """Its worker is gone: the task is cancelled (and told so, should the scheduler have
+        started it again elsewhere); a first attempt is tried once more on another host, a
+        second one is written as it stands, incomplete."""
+        from distributed import Event
+
+        self.written_off.add(attempt.token)
+        Event(f"{attempt.token}-cancel", client=self.client).set()
+        self.client.cancel([attempt.future], force=True)
+        self.sink.lost(attempt.order, attempt.number, attempt.host)
+        if attempt.number == 1 and not self.interrupt.requested:
+            self._submit(attempt.order, 2, avoid=attempt.host)
+        elif attempt.started:
+            self.sink.finished(attempt.order, {"observed": None, "host": attempt.host,
+                                               "failure": f"lost with its worker on "
+                                                          f"{attempt.host}",
+                                               "attempt": attempt.number})
+
+    def _abort(self) -> None:
+        """A second interrupt: the cells' processes are killed, the cluster's tasks
+        cancelled; what each running cell shipped is written as it stands."""
+        self.kill.set()
+        time.sleep(remote.POLL_S * 2)  # the tasks see it and kill their cells
+        self._drain()
+        self.client.cancel([a.future for a in self.attempts.values()], force=True)
+        for attempt in list(self.attempts.values()):
+            del self.attempts[attempt.token]
+            if attempt.started:
+                self.sink.finished(attempt.order, {"observed": None, "host": attempt.host,
+                                                   "aborted": True,
+                                                   "attempt": attempt.number})
+
+
+def _lost_worker(exc: BaseException) -> bool:
+    from distributed.scheduler import KilledWorker
+
+    return isinstance(exc, KilledWorker)

@@ -1,0 +1,179 @@
+"""The runner's side of a cluster run (--cluster): the planned cells become orders for the Dask
+executor (harness.run.cluster), and what comes back is written here, into the usual run folder,
+cell by cell, numbered in the order they were planned."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.core.errors import HarnessError
+from harness.core.keys import CellKey, key_dict, key_label
+from harness.core.secrets import scrub
+from harness.run.cluster import Cluster, Executor, Sink
+from harness.run.runner import RunResult, RunUI, _Interrupt, _out_dirs
+from harness.scenario.model import LoadedScenario
+from harness.store.layout import cell_name, prepare_out_dir
+from harness.store.meta import run_metadata
+from harness.store.spool import SPOOL_DIR
+from harness.store.writer import RunWriter
+
+CPU_WORKLOADS = ("cpu", "cpu_release")
+
+
+def check(item: LoadedScenario) -> None:
+    """What a cluster does not run, said before anything starts."""
+    if item.scenario.service is not None:
+        raise HarnessError(f"{item.path}: service: a service is started beside the runner, "
+                           "not on a cluster's workers: run this scenario without --cluster")
+    server = item.scenario.server
+    if server is not None and server.python is not None:
+        raise HarnessError(f"{item.path}: server.python: not with --cluster (a worker's mock "
+                           "server runs under the worker's own Python)")
+
+
+@contextlib.contextmanager
+def connect(address: str):
+    cluster = Cluster.connect(address)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@dataclass
+class Order:
+    """One planned cell: where it is written and under which number."""
+
+    item: LoadedScenario
+    key: CellKey
+    index: int
+    writer: RunWriter
+    constants: dict
+
+    @property
+    def label(self) -> str:
+        return f"{self.item.scenario.name}-{self.index:04d}"
+
+    @property
+    def spool(self) -> Path:
+        return self.writer.out_dir / SPOOL_DIR / cell_name(self.index)
+
+
+def _kind(item: LoadedScenario) -> tuple[str, int] | None:
+    workload = item.scenario.workload
+    return (workload.type, workload.duration) if workload.type in CPU_WORKLOADS else None
+
+
+def _body(item: LoadedScenario, made: str) -> bytes | None:
+    """The request body's bytes: they travel with each cell (no shared file system)."""
+    body = getattr(item.scenario.workload, "body", None)
+    path = made or getattr(body, "file", None)
+    return Path(path).read_bytes() if path else None
+
+
+def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, out, force,
+              results_root, ui: RunUI) -> RunResult:
+    loaded = [item for item, _ in plans]
+    dirs = _out_dirs(loaded, out, results_root, run_id)
+    for path in set(dirs.values()):
+        prepare_out_dir(path, force)
+    kinds = {s.scenario.name: _kind(s) for s in loaded}
+    # Each host's units, measured there before any cell: the cells of a host use its own.
+    per_host = cluster.calibrate(run_id, sorted({k for k in kinds.values() if k}))
+    facts = cluster.facts()
+    for host, found in per_host.items():
+        facts["hosts"][host]["calibration"] = found
+    first = next(iter(per_host.values()), {})
+    calibration = {name: first.get(f"{k[0]}:{k[1]}") if k else None
+                   for name, k in kinds.items()}
+    writers: dict[Path, RunWriter] = {}
+    for path in dict.fromkeys(dirs.values()):
+        in_dir = [s for s in loaded if dirs[s.scenario.name] == path]
+        scenario_facts = {s.scenario.name: lineups[s.scenario.name].facts() for s in in_dir}
+        writers[path] = RunWriter(path, run_metadata(run_id, in_dir, calibration,
+                                                     scenario_facts, cluster=facts))
+    orders, numbers = [], dict.fromkeys(writers, 0)
+    for item, cells in plans:
+        writer = writers[dirs[item.scenario.name]]
+        for key in cells:
+            constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
+            orders.append(Order(item, key, numbers[writer.out_dir], writer, constants))
+            numbers[writer.out_dir] += 1
+    data = {s.scenario.name: _body(s, bodies[s.scenario.name]) for s in loaded}
+
+    def payload(order: Order) -> dict:
+        name, key = order.item.scenario.name, order.key
+        interpreter = lineups[name].workers[key.python].interpreter
+        kind = kinds[name]
+        return {"wire": systems[name].wire, "key": key_dict(key),
+                "preload": [key.backend, order.item.scenario.workload.type, key.client],
+                "server": order.item.scenario.server is not None,
+                "target": order.item.scenario.target or "", "body": data[name],
+                "python_spec": "" if interpreter.running else interpreter.spec,
+                "calibrate": kind,
+                "units_by_host": {host: found[f"{kind[0]}:{kind[1]}"]["units"]
+                                  for host, found in per_host.items()} if kind else {}}
+
+    ui.run_started(len(orders))
+    result = RunResult(run_id, list(writers))
+    writing = _Writing(ui, result)
+    interrupt = _Interrupt()
+    previous = interrupt.install()
+    try:
+        Executor(cluster, run_id, writing.sink(), interrupt).run(orders, payload)
+    finally:
+        import signal
+
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for writer in writers.values():
+            writer.close()
+    result.interrupted = interrupt.requested
+    return result
+
+
+class _Writing:
+    """The sink: the runner's writers, fed with what the executor gets back."""
+
+    def __init__(self, ui: RunUI, result: RunResult) -> None:
+        self.ui, self.result = ui, result
+        self.current: Order | None = None  # the one whose progress is shown
+
+    def sink(self) -> Sink:
+        return Sink(self.started, self.progress, self.finished, self.lost)
+
+    def started(self, order: Order, host: str) -> Path:
+        """An attempt began on `host`: its spool folder, empty (a retry drops the rows of
+        the attempt before)."""
+        shutil.rmtree(order.spool, ignore_errors=True)
+        order.writer.open_cell(dict(order.constants, host=host), order.index)
+        self.current = order
+        self.ui.cell_started(order.item.scenario.name, order.key,
+                             order.item.scenario.load_for(order.key).requests)
+        return order.spool
+
+    def progress(self, order: Order, completed: int) -> None:
+        if order is self.current:
+            self.ui.cell_progress(completed)
+
+    def lost(self, order: Order, attempt: int, host: str) -> None:
+        again = "tried again on another worker" if attempt == 1 else "written as it stands"
+        self.ui.note(f"cell {order.item.scenario.name} {key_label(order.key)}: its worker on "
+                     f"{host} was lost: {again}")
+
+    def finished(self, order: Order, found: dict) -> None:
+        item, key = order.item, order.key
+        label = f"cell {item.scenario.name} {key_label(key)}"
+        if found.get("failure"):
+            self.result.failures.append(scrub(f"{label} failed: {found['failure']}"))
+        constants = dict(order.constants, host=found.get("host") or "")
+        rows = order.writer.write_cell_data(order.index, order.spool, constants)
+        cell = rows.cell_row(found.get("observed"), found.get("server_stats") or {},
+                             item.scenario.load_for(key).max_sched_lag)
+        cell.update(started_unix_ns=found.get("started_unix_ns"),
+                    finished_unix_ns=found.get("finished_unix_ns"))
+        order.writer.commit(order.index, order.spool, cell)
+        self.ui.cell_finished(cell)

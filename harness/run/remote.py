@@ -1,0 +1,270 @@
+"""A cell on a Dask worker (harness.run.cluster submits it): its mock server and its cell process
+started on the worker's machine as the local runner starts them, its spool files shipped back
+as they grow (raw Arrow IPC bytes through a `distributed.Queue`), its final report returned.
+
+Everything travels in the payload (the scenario's text, the request body's bytes); the cell
+writes into a private temporary folder of the worker, removed at the end. One cell per
+machine at a time: a `distributed.Lock` named after the host, since two cells sharing cores
+would measure each other. Imported on workers, and by the runner only under --cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from harness.core.job import GRACE_S, SERVER_DIED, CellJob
+from harness.run.exits import failure as exit_failure
+
+LOCK_PREFIX = "harness-host-"
+POLL_S = 0.25  # how often a running cell's spool is shipped and its events looked at
+CHUNK = 8 << 20  # bytes of one spool file per queue message, at most
+KILL_AFTER_S = GRACE_S + 10  # after a stop, a cell process still alive then is killed
+_calibrated: dict[tuple, dict] = {}  # per worker process: (run, kind, duration) → calibration
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def host_facts() -> dict:
+    """What the run metadata says of a worker's machine (client.run calls it on each)."""
+    import psutil
+
+    from harness.core.keys import running_python
+    from harness.run.workers import sources_hash
+    from harness.store.meta import cpu_model
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {"host": host_name(), "cores": os.cpu_count(), "usable_cores": usable,
+            "memory_bytes": psutil.virtual_memory().total, "cpu_model": cpu_model(),
+            "python": platform.python_version(), "python_key": running_python(),
+            "platform": platform.platform(),
+            "harness": sources_hash(Path(__file__).resolve().parent.parent)}
+
+
+def calibrate_task(run_id: str, kinds: list[tuple[str, int]]) -> dict:
+    """CPU units on this host, each (kind, duration) measured with the host to itself."""
+    from distributed import Lock
+
+    with Lock(LOCK_PREFIX + host_name()):
+        return {f"{kind}:{duration}": _calibration(run_id, kind, duration)
+                for kind, duration in kinds}
+
+
+def _calibration(run_id: str, kind: str, duration: int) -> dict:
+    from harness.core.kernels import calibrate
+
+    key = (run_id, kind, duration)
+    if key not in _calibrated:
+        _calibrated[key] = calibrate(kind, duration)
+    return _calibrated[key]
+
+
+def cell_task(payload: dict) -> dict:
+    """One attempt at one cell. Waits for its host's lock; gives up waiting when the run is
+    stopped or this attempt was written off (the runner took it for lost)."""
+    from distributed import Event, Lock, Queue
+
+    names = payload["names"]
+    events = {name: Event(names[name]) for name in ("stop", "kill", "cancel")}
+    queue = Queue(names["queue"])
+    lock = Lock(LOCK_PREFIX + host_name())
+    while not lock.acquire(timeout=POLL_S):
+        if events["stop"].is_set() or events["cancel"].is_set():
+            return {"token": payload["token"], "skipped": True}
+    try:
+        if events["stop"].is_set() or events["cancel"].is_set():
+            return {"token": payload["token"], "skipped": True}
+        return _Cell(payload, queue, events).run()
+    finally:
+        lock.release()
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: killed when the worker process dies (a worker lost with its
+    machine's cell must not leave the cell loading the target)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class _Shipper:
+    """The spool folder's files, sent as they grow: (file, offset, bytes) messages, so the
+    runner's copy has every whole batch the worker's has, up to the last shipping."""
+
+    def __init__(self, folder: Path, queue, token: str) -> None:
+        self.folder, self.queue, self.token = folder, queue, token
+        self.offsets: dict[str, int] = {}
+
+    def ship(self) -> None:
+        for path in sorted(self.folder.iterdir()):
+            offset = self.offsets.get(path.name, 0)
+            with open(path, "rb") as source:
+                source.seek(offset)
+                while data := source.read(CHUNK):
+                    self.queue.put({"token": self.token, "file": path.name, "offset": offset,
+                                    "data": data})
+                    offset += len(data)
+            self.offsets[path.name] = offset
+
+
+class _Cell:
+    def __init__(self, payload: dict, queue, events: dict) -> None:
+        self.payload, self.queue, self.events = payload, queue, events
+        self.token = payload["token"]
+
+    def say(self, **message) -> None:
+        self.queue.put({"token": self.token, **message})
+
+    def run(self) -> dict:
+        from distributed import get_worker
+
+        started = time.time_ns()
+        self.say(started=True, host=host_name(), worker=get_worker().address,
+                 started_unix_ns=started)
+        work = Path(tempfile.mkdtemp(prefix="harness-cell-"))
+        try:
+            result = self._run(work)
+        except Exception as exc:  # a cell that cannot start: one line, the run goes on
+            from harness.core.secrets import scrub
+
+            result = {"failure": scrub(str(exc).splitlines()[0] if str(exc) else
+                                       type(exc).__name__)}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return {"token": self.token, "host": host_name(), "started_unix_ns": started,
+                **result}
+
+    def _run(self, work: Path) -> dict:
+        from harness.mock.process import ServerProcess
+
+        payload = self.payload
+        spool = work / "spool"
+        spool.mkdir()
+        body_file = ""
+        if payload.get("body") is not None:
+            body_file = str(work / "body")
+            Path(body_file).write_bytes(payload["body"])
+        python, env = _python(payload)
+        units = None
+        if payload.get("calibrate"):  # this host's units: measured before the run, else now
+            kind, duration = payload["calibrate"]
+            units = (payload.get("units_by_host") or {}).get(host_name()) or _calibration(
+                payload["run_id"], kind, duration)["units"]
+        with open(work / "stderr.txt", "w+") as stderr:
+            proc = subprocess.Popen([python, "-m", "harness.cell", *payload["preload"]],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=stderr, text=True, start_new_session=True, env=env,
+                                    preexec_fn=_die_with_parent)
+            server = None
+            try:
+                if payload["server"]:
+                    server = ServerProcess(payload["wire"], preexec_fn=_die_with_parent)
+                    server.__enter__()
+                url = server.url if server is not None else payload["target"]
+                job = CellJob(payload["wire"], payload["key"], url, units, str(work),
+                              str(spool), body_file=body_file)
+                observed = self._drive(proc, job, server, _Shipper(spool, self.queue,
+                                                                    self.token))
+                finished = time.time_ns()
+                stats = {}
+                if server is not None:
+                    stats = server.stats()
+                    stats["exit"] = server.proc.poll()
+            finally:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                if proc.poll() is None:
+                    proc.wait()
+                if server is not None:
+                    server.stop()
+            failure = None
+            if observed is None or proc.returncode != 0:
+                observed, failure = None, exit_failure(proc.returncode, stderr)
+        return {"observed": observed, "failure": failure, "server_stats": stats,
+                "finished_unix_ns": finished, "units": units}
+
+    def _drive(self, proc: subprocess.Popen, job: CellJob, server, shipper: _Shipper):
+        """Send the job; until the cell ends ship its spool, pass on its progress, and the
+        run's stop (SIGTERM, then SIGKILL after the grace) and the server's death."""
+        result: list[dict] = []
+
+        def read() -> None:
+            try:
+                for line in proc.stdout:
+                    message = json.loads(line)
+                    if "completed" in message:
+                        self.say(completed=message["completed"])
+                    elif message.get("done"):
+                        result.append(message)
+            except (OSError, ValueError):
+                pass
+
+        try:
+            proc.stdin.write(job.to_json())
+            proc.stdin.close()
+        except BrokenPipeError:
+            return None
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        stopped_at = told_server = None
+        while proc.poll() is None:
+            time.sleep(POLL_S)
+            shipper.ship()
+            if self.events["kill"].is_set():
+                os.killpg(proc.pid, signal.SIGKILL)
+            elif stopped_at is None and (self.events["stop"].is_set()
+                                         or self.events["cancel"].is_set()):
+                stopped_at = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+            elif stopped_at is not None and time.monotonic() - stopped_at > KILL_AFTER_S:
+                os.killpg(proc.pid, signal.SIGKILL)
+            if (server is not None and not told_server and server.proc.poll() is not None):
+                told_server = True
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(SERVER_DIED)
+        reader.join()
+        shipper.ship()
+        return result[0] if result else None
+
+
+def _python(payload: dict) -> tuple[str, dict]:
+    """The cell's interpreter on this host: the worker's own when the `python` key is its
+    key, else the named one found and prepared here as the runner does at home."""
+    from harness.core.errors import HarnessError
+    from harness.core.keys import running_python
+
+    tag = payload["key"].get("python")
+    spec = payload.get("python_spec") or ""
+    if tag is None or (tag == running_python() and not tag.endswith("-gil")):
+        env = dict(os.environ)
+        env.pop("PYTHON_GIL", None)
+        return sys.executable, env
+    if not spec:
+        raise HarnessError(f"python {tag} is not this worker's ({running_python()}) on "
+                           f"{host_name()}: start the worker under it, or name it by version")
+    from harness.run.pythons import Finder
+    from harness.run.workers import prepare
+    from harness.scenario.interpreters import parse_spec
+
+    finder = Finder()
+    found = finder.resolve(parse_spec(spec), f"python {tag} on {host_name()}")
+    if found is None:
+        raise HarnessError(f"python {tag} is not installed on {host_name()}")
+    worker = prepare(found, finder.root)
+    return worker.python, found.environ()
+
