@@ -190,6 +190,19 @@ def test_two_spread_generators_take_every_seq_once_and_merge_into_one_cell(tmp_p
     assert timeline["in_flight"].to_numpy().max() <= CONCURRENCY
 
 
+def test_a_lone_spread_generator_on_processes_also_waits_for_its_start(tmp_path):
+    """The processes backend takes its t0 from start_clock too: an executor that spreads a
+    one-generator cell gets its ready line."""
+    text = small_scenario(latency="5ms", requests=8, concurrency=2, backends="[processes]")
+    key = plan_cells(parse_scenario(text))[0]
+    with ServerProcess(text) as server:
+        job = CellJob(text, key_dict(key), server.url, None, str(tmp_path), str(tmp_path),
+                      spread=True)
+        (report,), at = _run([job])
+    assert report["released"] == 8 and abs(report["t0_unix_ns"] - at) < 150_000_000
+    assert merge_spread([report], tmp_path, 8, 1)["released"] == 8
+
+
 def test_spread_open_model_generators_split_the_arrivals_with_seq_their_index(tmp_path):
     text = small_scenario(latency="5ms", backends="[asyncio]").replace(
         "requests: 60, concurrency: 4", "rate: 100/s, duration: 500ms, max_in_flight: 4, "

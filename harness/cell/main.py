@@ -3,7 +3,11 @@
 Protocol: a JSON job on stdin; JSON lines on stdout (`{"completed": n}` while running, then
 `{"done": ...}` with what the cell observed). Records, loop-lag samples and the timeline go to
 Arrow IPC spool files in the job's `spool_dir` as they come (harness.store.spool); the runner turns
-them into the cell's Parquet files. SIGINT and SIGTERM stop the cell gracefully."""
+them into the cell's Parquet files. SIGINT and SIGTERM stop the cell gracefully.
+
+A spread job (CellJob.spread) is one of a cell's generators on its own machine: it runs as a
+whole cell for its share, says `{"ready": true}` before its clock and starts at the Unix time
+it then reads on stdin; harness.store.merge makes one cell of the generators' reports."""
 
 from __future__ import annotations
 
