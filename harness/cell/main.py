@@ -3,7 +3,11 @@
 Protocol: a JSON job on stdin; JSON lines on stdout (`{"completed": n}` while running, then
 `{"done": ...}` with what the cell observed). Records, loop-lag samples and the timeline go to
 Arrow IPC spool files in the job's `spool_dir` as they come (harness.store.spool); the runner turns
-them into the cell's Parquet files. SIGINT and SIGTERM stop the cell gracefully."""
+them into the cell's Parquet files. SIGINT and SIGTERM stop the cell gracefully.
+
+A spread job (CellJob.spread) is one of a cell's generators on its own machine: it runs as a
+whole cell for its share, says `{"ready": true}` before its clock and starts at the Unix time
+it then reads on stdin; harness.store.merge makes one cell of the generators' reports."""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from harness.scenario.loader import parse_wire
 from harness.store.spool import Spooler
 
 PROGRESS_EVERY = 5  # samples (of 100 ms) between progress lines
+MAX_START_WAIT_S = 60.0  # a spread generator's wait for its start time, at most
 
 
 def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] = ()) -> dict:
@@ -41,12 +46,15 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
         raise RuntimeError(f"this cell is for python {wanted} but runs under "
                            f"{running_python()} ({sys.executable})")
     spec = CellSpec(parse_wire(job.scenario_text), CellKey(**job.key), job.server_url,
-                    job.units, job.work_dir, job.generator, job.shared, job.body_file)
+                    job.units, job.work_dir, job.generator, job.shared, job.body_file,
+                    job.spread)
     backend = get_backend(spec.backend)
-    if job.generator:
+    if job.generator and not job.spread:
         return _run_generator(spec, backend, job, stop, report)
     crowd = None
-    if spec.generators > 1:
+    if job.spread:  # a whole cell of its own but for its share, started with the others
+        backend.start_clock = spread_start(stop, report)
+    elif spec.generators > 1:
         crowd = Crowd(backend, job, spec, stop)
         spec = replace(spec, shared=crowd.shared.path)
         backend.gauge_state = gauge_state(crowd.shared, 0)
@@ -59,10 +67,12 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
         if count[0] % PROGRESS_EVERY == 0:
             report(json.dumps({"completed": completed}))
 
-    spool = Spooler(Path(job.spool_dir))
+    spool = Spooler(Path(job.spool_dir), generator=job.generator if job.spread else 0)
     spool.on_error = lambda message: stop.set("disk")  # a full disk ends the cell; rows stay
     mock = job.mock_url or job.server_url
-    clock = (lambda t0: post_t0(mock, t0, quiet=True)) if spec.scenario.server else None
+    # A spread generator's monotonic clock may be another machine's: it tells the server nothing.
+    clock = ((lambda t0: post_t0(mock, t0, quiet=True))
+             if spec.scenario.server and not job.spread else None)
     sampler = Sampler(crowd or backend, on_sample=progress, on_clock=clock)
     spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
     spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))
@@ -93,6 +103,33 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
     # free-threading support turns a free-threaded build's GIL back on for the whole process.
     result["gil_enabled"] = getattr(sys, "_is_gil_enabled", lambda: True)()
     return result
+
+
+def spread_start(stop: StopFlag, report, read=None):
+    """A spread generator's clock: once its backend is ready it says so and reads its start
+    time (Unix ns, this machine's time.time_ns()) on stdin, sleeps until then (at most
+    MAX_START_WAIT_S) and starts; an empty line or EOF stops it before anything starts. Every
+    generator of the cell so starts on one wall-clock instant."""
+    read = read or sys.stdin.readline
+
+    def start_clock() -> int:
+        report(json.dumps({"ready": True}))
+        line = read().strip()
+        if not line:
+            stop.set()
+            return now_ns()
+        try:
+            at_ns = int(line)
+        except ValueError:
+            raise ValueError(f"start time: expected Unix ns, got {line[:40]!r}") from None
+        wait_ns = min(at_ns - time.time_ns(), int(MAX_START_WAIT_S * 1e9))
+        due = now_ns() + wait_ns  # on the monotonic clock: a step of the wall clock is harmless
+        while (left := due - now_ns()) > 0:
+            if stop.event.wait(left / 1e9):
+                break
+        return now_ns()
+
+    return start_clock
 
 
 def _run_generator(spec: CellSpec, backend, job: CellJob, stop: StopFlag, report) -> dict:

@@ -27,11 +27,14 @@ WORD = 8
 
 class Counter:
     """Seqs 0, 1, 2, … up to `limit` (None: no limit), for the slots of one process. Under
-    the GIL `next` on an itertools.count is one atomic step, so threads need no lock."""
+    the GIL `next` on an itertools.count is one atomic step, so threads need no lock.
 
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self._next = count().__next__
+    Strided (`start` g, `step` N): generator g of N processes that share nothing takes g, g+N,
+    g+2N, …, so the N counters together hand out every seq below the limit once."""
+
+    def __init__(self, limit: int | None, start: int = 0, step: int = 1) -> None:
+        self.limit, self.start, self.step = limit, start, step
+        self._next = count(start, step).__next__
         if not getattr(sys, "_is_gil_enabled", lambda: True)():
             lock, step = threading.Lock(), self._next
 
@@ -50,7 +53,8 @@ class Counter:
     def released(self) -> int:
         """Seqs handed out; once taking is over (the count moves past what it reports)."""
         seq = self._next()
-        return seq if self.limit is None else min(seq, self.limit)
+        end = seq if self.limit is None else min(seq, self.limit)
+        return max(0, -(-(end - self.start) // self.step))  # start, start+step, … below end
 
 
 class Shared:

@@ -24,6 +24,9 @@ class CellJob:
     shared: str = ""  # the generators' shared file (set by generator 0 for the others)
     mock_url: str = ""  # the mock server's, when server_url is a started service's
     body_file: str = ""  # the request body the runner made (an image), read before the clock
+    # Generator `generator` of the key's `generators`, each a standalone process (machines
+    # apart): no shared file; seqs strided, its own timeline, a start time read on stdin.
+    spread: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

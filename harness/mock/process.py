@@ -10,13 +10,16 @@ import time
 
 from harness.core.errors import HarnessError
 from harness.core.wire import OWN_ROUTES, local_opener, post_t0
+from harness.mock.listen import seen_from_elsewhere
 
 STOP_WAIT_S = 0.3  # the server's own wait for hanging handlers when it is told to stop
 
 
 
 class ServerProcess:
-    """Starts the mock server in a child process on 127.0.0.1:0 and hands back its URL."""
+    """Starts the mock server in a child process on port 0 of the scenario's server.listen
+    (127.0.0.1 unless it says otherwise) and hands back its URL: `url` for a client on this
+    machine, `remote_url()` for one on another machine."""
 
     def __init__(self, scenario_text: str, startup_timeout_s: float = 15.0,
                  python: str = sys.executable, env: dict[str, str] | None = None,
@@ -49,6 +52,10 @@ class ServerProcess:
             self.stop()
             raise
         return self
+
+    def remote_url(self) -> str:
+        """The URL a cell on another machine uses; a loopback-bound server has none."""
+        return seen_from_elsewhere(self.url)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self._timeout

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from harness.core.system import raise_fd_limit
 from harness.mock.aiohttp_engine import make_app
+from harness.mock.listen import listening_socket, url_for
 from harness.mock.process import STOP_WAIT_S
 from harness.scenario.loader import parse_wire
 from harness.scenario.model import Scenario
@@ -51,10 +52,13 @@ async def _serve(config: Server, host: str, port: int, announce, backlog: int) -
     runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False,
                            handler_cancellation=True)  # a client that goes away ends its handler
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=backlog)
+    if host == "::":  # asyncio would bind IPv6 only: our socket takes IPv4 too
+        site = web.SockSite(runner, listening_socket(host, port, backlog))
+    else:
+        site = web.TCPSite(runner, host, port, backlog=backlog)
     await site.start()
     bound = site._server.sockets[0].getsockname()
-    announce(f"http://{host}:{bound[1]}")
+    announce(url_for(host, bound[1]))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,9 +71,11 @@ async def _serve(config: Server, host: str, port: int, announce, backlog: int) -
         await asyncio.wait_for(runner.cleanup(), STOP_WAIT_S)
 
 
-def serve(config: Server, host: str = "127.0.0.1", port: int = 0, announce=print,
+def serve(config: Server, host: str | None = None, port: int = 0, announce=print,
           fds: int = MIN_FDS, backlog: int = BACKLOG) -> None:
-    """Run in the foreground until SIGINT/SIGTERM (used by `harness serve` and the child)."""
+    """Run in the foreground until SIGINT/SIGTERM (used by `harness serve` and the child);
+    `host`: the address to bind, default the scenario's server.listen."""
+    host = config.listen if host is None else host
     limit = raise_fd_limit(fds)
     for note in (limit and f"note: mock server: {limit}", backlog_note(backlog)):
         if note:
@@ -96,7 +102,7 @@ def main() -> None:
         serve(scenario.server, port=port, announce=lambda url: (print(url, flush=True)),
               fds=fds_wanted(scenario), backlog=backlog_for(scenario))
     except OSError as exc:  # the port taken: one line for whoever started us
-        print(f"error: cannot listen on 127.0.0.1:{port}: {exc.strerror}", file=sys.stderr,
-              flush=True)
+        where = url_for(scenario.server.listen, port).removeprefix("http://")
+        print(f"error: cannot listen on {where}: {exc.strerror}", file=sys.stderr, flush=True)
         sys.exit(2)
 

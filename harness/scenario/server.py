@@ -3,6 +3,7 @@ stalls and a crash; which engine serves which feature."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from typing import Annotated, Literal
@@ -71,6 +72,19 @@ def _rate(value: object) -> object:
     if not 0 < rate <= MAX_SIZE:
         raise ValueError(f"must be a rate above 0 and at most 1GiB/s (got {brief(value)})")
     return rate
+
+
+def _address(value: object) -> object:
+    """An IPv4 or IPv6 literal to bind; 0.0.0.0 and :: are every interface."""
+    try:
+        return str(ipaddress.ip_address(value)) if isinstance(value, str) else _bad(value)
+    except ValueError:
+        return _bad(value)
+
+
+def _bad(value: object):
+    raise ValueError("must be an IPv4 or IPv6 address such as 127.0.0.1, ::1, 0.0.0.0 or :: "
+                     f"(got {brief(value)})")
 
 
 Flag = Annotated[bool | None, BeforeValidator(lambda v: v if v is None else _flag(v))]
@@ -213,6 +227,10 @@ class Server(StrictModel):
     endpoints: dict[Name, Endpoint] = Field(min_length=1, max_length=MAX_ITEMS)
     engine: Literal["aiohttp", "fast"] = "aiohttp"  # fast: harness/server_fast.py
     processes: int = Field(1, ge=1, le=MAX_PROCESSES)  # > 1: on one port, SO_REUSEPORT
+    # The address it binds: loopback unless a cell on another machine must reach it
+    listen: Annotated[str, BeforeValidator(_address), WithJsonSchema(
+        {"type": "string", "description": "an IPv4 or IPv6 address to bind; 0.0.0.0 or :: "
+         "for every interface"})] = "127.0.0.1"
     # The interpreter it runs under (an interpreter spec); default: the runner's
     python: Annotated[str | None, BeforeValidator(as_spec_text)] = Field(None, max_length=4096)
     stalls: Annotated[tuple[Stall, ...], BeforeValidator(as_tuple),

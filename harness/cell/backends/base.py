@@ -37,6 +37,7 @@ class CellSpec:
     generator: int = 0  # which of the cell's `generators` processes this one is
     shared: str = ""  # the generators' shared file (tickets.Shared); empty with one generator
     body_file: str = ""  # the request body the runner made (workload.body.image)
+    spread: bool = False  # the generators are standalone processes (CellJob.spread)
 
     @cached_property
     def load(self):
@@ -145,8 +146,16 @@ class Producer:
         # Without a queue, seqs come straight from a counter (the cell's one when it is split
         # across generators); the open model's arrivals bound it, not `requests`.
         limit = None if self.open else self.limit
-        self.counter = (Shared(spec.shared, spec.generators).counter(limit) if spec.shared
-                        else Counter(limit))
+        if spec.shared:
+            self.counter = Shared(spec.shared, spec.generators).counter(limit)
+        elif spec.spread and spec.generators > 1:
+            # Nothing shared: generator g takes g, g+N, …; open, seq = the arrival's index.
+            if self.queued:  # the scenario refuses it already; a hand-made job gets this
+                raise ValueError(f"a spread cell's {spec.generators} generators cannot share "
+                                 "one queue (load.workers, processes): use one generator")
+            self.counter = Counter(limit, spec.generator, spec.generators)
+        else:
+            self.counter = Counter(limit)
         self.start(now_ns())
         self.produced = 0
         self.released = 0

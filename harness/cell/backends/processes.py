@@ -95,6 +95,7 @@ class ProcessesBackend:
     name = "processes"
 
     def __init__(self) -> None:
+        self.start_clock = now_ns  # a spread cell's generator waits for its start time
         self.completed = 0
         self.gauge: SlotGauge | None = None
         self.lag_samples = None
@@ -121,7 +122,7 @@ class ProcessesBackend:
             producer = Producer(spec, stop)
             measured = merge_slot_extras([conn.recv() for conn in conns])
             freeze_heap()
-            t0 = now_ns()
+            t0 = self.start_clock()
             producer.start(t0)
             gauge = self.gauge = SlotGauge(t0, lock=lock, state=state)
             for conn in conns:

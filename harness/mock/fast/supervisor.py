@@ -15,6 +15,7 @@ import time
 
 from harness.mock.fast.counts import FIELDS, LocalCounts, SharedCounts
 from harness.mock.fast.protocol import EngineState, ServerConnection
+from harness.mock.listen import family, listening_socket, url_for
 from harness.scenario.server import Server
 
 BACKLOG = 1024
@@ -34,8 +35,8 @@ def serve_fast(config: Server, host: str = "127.0.0.1", port: int = 0, announce=
         return
     import uvloop
 
-    sock = socket.create_server((host, port), backlog=backlog)
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    sock = listening_socket(host, port, backlog)
+    url = url_for(host, sock.getsockname()[1])
     uvloop.run(_run(config, sock, LocalCounts(), lambda: announce(url)))
 
 
@@ -64,7 +65,7 @@ def _serve_process(config: Server, host: str, port: int, array, index: int, supe
         signal.signal(sig, signal.SIG_DFL)
     for fd in close_fds:
         os.close(fd)
-    sock = socket.create_server((host, port), backlog=_backlog, reuse_port=True)
+    sock = listening_socket(host, port, _backlog, reuse_port=True)
     counts = SharedCounts(array, index, config.processes, supervisor)
 
     def ready() -> None:
@@ -86,8 +87,10 @@ def _supervise(config: Server, host: str, port: int, announce) -> None:
     n = config.processes
     array = mmap.mmap(-1, n * FIELDS * 8)  # anonymous and shared: the processes see one array
     # Holds the port (bound, never listening: it takes no connections) until the others listen.
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder = socket.socket(family(host), socket.SOCK_STREAM)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if host == "::":  # as the servers' own sockets: IPv4 too, so the port is held for both
+        holder.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     holder.bind((host, port))
     port = holder.getsockname()[1]
     ready_r, ready_w = os.pipe()
@@ -114,7 +117,7 @@ def _supervise(config: Server, host: str, port: int, announce) -> None:
         failure = _await_ready(ready_r, processes, stopping, wake_r)
         holder.close()
         if failure is None and not stopping:
-            announce(f"http://{host}:{port}")
+            announce(url_for(host, port))
             failure = _watch(processes, stopping, wake_r)
     finally:
         signal.set_wakeup_fd(old_wakeup)
