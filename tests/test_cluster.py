@@ -142,10 +142,12 @@ class _Killer(RunUI):
         self.killed = 0
         self.notes: list[str] = []
         self.started = 0
+        self.events: list = []
 
     def cell_started(self, scenario, key, requests) -> None:
         self.started += 1
-        self._armed = self.killed < self.kills
+        self.events.append((time.monotonic(), f"started rep {key.repetition}"))
+        self._armed = key.repetition == 0 and self.killed < self.kills  # the first cell
 
     def cell_progress(self, completed: int) -> None:
         if getattr(self, "_armed", False) and completed >= 5:
@@ -153,10 +155,15 @@ class _Killer(RunUI):
             if pid is not None:
                 self._armed = False
                 self.killed += 1
+                self.events.append((time.monotonic(), f"kill {pid}"))
                 os.kill(pid, signal.SIGKILL)
 
     def note(self, line: str) -> None:
+        self.events.append((time.monotonic(), line))
         self.notes.append(line)
+
+    def cell_finished(self, cell: dict) -> None:
+        self.events.append((time.monotonic(), f"finished rep {cell['repetition']}"))
 
 
 @pytest.mark.parametrize("kills", [1, 2])
@@ -169,12 +176,14 @@ def test_a_cell_lost_with_its_worker_is_retried_once_then_written_incomplete(
     ui = _Killer(client, kills)
     result = run_scenarios([_scenario(tmp_path, text)], out=tmp_path / "out", ui=ui,
                            cluster=address)
+    t0 = ui.events[0][0] if ui.events else 0
+    print("\n".join(f"{t - t0:6.1f} {what}" for t, what in ui.events))
     assert ui.killed == kills
     run = read_run(tmp_path / "out")
     cells = run["cells"].to_pandas().sort_values("repetition")
     assert len(cells) == 2  # the lost cell appears once; the run went on to the next
     requests = run["requests"].to_pandas()
-    for rep, rows in requests.groupby("repetition"):
+    for _, rows in requests.groupby("repetition"):
         assert not rows["seq"].duplicated().any()  # the first attempt's rows were dropped
     assert sorted(requests[requests["repetition"] == 1]["seq"]) == list(range(60))
     first = cells.iloc[0]

@@ -79,12 +79,23 @@ class Cluster:
 
         # its own tracebacks of a refused connection: ours is one line
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        if shown(address) != address:
+            raise HarnessError(f"{where}: credentials in the address are not used by Dask "
+                               "(secure a cluster with its TLS settings: docs/cluster.md)")
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        try:
+            scheme, location = parse_address(address)
+            if scheme in ("tcp", "tls"):
+                parse_host_port(location)
+        except ValueError:  # before a Client exists: a failed one complains as it goes
+            raise HarnessError(f"{where}: not a scheduler address (e.g. tcp://HOST:8786)"
+                               ) from None
         try:
             client = Client(address, timeout=CONNECT_S, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise HarnessError(f"{where}: cannot reach the scheduler "
-                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-                               ) from None
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise HarnessError(f"{where}: cannot reach the scheduler ({why})") from None
         cluster = cls(address, client)
         try:
             cluster._check(where)
@@ -174,7 +185,8 @@ class Executor:
                 self._drain()
                 for attempt in [a for a in self.attempts.values() if a.future.done()]:
                     self._drain()  # what it put before it returned is in the queue
-                    self._done(attempt)
+                    if attempt.token in self.attempts:  # not written off meanwhile
+                        self._done(attempt)
                 if time.monotonic() - checked > LOSS_CHECK_S:
                     checked = time.monotonic()
                     self._find_lost()
@@ -194,12 +206,11 @@ class Executor:
         data = dict(self.payload(order), token=token, run_id=self.run_id,
                     names=dict(self.names, cancel=f"{token}-cancel"))
         workers = None
-        if avoid:  # another host where there is one, else another worker
-            others = [a for a, host in self.cluster.workers.items() if host != avoid]
-            alive = set(self.client.scheduler_info()["workers"])
-            others = [a for a in others if a in alive] or [
-                a for a in alive if a != attempt.worker]
-            workers = others or None
+        if avoid:  # another host where there is one (named by address, so a worker restarted
+            # there counts too), else any worker: a pinned address may die before it starts
+            others = {_address_host(a) for a, host in self.cluster.workers.items()
+                      if host != avoid}
+            workers = sorted(others) or None
         where = {"workers": workers, "allow_other_workers": False} if workers else {}
         attempt.future = self.client.submit(remote.cell_task, data, key=token, pure=False,
                                             retries=0, priority=priority, **where)
@@ -221,6 +232,10 @@ class Executor:
         if attempt is None or message["token"] in self.written_off:
             return
         if message.get("started"):
+            if attempt.started:  # Dask ran it again after its worker died: a lost attempt
+                del self.attempts[attempt.token]
+                self._lost(attempt)
+                return
             attempt.started, attempt.worker = True, message["worker"]
             attempt.host = message["host"]
             attempt.spool = self.sink.started(attempt.order, attempt.host)
@@ -250,7 +265,7 @@ class Executor:
         self.sink.finished(attempt.order, dict(result, attempt=attempt.number))
 
     def _find_lost(self) -> None:
-        alive = set(self.client.scheduler_info()["workers"])
+        alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
         for attempt in list(self.attempts.values()):
             if attempt.started and attempt.worker not in alive:
                 del self.attempts[attempt.token]
@@ -287,6 +302,12 @@ class Executor:
                 self.sink.finished(attempt.order, {"observed": None, "host": attempt.host,
                                                    "aborted": True,
                                                    "attempt": attempt.number})
+
+
+def _address_host(address: str) -> str:
+    """`tcp://10.0.0.2:40000` → `10.0.0.2`: what Dask's `workers=` matches a machine by."""
+    netloc = address.split("://", 1)[-1]
+    return netloc.rsplit(":", 1)[0].strip("[]")
 
 
 def _lost_worker(exc: BaseException) -> bool:

@@ -31,6 +31,9 @@ LOCK_PREFIX = "harness-host-"
 POLL_S = 0.25  # how often a running cell's spool is shipped and its events looked at
 CHUNK = 8 << 20  # bytes of one spool file per queue message, at most
 KILL_AFTER_S = GRACE_S + 10  # after a stop, a cell process still alive then is killed
+# A host's lock held by a worker that died is free again after this (Dask's default is 30 s);
+# the worker's own client renews it several times within.
+LEASE = "10s"
 _calibrated: dict[tuple, dict] = {}  # per worker process: (run, kind, duration) → calibration
 
 
@@ -59,9 +62,7 @@ def host_facts() -> dict:
 
 def calibrate_task(run_id: str, kinds: list[tuple[str, int]]) -> dict:
     """CPU units on this host, each (kind, duration) measured with the host to itself."""
-    from distributed import Lock
-
-    with Lock(LOCK_PREFIX + host_name()):
+    with _host_lock():
         return {f"{kind}:{duration}": _calibration(run_id, kind, duration)
                 for kind, duration in kinds}
 
@@ -78,12 +79,12 @@ def _calibration(run_id: str, kind: str, duration: int) -> dict:
 def cell_task(payload: dict) -> dict:
     """One attempt at one cell. Waits for its host's lock; gives up waiting when the run is
     stopped or this attempt was written off (the runner took it for lost)."""
-    from distributed import Event, Lock, Queue
+    from distributed import Event, Queue
 
     names = payload["names"]
     events = {name: Event(names[name]) for name in ("stop", "kill", "cancel")}
     queue = Queue(names["queue"])
-    lock = Lock(LOCK_PREFIX + host_name())
+    lock = _host_lock()
     while not lock.acquire(timeout=POLL_S):
         if events["stop"].is_set() or events["cancel"].is_set():
             return {"token": payload["token"], "skipped": True}
@@ -93,6 +94,14 @@ def cell_task(payload: dict) -> dict:
         return _Cell(payload, queue, events).run()
     finally:
         lock.release()
+
+
+def _host_lock():
+    import dask
+    from distributed import Lock
+
+    with dask.config.set({"distributed.scheduler.locks.lease-timeout": LEASE}):
+        return Lock(LOCK_PREFIX + host_name())
 
 
 def _die_with_parent() -> None:
