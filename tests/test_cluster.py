@@ -5,11 +5,11 @@ per-host lock. No timing target is asserted here."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -206,13 +206,16 @@ def test_nothing_imports_dask_without_cluster():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def _wait(predicate, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+class _Interrupter(RunUI):
+    """Sends this process SIGINT once the first cell has rows (the runner's handler, in the
+    main thread, takes it as a user's Ctrl-C)."""
+
+    sent = False
+
+    def cell_progress(self, completed: int) -> None:
+        if not self.sent and completed >= 10:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_an_interrupt_stops_the_cluster_cells_gracefully_and_keeps_them(tmp_path, cluster):
@@ -220,24 +223,37 @@ def test_an_interrupt_stops_the_cluster_cells_gracefully_and_keeps_them(tmp_path
     client.wait_for_workers(2, timeout=60)
     text = small_scenario(latency="100ms", requests=200, concurrency=2,
                           backends="[threads, asyncio]")
-    ui = RunUI()
-    result = {}
+    ui = _Interrupter()
+    result = run_scenarios([_scenario(tmp_path, text)], out=tmp_path / "out", ui=ui,
+                           cluster=address)
+    assert ui.sent and result.interrupted
+    cells = read_run(tmp_path / "out")["cells"].to_pandas()
+    assert len(cells) == 1  # the running cell kept; the other one never started
+    assert 10 <= cells["requests"].iloc[0] < 200
+    assert bool(cells["interrupted"].iloc[0])
 
-    def go():
-        result["run"] = run_scenarios([_scenario(tmp_path, text)], out=tmp_path / "out",
-                                      ui=ui, cluster=address)
 
-    # run_scenarios installs its signal handlers: it must run in the main thread, so the
-    # interrupt comes from a timer thread instead
-    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        go()
-    finally:
-        timer.cancel()
-    assert result["run"].interrupted
+def test_two_generators_of_one_cell_on_two_workers_make_one_merged_cell(tmp_path, cluster):
+    address, client, _ = cluster
+    client.wait_for_workers(2, timeout=60)
+    text = small_scenario(requests=60, concurrency=4, backends="[asyncio, threads]",
+                          extra_load=", generators: 2")
+    result = run_scenarios([_scenario(tmp_path, text)], out=tmp_path / "out", cluster=address)
+    assert not result.failures
     run = read_run(tmp_path / "out")
     cells = run["cells"].to_pandas()
-    assert 1 <= len(cells) <= 2
-    assert (cells["requests"] > 0).all() and (cells["requests"] < 200).any()
-    assert cells["interrupted"].any()
+    assert len(cells) == 2 and cells["complete"].all()
+    assert (cells["requests"] == 60).all() and (cells["generators"] == 2).all()
+    requests = run["requests"].to_pandas()
+    for _, rows in requests.groupby("backend"):
+        assert sorted(rows["seq"]) == list(range(60))  # the scenario's total, each seq once
+        assert set(rows["generator"]) == {0, 1}
+        assert rows["host"].notna().all()
+    # one timeline per cell, its in flight the generators' sum: never above the limit
+    timeline = run["timeline"].to_pandas()
+    for _, rows in timeline.groupby("backend"):
+        assert not rows["t_ns"].duplicated().any()
+    assert (cells["peak_in_flight_live"] <= 4).all() and (cells["peak_in_flight_live"] > 2).all()
+    meta = json.loads((tmp_path / "out" / "run.json").read_text())
+    clocks = meta["cluster"]["clocks"]
+    assert len(clocks) == 2 and all(len(c) == 2 for c in clocks.values())

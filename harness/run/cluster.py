@@ -47,6 +47,19 @@ class Attempt:
     host: str = ""
     started: bool = False
     spool: object = None  # the runner's spool folder for it, once it started
+    group: Spread | None = None  # one generator of a cell spread over several workers
+    generator: int = 0
+
+
+@dataclass
+class Spread:
+    """A cell whose `generators` run on as many workers, one attempt each (not retried: a lost
+    generator's share becomes `lost` rows, as on one machine)."""
+
+    order: object
+    generators: int
+    results: dict = field(default_factory=dict)  # generator → its result (None: lost)
+    spool: object = None  # opened by the first generator that started
 
 
 @dataclass
@@ -57,6 +70,7 @@ class Sink:
     progress: Callable  # (order, completed)
     finished: Callable  # (order, result dict: observed, failure, host, times…)
     lost: Callable  # (order, attempt number, host): said to the user
+    spread: Callable  # (order, [result dict or None per generator]): a spread cell ended
 
 
 @dataclass
@@ -175,30 +189,82 @@ class Executor:
         self.written_off: set[str] = set()  # tokens whose messages are dropped
 
     def run(self, orders: list, payload: Callable) -> None:
-        """`payload(order)`: the task's data for an order (the token and names are added)."""
+        """`payload(order)`: the task's data for an order (the token and names are added).
+        Cells of one generator run side by side, one per host; a spread cell runs alone."""
         self.payload = payload
-        for priority, order in enumerate(orders):
-            self._submit(order, 1, priority=len(orders) - priority)
-        checked = time.monotonic()
+        batch: list = []
         try:
-            while self.attempts:
-                self._drain()
-                for attempt in [a for a in self.attempts.values() if a.future.done()]:
-                    self._drain()  # what it put before it returned is in the queue
-                    if attempt.token in self.attempts:  # not written off meanwhile
-                        self._done(attempt)
-                if time.monotonic() - checked > LOSS_CHECK_S:
-                    checked = time.monotonic()
-                    self._find_lost()
-                if self.interrupt.requested and not self.stop.is_set():
-                    self.stop.set()
-                if self.interrupt.aborted:
-                    self._abort()
-                    break
-                time.sleep(0.05)
+            for order in orders:
+                if order.key.generators > 1:
+                    self._batch(batch)
+                    batch = []
+                    if not self.interrupt.requested:
+                        self._spread(order)
+                else:
+                    batch.append(order)
+            self._batch(batch)
         finally:
             for event in (self.stop, self.kill):
                 event.clear()
+
+    def _batch(self, orders: list) -> None:
+        if self.interrupt.requested:
+            return
+        for priority, order in enumerate(orders):
+            self._submit(order, 1, priority=len(orders) - priority)
+        self._wait()
+
+    def _spread(self, order) -> None:
+        """Its generators on distinct workers, machines taken in turn."""
+        count = order.key.generators
+        places = self._places(count)
+        if len(places) < count:
+            self.sink.spread(order, [{"failure": f"load.generators: {count} needs {count} "
+                                                 f"workers; the cluster has {len(places)}"}])
+            return
+        group = Spread(order, count)
+        cell = f"{self.run_id}-{order.label}"
+        for g, address in enumerate(places):
+            token = f"{cell}-g{g}"
+            data = dict(self.payload(order), token=token, run_id=self.run_id,
+                        names=dict(self.names, cancel=f"{token}-cancel"),
+                        spread={"cell": cell, "generator": g, "generators": count})
+            attempt = Attempt(order, 1, token, worker=address, group=group, generator=g)
+            attempt.future = self.client.submit(remote.cell_task, data, key=token, pure=False,
+                                                retries=0, workers=[address],
+                                                allow_other_workers=False)
+            self.attempts[token] = attempt
+        self._wait()
+
+    def _places(self, count: int) -> list[str]:
+        by_host: dict[str, list[str]] = {}
+        for address in sorted(self.client.scheduler_info(n_workers=-1)["workers"]):
+            by_host.setdefault(_address_host(address), []).append(address)
+        places = []
+        while len(places) < count and any(by_host.values()):
+            for addresses in by_host.values():
+                if addresses and len(places) < count:
+                    places.append(addresses.pop(0))
+        return places
+
+    def _wait(self) -> None:
+        """Until every attempt submitted is written, given up or cancelled."""
+        checked = time.monotonic()
+        while self.attempts:
+            self._drain()
+            for attempt in [a for a in self.attempts.values() if a.future.done()]:
+                self._drain()  # what it put before it returned is in the queue
+                if attempt.token in self.attempts:  # not written off meanwhile
+                    self._done(attempt)
+            if time.monotonic() - checked > LOSS_CHECK_S:
+                checked = time.monotonic()
+                self._find_lost()
+            if self.interrupt.requested and not self.stop.is_set():
+                self.stop.set()
+            if self.interrupt.aborted:
+                self._abort()
+                return
+            time.sleep(0.05)
 
     def _submit(self, order, number: int, priority: int = 0, avoid: str = "") -> None:
         token = f"{self.run_id}-{order.label}-a{number}"
@@ -238,9 +304,16 @@ class Executor:
                 return
             attempt.started, attempt.worker = True, message["worker"]
             attempt.host = message["host"]
-            attempt.spool = self.sink.started(attempt.order, attempt.host)
+            group = attempt.group
+            if group is None:
+                attempt.spool = self.sink.started(attempt.order, attempt.host)
+            else:
+                if group.spool is None:
+                    group.spool = self.sink.started(attempt.order, attempt.host)
+                attempt.spool = group.spool
         elif "completed" in message:
-            self.sink.progress(attempt.order, message["completed"])
+            if attempt.group is None:  # a spread cell's generators count apart: not shown
+                self.sink.progress(attempt.order, message["completed"])
         elif "file" in message and attempt.started:
             path = attempt.spool / message["file"]
             with open(path, "r+b" if path.exists() else "wb") as target:
@@ -258,16 +331,31 @@ class Executor:
             result = {"failure": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
                       if str(exc) else type(exc).__name__}
         attempt.future.release()
+        if attempt.group is not None:
+            self._gather(attempt, None if result.get("skipped") else result)
+            return
         if result.get("skipped"):  # the run stopped before it began: nothing to keep
             return
         if not attempt.started:  # failed before it said so: nothing shipped
             attempt.spool = self.sink.started(attempt.order, result.get("host", ""))
         self.sink.finished(attempt.order, dict(result, attempt=attempt.number))
 
+    def _gather(self, attempt: Attempt, result: dict | None) -> None:
+        group = attempt.group
+        group.results[attempt.generator] = result
+        if len(group.results) == group.generators:
+            if group.spool is None and any(group.results.values()):
+                group.spool = self.sink.started(group.order, next(
+                    r.get("host", "") for r in group.results.values() if r))
+            if group.spool is not None:
+                self.sink.spread(group.order, [group.results[g]
+                                               for g in range(group.generators)])
+
     def _find_lost(self) -> None:
         alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
         for attempt in list(self.attempts.values()):
-            if attempt.started and attempt.worker not in alive:
+            pinned = attempt.group is not None  # placed before it started
+            if (attempt.started or pinned) and attempt.worker not in alive:
                 del self.attempts[attempt.token]
                 self._lost(attempt)
 
@@ -280,7 +368,10 @@ class Executor:
         self.written_off.add(attempt.token)
         Event(f"{attempt.token}-cancel", client=self.client).set()
         self.client.cancel([attempt.future], force=True)
-        self.sink.lost(attempt.order, attempt.number, attempt.host)
+        self.sink.lost(attempt.order, attempt.number, attempt.host or attempt.worker)
+        if attempt.group is not None:
+            self._gather(attempt, None)
+            return
         if attempt.number == 1 and not self.interrupt.requested:
             self._submit(attempt.order, 2, avoid=attempt.host)
         elif attempt.started:
@@ -298,7 +389,8 @@ class Executor:
         self.client.cancel([a.future for a in self.attempts.values()], force=True)
         for attempt in list(self.attempts.values()):
             del self.attempts[attempt.token]
-            if attempt.started:
+            if attempt.started and attempt.group is None:  # a spread one's spool stays, read
+                # as an incomplete cell (as a local cell killed by a second interrupt)
                 self.sink.finished(attempt.order, {"observed": None, "host": attempt.host,
                                                    "aborted": True,
                                                    "attempt": attempt.number})

@@ -130,6 +130,7 @@ def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, ou
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for writer in writers.values():
+            writer.amend(writing.amend)
             writer.close()
     result.interrupted = interrupt.requested
     return result
@@ -141,9 +142,11 @@ class _Writing:
     def __init__(self, ui: RunUI, result: RunResult) -> None:
         self.ui, self.result = ui, result
         self.current: Order | None = None  # the one whose progress is shown
+        self.clocks: dict[str, list[dict]] = {}  # spread cells: each generator's clock
+        self.reached: dict[str, list[str]] = {}  # scenario → notes of mock servers reached
 
     def sink(self) -> Sink:
-        return Sink(self.started, self.progress, self.finished, self.lost)
+        return Sink(self.started, self.progress, self.finished, self.lost, self.spread)
 
     def started(self, order: Order, host: str) -> Path:
         """An attempt began on `host`: its spool folder, empty (a retry drops the rows of
@@ -165,15 +168,70 @@ class _Writing:
                      f"{host} was lost: {again}")
 
     def finished(self, order: Order, found: dict) -> None:
-        item, key = order.item, order.key
-        label = f"cell {item.scenario.name} {key_label(key)}"
+        label = f"cell {order.item.scenario.name} {key_label(order.key)}"
         if found.get("failure"):
             self.result.failures.append(scrub(f"{label} failed: {found['failure']}"))
-        constants = dict(order.constants, host=found.get("host") or "")
+        self._write(order, found.get("observed"), found.get("server_stats") or {},
+                    {"0": found.get("host") or ""}, found.get("started_unix_ns"),
+                    found.get("finished_unix_ns"))
+
+    def spread(self, order: Order, results: list[dict | None]) -> None:
+        """A cell whose generators ran on several workers: their reports merged as one
+        process's, a lost generator's share as `lost` rows."""
+        from harness.store.merge import merge_spread
+
+        item, key = order.item, order.key
+        label = f"cell {item.scenario.name} {key_label(key)}"
+        for g, found in enumerate(results):
+            if found is None:
+                self.result.failures.append(f"{label}: generator {g} was lost")
+            elif found.get("failure"):
+                self.result.failures.append(scrub(f"{label} generator {g} failed: "
+                                                  f"{found['failure']}"))
+        if len(results) < key.generators:  # not placed: nothing ran
+            return
+        load = item.scenario.load_for(key)
+        limit = (load.requests + load.warmup.requests
+                 if load.model == "closed" and load.requests is not None else None)
+        reports = [found.get("observed") if found else None for found in results]
+        observed = merge_spread(reports, order.spool, limit, key.generators)
+        if not all(reports):
+            observed.pop("done", None)  # a generator died: the cell is incomplete
+        hosts = {str(g): found["host"] for g, found in enumerate(results) if found}
+        self.clocks[order.label] = [found["clock"] for found in results
+                                    if found and found.get("clock")]
+        reached = sorted({found["reached"] for found in results if found and
+                          found.get("reached")})
+        if reached:
+            self.reached.setdefault(item.scenario.name, []).append(
+                f"cell {order.index}: generators on other hosts reached the mock server on "
+                f"{', '.join(reached)} over the network")
+        first = results[0] or {}
+        times = [found.get(k) for found in results if found
+                 for k in ("started_unix_ns", "finished_unix_ns")]
+        starts = [t for t in times[0::2] if t is not None]
+        ends = [t for t in times[1::2] if t is not None]
+        self._write(order, observed, first.get("server_stats") or {}, hosts,
+                    min(starts) if starts else None, max(ends) if ends else None)
+
+    def amend(self, metadata: dict) -> None:
+        """run.json at the end: each spread cell's clock offsets (per generator: the scheduler's
+        clock minus its host's, measured at the start barrier) and the notes."""
+        names = {entry.get("name") for entry in metadata.get("scenarios") or ()}
+        metadata["cluster"]["clocks"] = {label: clocks for label, clocks in self.clocks.items()
+                                         if label.rsplit("-", 1)[0] in names}
+        for entry in metadata.get("scenarios") or ():
+            notes = self.reached.get(entry.get("name"))
+            if notes:
+                entry["notes"] = [*(entry.get("notes") or ()), *notes]
+
+    def _write(self, order: Order, observed: dict | None, server: dict, hosts: dict,
+               started: int | None, finished: int | None) -> None:
+        item, key = order.item, order.key
+        constants = dict(order.constants, host=hosts.get("0", ""), hosts=hosts)
         rows = order.writer.write_cell_data(order.index, order.spool, constants)
-        cell = rows.cell_row(found.get("observed"), found.get("server_stats") or {},
-                             item.scenario.load_for(key).max_sched_lag)
-        cell.update(started_unix_ns=found.get("started_unix_ns"),
-                    finished_unix_ns=found.get("finished_unix_ns"))
+        cell = rows.cell_row(observed, server, item.scenario.load_for(key).max_sched_lag)
+        cell.pop("hosts", None)
+        cell.update(started_unix_ns=started, finished_unix_ns=finished)
         order.writer.commit(order.index, order.spool, cell)
         self.ui.cell_finished(cell)

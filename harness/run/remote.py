@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.core.job import GRACE_S, SERVER_DIED, CellJob
 from harness.run.exits import failure as exit_failure
+from harness.run.workers import sources_hash
 
 LOCK_PREFIX = "harness-host-"
 POLL_S = 0.25  # how often a running cell's spool is shipped and its events looked at
@@ -34,6 +35,9 @@ KILL_AFTER_S = GRACE_S + 10  # after a stop, a cell process still alive then is 
 # A host's lock held by a worker that died is free again after this (Dask's default is 30 s);
 # the worker's own client renews it several times within.
 LEASE = "10s"
+# The harness sources this process loaded, hashed when it loaded them: a worker still running
+# code older than its files counts as another version.
+_SOURCES = sources_hash(Path(__file__).resolve().parent.parent)
 _calibrated: dict[tuple, dict] = {}  # per worker process: (run, kind, duration) → calibration
 
 
@@ -46,7 +50,6 @@ def host_facts() -> dict:
     import psutil
 
     from harness.core.keys import running_python
-    from harness.run.workers import sources_hash
     from harness.store.meta import cpu_model
 
     try:
@@ -57,7 +60,7 @@ def host_facts() -> dict:
             "memory_bytes": psutil.virtual_memory().total, "cpu_model": cpu_model(),
             "python": platform.python_version(), "python_key": running_python(),
             "platform": platform.platform(),
-            "harness": sources_hash(Path(__file__).resolve().parent.parent)}
+            "harness": _SOURCES}
 
 
 def calibrate_task(run_id: str, kinds: list[tuple[str, int]]) -> dict:
@@ -84,6 +87,10 @@ def cell_task(payload: dict) -> dict:
     names = payload["names"]
     events = {name: Event(names[name]) for name in ("stop", "kill", "cancel")}
     queue = Queue(names["queue"])
+    if payload.get("spread"):  # one generator of a cell: the runner runs nothing beside it
+        if events["stop"].is_set() or events["cancel"].is_set():
+            return {"token": payload["token"], "skipped": True}
+        return _Cell(payload, queue, events).run()
     lock = _host_lock()
     while not lock.acquire(timeout=POLL_S):
         if events["stop"].is_set() or events["cancel"].is_set():
@@ -135,6 +142,7 @@ class _Cell:
     def __init__(self, payload: dict, queue, events: dict) -> None:
         self.payload, self.queue, self.events = payload, queue, events
         self.token = payload["token"]
+        self.barrier: _Barrier | None = None
 
     def say(self, **message) -> None:
         self.queue.put({"token": self.token, **message})
@@ -174,23 +182,30 @@ class _Cell:
             kind, duration = payload["calibrate"]
             units = (payload.get("units_by_host") or {}).get(host_name()) or _calibration(
                 payload["run_id"], kind, duration)["units"]
+        spread = payload.get("spread")
+        generator = spread["generator"] if spread else 0
         with open(work / "stderr.txt", "w+") as stderr:
             proc = subprocess.Popen([python, "-m", "harness.cell", *payload["preload"]],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=stderr, text=True, start_new_session=True, env=env,
                                     preexec_fn=_die_with_parent)
             server = None
+            stats = {}
             try:
-                if payload["server"]:
+                if payload["server"] and generator == 0:
                     server = ServerProcess(payload["wire"], preexec_fn=_die_with_parent)
                     server.__enter__()
-                url = server.url if server is not None else payload["target"]
+                self.barrier = _Barrier(spread, server) if spread else None
+                if payload["server"]:
+                    url = server.url if server is not None else self.barrier.server_url()
+                else:
+                    url = payload["target"]
                 job = CellJob(payload["wire"], payload["key"], url, units, str(work),
-                              str(spool), body_file=body_file)
+                              str(spool), body_file=body_file, generator=generator,
+                              spread=bool(spread))
                 observed = self._drive(proc, job, server, _Shipper(spool, self.queue,
                                                                     self.token))
                 finished = time.time_ns()
-                stats = {}
                 if server is not None:
                     stats = server.stats()
                     stats["exit"] = server.proc.poll()
@@ -204,13 +219,18 @@ class _Cell:
             failure = None
             if observed is None or proc.returncode != 0:
                 observed, failure = None, exit_failure(proc.returncode, stderr)
-        return {"observed": observed, "failure": failure, "server_stats": stats,
-                "finished_unix_ns": finished, "units": units}
+        found = {"observed": observed, "failure": failure, "server_stats": stats,
+                 "finished_unix_ns": finished, "units": units}
+        if self.barrier is not None:
+            found.update(generator=generator, clock=self.barrier.clock,
+                         reached=self.barrier.reached)
+        return found
 
     def _drive(self, proc: subprocess.Popen, job: CellJob, server, shipper: _Shipper):
         """Send the job; until the cell ends ship its spool, pass on its progress, and the
         run's stop (SIGTERM, then SIGKILL after the grace) and the server's death."""
         result: list[dict] = []
+        barrier = self.barrier
 
         def read() -> None:
             try:
@@ -218,14 +238,22 @@ class _Cell:
                     message = json.loads(line)
                     if "completed" in message:
                         self.say(completed=message["completed"])
+                    elif message.get("ready") and barrier is not None:
+                        start = barrier.start(self.events)  # this machine's clock, or None
+                        with contextlib.suppress(OSError):
+                            proc.stdin.write(f"{start if start is not None else ''}\n")
+                            proc.stdin.close()
                     elif message.get("done"):
                         result.append(message)
             except (OSError, ValueError):
                 pass
 
         try:
-            proc.stdin.write(job.to_json())
-            proc.stdin.close()
+            proc.stdin.write(job.to_json() + "\n")
+            if barrier is None:
+                proc.stdin.close()
+            else:
+                proc.stdin.flush()
         except BrokenPipeError:
             return None
         reader = threading.Thread(target=read, daemon=True)
@@ -249,6 +277,92 @@ class _Cell:
         reader.join()
         shipper.ship()
         return result[0] if result else None
+
+
+READY_WAIT_S = 120.0  # for every generator of a spread cell to be ready (connections open)
+START_MARGIN_NS = 1_000_000_000  # the common start: this far after the last one was ready
+
+
+class _Barrier:
+    """The start of a cell spread over several workers: generator 0 publishes its mock
+    server's URL; every generator, once ready, measures its clock against the scheduler's and
+    says so; generator 0 then sets one start instant on the scheduler's clock, which each
+    generator turns into its own."""
+
+    def __init__(self, spread: dict, server) -> None:
+        from distributed import Queue, Variable, get_client
+
+        self.client = get_client()  # in the task's thread: the reader's has no worker context
+        self.spread, self.server = spread, server
+        base = spread["cell"]
+        self.ready = Queue(f"{base}-ready")
+        self.url = Variable(f"{base}-url")
+        self.begin = Variable(f"{base}-start")
+        self.clock: dict = {}  # this host's offset to the scheduler's clock, and how sure
+        self.reached = ""  # the mock server's host, when it is another machine's
+        if server is not None:
+            self.url.set({"url": server.url, "host": host_name()})
+
+    def server_url(self) -> str:
+        from harness.mock.listen import seen_from_elsewhere
+
+        found = self.url.get(timeout=READY_WAIT_S)
+        if found["host"] == host_name():
+            return found["url"]
+        self.reached = found["host"]
+        return seen_from_elsewhere(found["url"])  # a loopback bind: one line, the cell fails
+
+    def start(self, events: dict) -> int | None:
+        """The start on this machine's clock (Unix ns); None when the cell stops first."""
+        self.clock = _offset(self.client)
+        g = self.spread["generator"]
+        self.ready.put(g)
+        if g == 0:
+            self._lead(events)
+        end = time.monotonic() + READY_WAIT_S + 30  # generator 0 died before it led
+        while True:
+            try:
+                instant = self.begin.get(timeout=1)
+                break
+            except TimeoutError:
+                if (events["stop"].is_set() or events["cancel"].is_set()
+                        or time.monotonic() > end):
+                    return None
+        if instant is None:
+            return None
+        local = instant - self.clock["offset_ns"]
+        if self.server is not None:  # its stalls and crash_after count from the same instant
+            from harness.core.clock import now_ns
+            from harness.core.wire import post_t0
+
+            post_t0(self.server.url, now_ns() + local - time.time_ns(), quiet=True)
+        return local
+
+    def _lead(self, events: dict) -> None:
+        waiting, end = self.spread["generators"], time.monotonic() + READY_WAIT_S
+        while waiting and time.monotonic() < end:
+            if events["stop"].is_set() or events["cancel"].is_set():
+                self.begin.set(None)
+                return
+            with contextlib.suppress(TimeoutError):
+                self.ready.get(timeout=1)
+                waiting -= 1
+        # late ones start at once when they come: their rows say so
+        now = self.client.run_on_scheduler(time.time_ns)
+        self.begin.set(now + START_MARGIN_NS)
+
+
+def _offset(client, tries: int = 5) -> dict:
+    """This machine's clock against the scheduler's: the scheduler's time minus ours at the
+    midpoint of the fastest of a few round trips."""
+    best = None
+    for _ in range(tries):
+        before = time.time_ns()
+        theirs = client.run_on_scheduler(time.time_ns)
+        after = time.time_ns()
+        if best is None or after - before < best[1]:
+            best = (theirs - (before + after) // 2, after - before)
+    return {"host": host_name(), "offset_ns": best[0], "round_trip_ns": best[1]}
 
 
 def _python(payload: dict) -> tuple[str, dict]:

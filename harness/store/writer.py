@@ -103,6 +103,17 @@ class RunWriter:
         shutil.rmtree(spool, ignore_errors=True)
 
 
+    def amend(self, change) -> None:
+        """run.json changed by `change(metadata)` in place: what only the run's end knows (a
+        cluster's clock offsets); the Parquet files keep what was known at the start."""
+        path = self.out_dir / RUN_FILE
+        try:
+            metadata = json.loads(path.read_text())
+            change(metadata)
+            _write_atomic(path, json.dumps(metadata, indent=1).encode())
+        except OSError as exc:
+            raise _disk_error(path, exc) from None
+
     def close(self) -> None:
         """At the end of the run: the spool folder goes when no cell left anything in it."""
         with contextlib.suppress(OSError):
