@@ -115,6 +115,17 @@ def test_an_unreachable_scheduler_is_one_line_within_seconds(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written
 
 
+def test_a_worker_running_other_harness_sources_is_refused(tmp_path, cluster, monkeypatch):
+    from harness.run import remote
+
+    address, _, _ = cluster
+    monkeypatch.setattr(remote, "_SOURCES", "another version")
+    loaded = _scenario(tmp_path, small_scenario(requests=5, backends="[asyncio]"))
+    with pytest.raises(HarnessError, match="runs other harness sources"):
+        run_scenarios([loaded], out=tmp_path / "out", cluster=address)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_address_is_written_without_credentials():
     from harness.run.cluster import shown
 

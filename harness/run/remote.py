@@ -107,8 +107,10 @@ def _host_lock():
     import dask
     from distributed import Lock
 
-    with dask.config.set({"distributed.scheduler.locks.lease-timeout": LEASE}):
-        return Lock(LOCK_PREFIX + host_name())
+    # Set for the worker process, not for a block: the lock registers itself (and reads it)
+    # later, on the worker's event loop. The worker exists to run cells.
+    dask.config.set({"distributed.scheduler.locks.lease-timeout": LEASE})
+    return Lock(LOCK_PREFIX + host_name())
 
 
 def _die_with_parent() -> None:
@@ -314,8 +316,8 @@ class _Barrier:
 
     def start(self, events: dict) -> int | None:
         """The start on this machine's clock (Unix ns); None when the cell stops first."""
-        self.clock = _offset(self.client)
         g = self.spread["generator"]
+        self.clock = {"generator": g, **_offset(self.client)}
         self.ready.put(g)
         if g == 0:
             self._lead(events)
