@@ -268,3 +268,25 @@ def test_two_generators_of_one_cell_on_two_workers_make_one_merged_cell(tmp_path
     meta = json.loads((tmp_path / "out" / "run.json").read_text())
     clocks = meta["cluster"]["clocks"]
     assert len(clocks) == 2 and all(len(c) == 2 for c in clocks.values())
+
+
+def test_more_generators_than_workers_is_bad_input(tmp_path, cluster):
+    address, _, _ = cluster
+    text = small_scenario(requests=8, concurrency=4, backends="[asyncio]",
+                          extra_load=", generators: 3")
+    with pytest.raises(HarnessError, match="load.generators: 3 needs 3 workers"):
+        run_scenarios([_scenario(tmp_path, text)], out=tmp_path / "out", cluster=address)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_body_file_travels_with_its_cell(tmp_path, cluster):
+    address, _, _ = cluster
+    body = tmp_path / "body.bin"
+    body.write_bytes(bytes(range(256)) * 40)
+    text = small_scenario(requests=10, concurrency=2, backends="[asyncio, threads]").replace(
+        "workload: {endpoint: api}",
+        f"workload: {{endpoint: api, method: POST, body: {{file: {body}}}}}")
+    result = run_scenarios([_scenario(tmp_path, text)], out=tmp_path / "out", cluster=address)
+    assert not result.failures
+    requests = read_run(tmp_path / "out")["requests"].to_pandas()
+    assert len(requests) == 20 and (requests["bytes_sent"] == 10240).all()

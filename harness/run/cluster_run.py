@@ -77,6 +77,11 @@ def _body(item: LoadedScenario, made: str) -> bytes | None:
 def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, out, force,
               results_root, ui: RunUI) -> RunResult:
     loaded = [item for item, _ in plans]
+    for item, cells in plans:  # a cell's generators need a worker each
+        most = max((key.generators for key in cells), default=1)
+        if most > len(cluster.workers):
+            raise HarnessError(f"{item.path}: load.generators: {most} needs {most} workers on "
+                               f"the cluster; it has {len(cluster.workers)}")
     dirs = _out_dirs(loaded, out, results_root, run_id)
     for path in set(dirs.values()):
         prepare_out_dir(path, force)
