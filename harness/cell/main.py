@@ -41,10 +41,7 @@ MAX_START_WAIT_S = 60.0  # a spread generator's wait for its start time, at most
 
 def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] = ()) -> dict:
     """`argv`: what this process was preloaded with, for the generators it starts."""
-    wanted = job.key.get("python")
-    if wanted is not None and wanted.removesuffix("-gil") != running_python():
-        raise RuntimeError(f"this cell is for python {wanted} but runs under "
-                           f"{running_python()} ({sys.executable})")
+    _check_python(job)
     spec = CellSpec(parse_wire(job.scenario_text), CellKey(**job.key), job.server_url,
                     job.units, job.work_dir, job.generator, job.shared, job.body_file,
                     job.spread)
@@ -60,20 +57,13 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
         backend.gauge_state = gauge_state(crowd.shared, 0)
         backend.start_clock = crowd.start_clock
         crowd.spawn(list(argv))
-    count = [0]
-
-    def progress(completed: int) -> None:
-        count[0] += 1
-        if count[0] % PROGRESS_EVERY == 0:
-            report(json.dumps({"completed": completed}))
-
     spool = Spooler(Path(job.spool_dir), generator=job.generator if job.spread else 0)
     spool.on_error = lambda message: stop.set("disk")  # a full disk ends the cell; rows stay
     mock = job.mock_url or job.server_url
     # A spread generator's monotonic clock may be another machine's: it tells the server nothing.
     clock = ((lambda t0: post_t0(mock, t0, quiet=True))
              if spec.scenario.server and not job.spread else None)
-    sampler = Sampler(crowd or backend, on_sample=progress, on_clock=clock)
+    sampler = Sampler(crowd or backend, on_sample=_progress(report), on_clock=clock)
     spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
     spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))
     spool.start()
@@ -103,6 +93,25 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
     # free-threading support turns a free-threaded build's GIL back on for the whole process.
     result["gil_enabled"] = getattr(sys, "_is_gil_enabled", lambda: True)()
     return result
+
+
+def _progress(report):
+    """What the sampler calls every sample: a progress line every PROGRESS_EVERY."""
+    count = [0]
+
+    def progress(completed: int) -> None:
+        count[0] += 1
+        if count[0] % PROGRESS_EVERY == 0:
+            report(json.dumps({"completed": completed}))
+
+    return progress
+
+
+def _check_python(job: CellJob) -> None:
+    wanted = job.key.get("python")
+    if wanted is not None and wanted.removesuffix("-gil") != running_python():
+        raise RuntimeError(f"this cell is for python {wanted} but runs under "
+                           f"{running_python()} ({sys.executable})")
 
 
 def spread_start(stop: StopFlag, report, read=None):

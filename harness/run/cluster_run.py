@@ -74,6 +74,19 @@ def _body(item: LoadedScenario, made: str) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
+def _orders(run_id: str, plans, writers: dict[str, RunWriter]) -> list[Order]:
+    """Every planned cell, numbered in its run folder in the plan's order."""
+    orders, numbers = [], {}
+    for item, cells in plans:
+        writer = writers[item.scenario.name]
+        for key in cells:
+            constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
+            index = numbers.get(writer.out_dir, 0)
+            orders.append(Order(item, key, index, writer, constants))
+            numbers[writer.out_dir] = index + 1
+    return orders
+
+
 def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, out, force,
               results_root, ui: RunUI) -> RunResult:
     loaded = [item for item, _ in plans]
@@ -100,13 +113,7 @@ def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, ou
         scenario_facts = {s.scenario.name: lineups[s.scenario.name].facts() for s in in_dir}
         writers[path] = RunWriter(path, run_metadata(run_id, in_dir, calibration,
                                                      scenario_facts, cluster=facts))
-    orders, numbers = [], dict.fromkeys(writers, 0)
-    for item, cells in plans:
-        writer = writers[dirs[item.scenario.name]]
-        for key in cells:
-            constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
-            orders.append(Order(item, key, numbers[writer.out_dir], writer, constants))
-            numbers[writer.out_dir] += 1
+    orders = _orders(run_id, plans, {name: writers[path] for name, path in dirs.items()})
     data = {s.scenario.name: _body(s, bodies[s.scenario.name]) for s in loaded}
 
     def payload(order: Order) -> dict:
