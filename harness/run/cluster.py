@@ -358,6 +358,7 @@ class Executor:
 
     def _find_lost(self) -> None:
         alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        self._drain()  # what a dead worker shipped before it died: kept, not written off
         for attempt in list(self.attempts.values()):
             pinned = attempt.group is not None  # placed before it started
             if (attempt.started or pinned) and attempt.worker not in alive:
