@@ -124,13 +124,16 @@ class Cluster:
         except (TimeoutError, OSError):
             raise HarnessError(f"{where}: no worker joined the scheduler within "
                                f"{WORKERS_S:.0f} s") from None
-        try:
-            self.client.get_versions(check=True, packages=CHECKED_PACKAGES)
-        except ValueError as exc:
-            lines = [line for line in str(exc).splitlines() if line.strip()]
-            detail = "; ".join(lines[1:4]) if len(lines) > 1 else str(exc)
+        from distributed.versions import error_message
+
+        # check=True only warns in current distributed: its table is read here instead
+        found = self.client.get_versions(packages=CHECKED_PACKAGES)
+        table = error_message(found["scheduler"], found["workers"], found["client"])
+        rows = [" ".join(line.strip("|").split()) for line in
+                (table["error"] or table["warning"]).splitlines() if line.startswith("|")]
+        if rows:  # its first row is the header
             raise HarnessError(f"{where}: a worker's packages differ from the runner's "
-                               f"({detail})") from None
+                               f"({'; '.join(rows[1:4])})")
         facts = self.client.run(remote.host_facts)
         own = remote.host_facts()["harness"]
         for address, found in facts.items():
@@ -277,7 +280,9 @@ class Executor:
             others = {_address_host(a) for a, host in self.cluster.workers.items()
                       if host != avoid}
             workers = sorted(others) or None
-        where = {"workers": workers, "allow_other_workers": False} if workers else {}
+        # loose: should no worker be left on those hosts, any worker runs it (else it waits
+        # for ever on the scheduler, neither started nor pinned to an address seen to die)
+        where = {"workers": workers, "allow_other_workers": True} if workers else {}
         attempt.future = self.client.submit(remote.cell_task, data, key=token, pure=False,
                                             retries=0, priority=priority, **where)
         self.attempts[token] = attempt
@@ -353,6 +358,7 @@ class Executor:
 
     def _find_lost(self) -> None:
         alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        self._drain()  # what a dead worker shipped before it died: kept, not written off
         for attempt in list(self.attempts.values()):
             pinned = attempt.group is not None  # placed before it started
             if (attempt.started or pinned) and attempt.worker not in alive:
