@@ -39,7 +39,9 @@ class Workers:
     def add(self) -> None:
         own = self.root / f"worker-{len(self.procs)}"
         (own / "tmp").mkdir(parents=True)
-        env = dict(os.environ, TMPDIR=str(own / "tmp"))
+        # the package of this checkout, whatever the worker's folder (not an installed copy)
+        env = dict(os.environ, TMPDIR=str(own / "tmp"),
+                   PYTHONPATH=str(Path(__file__).resolve().parent.parent))
         self.procs.append(subprocess.Popen([*WORKER, self.address], cwd=own, env=env,
                                            stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL))
@@ -56,7 +58,7 @@ class Workers:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    # A lock whose holder died is free again in ~2 s, not the default 30 s.
+    # The scheduler looks at the locks' leases (10 s, set by the workers) twice a second.
     with dask.config.set({"distributed.scheduler.locks.lease-timeout": "2s",
                           "distributed.scheduler.locks.lease-validation-interval": "0.5s"}):
         local = distributed.LocalCluster(n_workers=0, processes=True, scheduler_port=0,
@@ -290,3 +292,17 @@ def test_a_body_file_travels_with_its_cell(tmp_path, cluster):
     assert not result.failures
     requests = read_run(tmp_path / "out")["requests"].to_pandas()
     assert len(requests) == 20 and (requests["bytes_sent"] == 10240).all()
+
+
+def test_the_analysis_takes_each_cells_host_cores_and_units():
+    from harness.analysis.summary import _run_facts
+
+    calibration = {"kind": "cpu", "target_ns": 5_000_000, "units": 10}
+    meta = {"run_id": "r", "cpu_count": 2,
+            "scenarios": [{"name": "s", "calibration": calibration}],
+            "cluster": {"hosts": {
+                "a": {"usable_cores": 2, "calibration": {"cpu:5000000": calibration}},
+                "b": {"usable_cores": 8, "calibration": {"cpu:5000000": {"units": 30}}}}}}
+    cores, units = _run_facts([meta])
+    assert (cores["r"], cores["r", "a"], cores["r", "b"]) == (2, 2, 8)
+    assert (units["r", "s"], units["r", "s", "a"], units["r", "s", "b"]) == (10, 10, 30)

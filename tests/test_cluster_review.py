@@ -91,6 +91,14 @@ def test_a_spread_cell_whose_generators_were_all_lost_is_said(tmp_path):
     executor.sink = sink
     order = SimpleNamespace(label="x-0000")
     group = Spread(order, 2)
+    group.lost = True  # as Executor._lost marks it
     for g in range(2):
         executor._gather(Attempt(order, 1, f"t-g{g}", group=group, generator=g), None)
     assert calls, "the lost spread cell reached neither the writer nor the failures"
+    assert calls[0][0] == "spread" and "lost" in calls[0][1][1][0]["failure"]
+    # skipped by an interrupt before it started (nothing lost): nothing to say or write
+    calls.clear()
+    group = Spread(order, 2)
+    for g in range(2):
+        executor._gather(Attempt(order, 1, f"t-g{g}", group=group, generator=g), None)
+    assert calls == []

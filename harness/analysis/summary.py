@@ -86,14 +86,23 @@ def _p50_ms(series) -> float:
 
 
 def _run_facts(metadata: list[dict]) -> tuple[dict, dict]:
-    """From each run's metadata: its machine's CPU count (by run id) and each scenario's
-    calibrated CPU units per request (by run id and scenario name)."""
+    """From each run's metadata: its machine's CPU count (by run id; under --cluster also by
+    run id and host) and each scenario's calibrated CPU units per request (by run id and
+    scenario name; under --cluster also by run id, scenario name and host)."""
     cores, units = {}, {}
     for meta in metadata:
         run_id = meta.get("run_id")
         cores[run_id] = meta.get("cpu_count")
+        hosts = (meta.get("cluster") or {}).get("hosts") or {}
         for scenario in meta.get("scenarios", []):
-            units[run_id, scenario.get("name")] = (scenario.get("calibration") or {}).get("units")
+            found = scenario.get("calibration") or {}
+            units[run_id, scenario.get("name")] = found.get("units")
+            # a cluster's cells ran with their own host's units, on its cores
+            for host, facts in hosts.items():
+                cores[run_id, host] = facts.get("usable_cores") or facts.get("cores")
+                there = (facts.get("calibration") or {}).get(
+                    f"{found.get('kind')}:{found.get('target_ns')}") or {}
+                units[run_id, scenario.get("name"), host] = there.get("units")
     return cores, units
 
 
@@ -222,10 +231,14 @@ def summarize(runs: Runs) -> pd.DataFrame:
     for cell in cells.itertuples(index=False):
         key = cell_key(getattr(cell, k) for k in CELL_KEYS)
         every = groups.get(key, requests.iloc[0:0])
+        host = getattr(cell, "host", None)
         residual, little, flags = _self_checks(
-            cell, every, samples.get(key, timeline.iloc[0:0]), cores.get(cell.run_id))
+            cell, every, samples.get(key, timeline.iloc[0:0]),
+            cores.get((cell.run_id, host)) or cores.get(cell.run_id))
+        unit = units.get((cell.run_id, cell.scenario, host)) or units.get((cell.run_id,
+                                                                          cell.scenario))
         rows.append({**dict(zip(CELL_KEYS, key, strict=True)),
-                     **_cell_figures(cell, every, units.get((cell.run_id, cell.scenario))),
+                     **_cell_figures(cell, every, unit),
                      "little_residual": residual, "little_check": little,
                      "flags": " ".join(_flags(cell, flags))})
     summary = pd.DataFrame(rows)

@@ -11,6 +11,7 @@ Imported only under --cluster: nothing else needs dask."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from harness.run import remote
 CONNECT_S = 5.0  # to reach the scheduler; with WORKERS_S, the ~10 s an unusable cluster takes
 WORKERS_S = 5.0  # for the first worker to be there
 LOSS_CHECK_S = 1.0  # how often the scheduler is asked which workers are alive
+CALIBRATE_S = 120.0  # for each host's CPU calibration (seconds of work, and its lock)
 CHECKED_PACKAGES = ["harness", "numpy", "pyarrow", "aiohttp", "uvloop", "httptools"]
 
 
@@ -60,6 +62,7 @@ class Spread:
     generators: int
     results: dict = field(default_factory=dict)  # generator → its result (None: lost)
     spool: object = None  # opened by the first generator that started
+    lost: bool = False  # a generator was lost with its worker (not merely never started)
 
 
 @dataclass
@@ -161,12 +164,19 @@ class Cluster:
             return {}
         by_host = {}
         for address, host in self.workers.items():
-            by_host.setdefault(host, address)
+            by_host.setdefault(host, _address_host(address))  # a restarted worker counts
         futures = {host: self.client.submit(remote.calibrate_task, run_id, kinds,
-                                            workers=[address], pure=False,
+                                            workers=[ip], pure=False,
                                             allow_other_workers=False)
-                   for host, address in by_host.items()}
-        return {host: future.result() for host, future in futures.items()}
+                   for host, ip in by_host.items()}
+        try:
+            return {host: future.result(timeout=CALIBRATE_S)
+                    for host, future in futures.items()}
+        except Exception as exc:  # a host without workers left, or the task failed there
+            self.client.cancel(list(futures.values()), force=True)
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise HarnessError(f"--cluster {shown(self.address)}: CPU calibration on the "
+                               f"workers failed ({why})") from None
 
     def close(self) -> None:
         if self.client is not None:
@@ -206,9 +216,15 @@ class Executor:
                 else:
                     batch.append(order)
             self._batch(batch)
+        except (OSError, TimeoutError) as exc:  # the scheduler went away mid-run
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise HarnessError(f"--cluster {shown(self.cluster.address)}: lost the scheduler "
+                               f"({why}); the cells written so far are kept") from None
         finally:
-            for event in (self.stop, self.kill):
-                event.clear()
+            if not self.interrupt.aborted:
+                with contextlib.suppress(OSError, TimeoutError):
+                    for event in (self.stop, self.kill):
+                        event.clear()
 
     def _batch(self, orders: list) -> None:
         if self.interrupt.requested:
@@ -224,6 +240,14 @@ class Executor:
         if len(places) < count:
             self.sink.spread(order, [{"failure": f"load.generators: {count} needs {count} "
                                                  f"workers; the cluster has {len(places)}"}])
+            return
+        machines = {_address_host(address) for address in places}
+        listen = getattr(order.item.scenario.server, "listen", None)
+        if len(machines) > 1 and listen is not None and _loopback(listen):
+            self.sink.spread(order, [{"failure": f"server.listen: {listen} is loopback: the "
+                                                 f"generators on {len(machines)} machines "
+                                                 "cannot all reach the mock server (set "
+                                                 "server.listen: 0.0.0.0)"}])
             return
         group = Spread(order, count)
         cell = f"{self.run_id}-{order.label}"
@@ -355,6 +379,9 @@ class Executor:
             if group.spool is not None:
                 self.sink.spread(group.order, [group.results[g]
                                                for g in range(group.generators)])
+            elif group.lost:  # nothing started, something was lost: said, not silent
+                self.sink.spread(group.order, [{"failure": "every generator was lost with "
+                                                           "its worker before it started"}])
 
     def _find_lost(self) -> None:
         alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
@@ -376,22 +403,32 @@ class Executor:
         self.client.cancel([attempt.future], force=True)
         self.sink.lost(attempt.order, attempt.number, attempt.host or attempt.worker)
         if attempt.group is not None:
+            attempt.group.lost = True
             self._gather(attempt, None)
             return
         if attempt.number == 1 and not self.interrupt.requested:
             self._submit(attempt.order, 2, avoid=attempt.host)
-        elif attempt.started:
-            self.sink.finished(attempt.order, {"observed": None, "host": attempt.host,
-                                               "failure": f"lost with its worker on "
-                                                          f"{attempt.host}",
-                                               "attempt": attempt.number})
+            return
+        if not attempt.started:  # lost before it said so: an empty, incomplete cell
+            attempt.spool = self.sink.started(attempt.order, None)
+        self.sink.finished(attempt.order, {"observed": None, "host": attempt.host or None,
+                                           "failure": "lost with its worker"
+                                                      + (f" on {attempt.host}"
+                                                         if attempt.host else ""),
+                                           "attempt": attempt.number})
 
     def _abort(self) -> None:
         """A second interrupt: the cells' processes are killed, the cluster's tasks
         cancelled; what each running cell shipped is written as it stands."""
-        self.kill.set()
+        from distributed import Event
+
+        self.kill.set()  # left set: a task still starting sees it and runs nothing
+        for attempt in self.attempts.values():
+            Event(f"{attempt.token}-cancel", client=self.client).set()
         time.sleep(remote.POLL_S * 2)  # the tasks see it and kill their cells
         self._drain()
+        for attempt in [a for a in self.attempts.values() if a.future.done()]:
+            self._done(attempt)  # ended just before: written as it ended
         self.client.cancel([a.future for a in self.attempts.values()], force=True)
         for attempt in list(self.attempts.values()):
             del self.attempts[attempt.token]
@@ -406,6 +443,15 @@ def _address_host(address: str) -> str:
     """`tcp://10.0.0.2:40000` → `10.0.0.2`: what Dask's `workers=` matches a machine by."""
     netloc = address.split("://", 1)[-1]
     return netloc.rsplit(":", 1)[0].strip("[]")
+
+
+def _loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def _lost_worker(exc: BaseException) -> bool:

@@ -95,12 +95,12 @@ def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, ou
         if most > len(cluster.workers):
             raise HarnessError(f"{item.path}: load.generators: {most} needs {most} workers on "
                                f"the cluster; it has {len(cluster.workers)}")
-    dirs = _out_dirs(loaded, out, results_root, run_id)
-    for path in set(dirs.values()):
-        prepare_out_dir(path, force)
     kinds = {s.scenario.name: _kind(s) for s in loaded}
     # Each host's units, measured there before any cell: the cells of a host use its own.
     per_host = cluster.calibrate(run_id, sorted({k for k in kinds.values() if k}))
+    dirs = _out_dirs(loaded, out, results_root, run_id)
+    for path in set(dirs.values()):
+        prepare_out_dir(path, force)
     facts = cluster.facts()
     for host, found in per_host.items():
         facts["hosts"][host]["calibration"] = found
@@ -175,7 +175,8 @@ class _Writing:
             self.ui.cell_progress(completed)
 
     def lost(self, order: Order, attempt: int, host: str) -> None:
-        again = "tried again on another worker" if attempt == 1 else "written as it stands"
+        again = ("its share becomes lost rows" if order.key.generators > 1 else
+                 "tried again on another worker" if attempt == 1 else "written as it stands")
         self.ui.note(f"cell {order.item.scenario.name} {key_label(order.key)}: its worker on "
                      f"{host} was lost: {again}")
 
@@ -184,7 +185,7 @@ class _Writing:
         if found.get("failure"):
             self.result.failures.append(scrub(f"{label} failed: {found['failure']}"))
         self._write(order, found.get("observed"), found.get("server_stats") or {},
-                    {"0": found.get("host") or ""}, found.get("started_unix_ns"),
+                    {"0": found.get("host") or None}, found.get("started_unix_ns"),
                     found.get("finished_unix_ns"))
 
     def spread(self, order: Order, results: list[dict | None]) -> None:
@@ -240,7 +241,7 @@ class _Writing:
     def _write(self, order: Order, observed: dict | None, server: dict, hosts: dict,
                started: int | None, finished: int | None) -> None:
         item, key = order.item, order.key
-        constants = dict(order.constants, host=hosts.get("0", ""), hosts=hosts)
+        constants = dict(order.constants, host=hosts.get("0"), hosts=hosts)
         rows = order.writer.write_cell_data(order.index, order.spool, constants)
         cell = rows.cell_row(observed, server, item.scenario.load_for(key).max_sched_lag)
         cell.pop("hosts", None)

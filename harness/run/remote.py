@@ -113,11 +113,21 @@ def _host_lock():
     return Lock(LOCK_PREFIX + host_name())
 
 
+def _libc_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _libc_prctl()  # looked up here: after a fork in a threaded worker, only a call
+
+
 def _die_with_parent() -> None:
     """In a child before exec: killed when the worker process dies (a worker lost with its
     machine's cell must not leave the cell loading the target)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class _Shipper:
@@ -145,6 +155,7 @@ class _Cell:
         self.payload, self.queue, self.events = payload, queue, events
         self.token = payload["token"]
         self.barrier: _Barrier | None = None
+        self.failure: str | None = None  # what went wrong around the cell process
 
     def say(self, **message) -> None:
         self.queue.put({"token": self.token, **message})
@@ -218,15 +229,29 @@ class _Cell:
                     proc.wait()
                 if server is not None:
                     server.stop()
-            failure = None
+            failure = self.failure
             if observed is None or proc.returncode != 0:
-                observed, failure = None, exit_failure(proc.returncode, stderr)
+                observed = None
+                failure = failure or exit_failure(proc.returncode, stderr)
         found = {"observed": observed, "failure": failure, "server_stats": stats,
                  "finished_unix_ns": finished, "units": units}
         if self.barrier is not None:
             found.update(generator=generator, clock=self.barrier.clock,
                          reached=self.barrier.reached)
         return found
+
+    def _start(self, proc: subprocess.Popen, barrier: _Barrier) -> None:
+        """Answer a spread generator's `ready` with its start; an empty line (stop) when the
+        barrier failed, so that the cell never waits on its stdin."""
+        start = None
+        try:
+            start = barrier.start(self.events)  # this machine's clock, or None
+        except Exception as exc:  # e.g. the scheduler went away: the cell stops, said why
+            self.failure = f"the start barrier failed ({type(exc).__name__}: {exc})"
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.write(f"{start if start is not None else ''}\n")
+                proc.stdin.close()
 
     def _drive(self, proc: subprocess.Popen, job: CellJob, server, shipper: _Shipper):
         """Send the job; until the cell ends ship its spool, pass on its progress, and the
@@ -241,10 +266,7 @@ class _Cell:
                     if "completed" in message:
                         self.say(completed=message["completed"])
                     elif message.get("ready") and barrier is not None:
-                        start = barrier.start(self.events)  # this machine's clock, or None
-                        with contextlib.suppress(OSError):
-                            proc.stdin.write(f"{start if start is not None else ''}\n")
-                            proc.stdin.close()
+                        self._start(proc, barrier)
                     elif message.get("done"):
                         result.append(message)
             except (OSError, ValueError):
