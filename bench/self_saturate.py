@@ -26,7 +26,7 @@ SLO = "p99 < 50ms"
 BACKENDS = ("uvloop", "asyncio")
 ORDERS = (BACKENDS, BACKENDS[::-1])
 OPTIONS = {"--start-rate": "400/s", "--max-rate": "12800/s", "--probe-duration": "2s",
-           "--precision": "0.15", "--repeats": "0", "--confirm": "0"}
+           "--precision": "0.15", "--final-probes": "0", "--confirm": "0"}
 QUICK_OPTIONS = {**OPTIONS, "--probe-duration": "1s", "--precision": "0.3"}
 SEARCH_S = 150  # one search's bound; about 70 s of probes on the machine it was made on
 TARGET = ("≥ 1", lambda ratio: ratio >= 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -66,6 +67,27 @@ def cli() -> None:
 
 EXIT_THRESHOLDS = 1
 EXIT_CELL_FAILED = 3
+_BAD_INPUT = "2 bad input (a scenario, an option, a folder: one line says which)"
+_EXITS = {
+    "run": ["0 every cell ran and every threshold held", "1 a threshold failed", _BAD_INPUT,
+            "3 a cell failed or lost rows", "130 interrupted (what was measured is kept)"],
+    "report": ["0 read", "1 a threshold failed", _BAD_INPUT, "3 a cell failed or lost rows"],
+    "compare": ["0 compared, whatever the verdict", "1 a significant regression, with "
+                "--fail-on-regression", _BAD_INPUT],
+    "saturate": ["0 a rate was found for every backend", "1 one fails even at the start rate",
+                 _BAD_INPUT, "130 interrupted (the probes done are kept)"],
+    "validate": ["0 every file is valid", _BAD_INPUT],
+    "schema": ["0 printed"],
+    "list": ["0 listed"],
+    "serve": ["0 stopped by Ctrl-C", _BAD_INPUT],
+}
+
+
+def _epilog(command: str) -> str:
+    r"""The exit codes, for a command's --help (\b: click keeps the lines as they are)."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in _EXITS[command])
+
+
 _PYTHON_HELP = ("Run the cells under this interpreter (repeatable; replaces the scenario's "
                 "interpreters:): a version (3.12, 3.14t), a path, ft (make python-ft's "
                 "free-threaded build) or ft-gil (it with PYTHON_GIL=1); a trailing ? skips "
@@ -115,11 +137,11 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     return EXIT_THRESHOLDS if failed(checks) else 0
 
 
-@cli.command()
+@cli.command(epilog=_epilog("run"))
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--backend", "-b", "backends", multiple=True, type=click.Choice(BACKEND_NAMES),
               help="Run only these backends (repeatable). Default: the scenario's list.")
-@click.option("--out", "-o", type=click.Path(path_type=Path),
+@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="DIR",
               help="Write the Parquet files directly into DIR. "
                    "Default: results/<scenario>/<run id>/")
 @click.option("--repeat", "-r", type=click.IntRange(min=1), help="Repetitions per cell.")
@@ -155,7 +177,7 @@ def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster,
     sys.exit(status)
 
 
-@cli.command()
+@cli.command(epilog=_epilog("report"))
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "csv"]),
               default="table", show_default=True)
@@ -168,7 +190,7 @@ def report(dirs, fmt, html, wide) -> None:
     sys.exit(_summarize_and_check(list(dirs), fmt, html, wide))
 
 
-@cli.command("compare")
+@cli.command("compare", epilog=_epilog("compare"))
 @click.argument("base", type=click.Path(path_type=Path))
 @click.argument("new", required=False, type=click.Path(path_type=Path))
 @click.option("--between", metavar="A,B",
@@ -182,11 +204,10 @@ def compare_cmd(base, new, between, fmt, fail_on_regression) -> None:
     """Compare NEW against BASE (two run directories), or two backends with --between.
     Exit 0 when compared, whatever the verdict (also when there are too few repetitions to
     test); 2 when the inputs cannot be compared."""
-    from rich.table import Table
-
     from harness.analysis.compare import compare, regressed, too_few_note
     from harness.analysis.summary import load_runs
     from harness.report.compare import comparison_markdown, comparison_rows, title
+    from harness.report.table import new_table
 
     pair = None
     if between:
@@ -206,9 +227,7 @@ def compare_cmd(base, new, between, fmt, fail_on_regression) -> None:
             err_console.print(note, highlight=False, markup=False, soft_wrap=True)
     else:
         headers, body = comparison_rows(table)
-        out = Table(title=title(table), title_justify="left")
-        for header in headers:
-            out.add_column(header)
+        out = new_table(title(table), headers, text=(headers[0], headers[1], headers[-1]))
         for cells in body:
             out.add_row(*cells)
         console.print(out)
@@ -235,7 +254,7 @@ def _rate(value: str) -> float:
         return parse_rate_per_s(value)
 
 
-@cli.command("saturate")
+@cli.command("saturate", epilog=_epilog("saturate"))
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--slo", "slos", multiple=True, required=True, metavar="SLO",
               help="What must hold at the knee (repeatable): 'p99 < 50ms' (p50, p90, p99, "
@@ -256,12 +275,14 @@ def _rate(value: str) -> float:
                    "on top).")
 @click.option("--precision", type=float, default=_SEARCH.precision, show_default=True,
               help="Bisect until (first fail − last pass) ÷ last pass is at most this.")
-@click.option("--repeats", type=int, default=_SEARCH.repeats, show_default=True,
+@click.option("--final-probes", "repeats", type=int, default=_SEARCH.repeats,
+              show_default=True,
               help="Probes repeated at each end of the final step, for the range.")
+@click.option("--repeats", "repeats_old", type=int, hidden=True)  # the old spelling
 @click.option("--confirm", type=int, default=_SEARCH.confirm, show_default=True,
               help="Extra tries of a failed probe (start, doubling, bisection) before it counts "
                    "as a failure: a stall of a shared machine is not the backend's.")
-@click.option("--out", "-o", type=click.Path(path_type=Path),
+@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="DIR",
               help="Write one run folder per probe under DIR (DIR/probe-NNN/) and the search "
                    "to DIR/saturate.json. Default: results/<scenario>/saturate-<run id>/")
 @click.option("--python", "pythons", multiple=True, metavar="SPEC",
@@ -274,8 +295,8 @@ def _rate(value: str) -> float:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
-                 probe_duration, precision, repeats, confirm, pythons, out, force,
-                 allow_remote, cluster, fmt) -> None:
+                 probe_duration, precision, repeats, repeats_old, confirm, pythons, out,
+                 force, allow_remote, cluster, fmt) -> None:
     """Find each backend's knee: the highest open-model rate at which every SLO holds, the
     error rate stays at most --max-error-rate and the generator keeps its schedule (doubling
     from --start-rate, then bisection, a failed probe tried --confirm times more; the final
@@ -288,6 +309,7 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
     from harness.saturate.search import describe, exit_code, parse_slo, results_json
     from harness.store.meta import new_run_id
 
+    repeats = repeats if repeats_old is None else repeats_old
     loaded = load_scenario(scenario)
     names = loaded.scenario.backends
     parsed = [_option_value("--slo", lambda text: parse_slo(text, names), text)
@@ -320,19 +342,20 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
                              note=lambda line: err_console.print(
                                  f"note: {line}", highlight=False, markup=False,
                                  soft_wrap=True), cluster=cluster)
-    if fmt == "json":
-        click.echo(json.dumps(results_json(results), indent=2, allow_nan=False))
+    if fmt == "json":  # the results' folder inside the JSON (`results` holds the knees)
+        click.echo(json.dumps({**results_json(results), "results_dir": str(out)}, indent=2,
+                              allow_nan=False))
     else:
         console.print(results_table(results, f"{loaded.scenario.name}: max sustainable rate "
                                               f"({', '.join(s.text for s in parsed)})"))
         for r in results:
             if r.status == "fails_at_start":
                 console.print(describe(r), highlight=False, markup=False, soft_wrap=True)
-    err_console.print(f"results: {out}", highlight=False, markup=False)
+        console.print(f"results: {out}", highlight=False, markup=False)
     sys.exit(exit_code(results))
 
 
-@cli.command()
+@cli.command(epilog=_epilog("schema"))
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editor completion and checks)."""
     from harness.scenario.model import json_schema
@@ -340,16 +363,23 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
 
 
-@cli.command()
+@cli.command(epilog=_epilog("validate"))
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(scenarios) -> None:
-    """Check SCENARIO files without running them."""
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a `target:` that is not a loopback address (as run does).")
+def validate(scenarios, allow_remote) -> None:
+    """Check SCENARIO files without running them: every check `run` makes of them before it
+    starts (a remote target, a body file, a service's python); whether a PostgreSQL they
+    need is running is looked at by `run`."""
+    from harness.run.runner import preflight
+
     for path in scenarios:
         loaded = load_scenario(path)
+        preflight(loaded, allow_remote, services=False)
         console.print(f"{path}: ok ({loaded.scenario.name})")
 
 
-@cli.command("list")
+@cli.command("list", epilog=_epilog("list"))
 @click.option("--dir", "folder", default="scenarios", type=click.Path(path_type=Path),
               show_default=True, help="Where to look for scenarios.")
 def list_(folder: Path) -> None:
@@ -358,16 +388,26 @@ def list_(folder: Path) -> None:
     for name in BACKEND_NAMES:
         console.print(f"  {name:<10} {BACKENDS[name].description}")
     console.print(f"[bold]scenarios[/] ({folder})")
-    for path in sorted(folder.glob("*.y*ml")):
+    found = sorted(folder.glob("*.y*ml"))
+    if not found:
+        console.print(f"  none: no *.yaml file in {folder} (--dir names another folder)",
+                      highlight=False, markup=False)
+    width = min(console.width, 100)
+    for path in found:
         try:
             scenario = load_scenario(path).scenario
-            console.print(f"  {path.name:<20} {scenario.description.strip().splitlines()[0]}"
-                          if scenario.description else f"  {path.name}")
         except HarnessError as exc:
-            console.print(f"  {path.name:<20} [red]invalid: {exc}[/]")
+            console.print(f"  {path.name:<24} invalid: {exc}", style="red", highlight=False,
+                          markup=False, soft_wrap=True)
+            continue
+        text = " ".join((scenario.description or "").split())  # the whole description
+        lines = textwrap.wrap(text, width - 27) or [""]
+        console.print(f"  {path.name:<24} {lines[0]}", highlight=False, markup=False)
+        for line in lines[1:]:
+            console.print(f"  {'':<24} {line}", highlight=False, markup=False)
 
 
-@cli.command()
+@cli.command(epilog=_epilog("serve"))
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--port", "-p", default=0, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (0: any free port).")

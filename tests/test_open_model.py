@@ -296,9 +296,10 @@ def test_saturate_end_to_end_writes_each_probe_as_a_run_and_exits_by_its_finding
     path = write_scenario(TINY)
     out = tmp_path / "knee"
     found = cli("saturate", path, "--slo", "p99 < 1s", "-b", "asyncio", "--probe-duration", "1s",
-                "--max-rate", "40", "--repeats", "1", "--out", out, "--format", "json")
+                "--max-rate", "40", "--final-probes", "1", "--out", out, "--format", "json")
     assert found.returncode == 0, found.stderr
     (row,) = json.loads(found.stdout)["results"]
+    assert json.loads(found.stdout)["results_dir"] == str(out)  # its folder inside the JSON
     assert (row["backend"], row["client"], row["max_rate_per_s"], row["status"]) == (
         "asyncio", "standard", 40.0, "ceiling")  # 20/s, 40/s = the ceiling, 40/s again
     assert 2 <= row["p99_ms"] < 1000
@@ -317,9 +318,10 @@ def test_saturate_end_to_end_writes_each_probe_as_a_run_and_exits_by_its_finding
     assert len(again.stderr.strip().splitlines()) == 1
 
     fails = cli("saturate", path, "--slo", "p99 < 1ms", "-b", "asyncio", "--probe-duration",
-                "1s", "--repeats", "1", "--out", out, "--force")  # the fake alone takes 2 ms
+                "1s", "--final-probes", "1", "--out", out, "--force")  # the fake alone takes 2 ms
     assert fails.returncode == 1, fails.stderr
     assert "fails at the start rate" in fails.stdout and "p99 < 1ms failed" in fails.stdout
+    assert f"results: {out}" in fails.stdout  # on stdout, as `run` says it
     # tried twice (a failed start is tried again); --force removed the earlier probe-003
     assert sorted(p.name for p in out.glob("probe-*")) == ["probe-001", "probe-002"]
 

@@ -257,7 +257,7 @@ def test_bad_slos(text, message):
 @pytest.mark.parametrize(("options", "message"), [
     ({"start_rate_per_s": 0}, "--start-rate: must be > 0"),
     ({"precision": 0}, "--precision"), ({"precision": 1.5}, "--precision"),
-    ({"max_error_rate": -0.1}, "--max-error-rate"), ({"repeats": -1}, "--repeats"),
+    ({"max_error_rate": -0.1}, "--max-error-rate"), ({"repeats": -1}, "--final-probes"),
     ({"confirm": 11}, "--confirm: must be an integer from 0 to 10"),
     ({"start_rate_per_s": 100, "max_rate_per_s": 10}, "--max-rate"),
 ])

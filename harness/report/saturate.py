@@ -6,9 +6,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.table import Table
-
 from harness.core.units import format_rate
+from harness.report.table import new_table
 from harness.saturate.search import KneeResult, ProbeStep
 
 
@@ -28,12 +27,10 @@ def results_table(results: Sequence[KneeResult], title: str):
     """The final table: backend, client, max sustainable rate per second, p99 there, the range
     from the repeats (from the highest rate that passed every time to the lowest above it that
     failed every time; ? where none did), the probes run."""
-    table = Table(title=title, title_justify="left")
     several = len({r.python for r in results}) > 1
-    for header in (("python",) if several else ()) + (
-            "backend", "client", "max rate/s", "p99 ms", "range", "probes"):
-        table.add_column(header, justify="left" if header in ("python", "backend", "client",
-                                                              "range") else "right")
+    table = new_table(title, [*(("python",) if several else ()), "backend", "client",
+                              "max rate/s", "p99 ms", "range", "probes"],
+                      text=("client", "range"))
     for r in results:
         low, high = r.range_per_s
         found = r.max_rate_per_s is not None

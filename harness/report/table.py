@@ -272,12 +272,17 @@ def summary_grid(summary: pd.DataFrame, wide: bool = True):
         yield f"{scenario}  {run_id}", [h for h, _ in columns], body
 
 
-def _table(title: str, headers: list[str]) -> Table:
+def new_table(title: str, headers: list[str], text: tuple[str, ...] = ()) -> Table:
+    """Every command's table, in one style: a rule under the header, no frame; text columns
+    (`text`, and the keys) to the left, figures to the right."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, collapse_padding=True)
     for header in headers:
-        table.add_column(header, justify="left" if header in _TEXT else "right")
+        table.add_column(header, justify="left" if header in (*_TEXT, *text) else "right")
     return table
+
+
+_table = new_table
 
 
 def summary_tables(summary: pd.DataFrame, wide: bool = False) -> list[Table]:

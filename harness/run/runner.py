@@ -113,15 +113,17 @@ def _out_dirs(loaded: list[LoadedScenario], out: Path | None, root: Path, run_id
     return {s.scenario.name: root / s.scenario.name / run_id for s in loaded}
 
 
-def _preflight(item: LoadedScenario, allow_remote: bool) -> None:
-    """What validation cannot know from the file alone, checked before anything runs."""
+def preflight(item: LoadedScenario, allow_remote: bool, services: bool = True) -> None:
+    """What validation cannot know from the file alone, checked before anything runs.
+    `services`: also that a PostgreSQL the scenario needs is there (not for `validate`: it
+    depends on what runs at the time, not on the file)."""
     try:
-        _check_preflight(item, allow_remote)
+        _check_preflight(item, allow_remote, services)
     except HarnessError as exc:  # a path or URL may have been read from the environment
         raise HarnessError(scrub(str(exc))) from None
 
 
-def _check_preflight(item: LoadedScenario, allow_remote: bool) -> None:
+def _check_preflight(item: LoadedScenario, allow_remote: bool, services: bool) -> None:
     workload = item.scenario.workload
     target = item.scenario.target
     if target is not None and not allow_remote and not is_loopback(split_target(target)[0]):
@@ -143,11 +145,11 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool) -> None:
         if service.python is not None and not os.access(service.python, os.X_OK):
             raise HarnessError(f"{item.path}: service.python: {service.python} is not an "
                                "executable file")
-        if service.uses("postgres_dsn") and not postgres.dsn():
+        if services and service.uses("postgres_dsn") and not postgres.dsn():
             raise HarnessError(f"{item.path}: service: {{postgres_dsn}} needs a PostgreSQL: "
                                "run `make postgres` or set HARNESS_POSTGRES_DSN")
-    if (workload.type == "pipeline" and workload.database == "postgres" and not workload.dsn
-            and not postgres.dsn()):
+    if (services and workload.type == "pipeline" and workload.database == "postgres"
+            and not workload.dsn and not postgres.dsn()):
         raise HarnessError(f"{item.path}: workload.dsn: required for database: postgres "
                            "(or set HARNESS_POSTGRES_DSN, or run `make postgres`)")
 
@@ -175,7 +177,7 @@ def run_scenarios(loaded: list[LoadedScenario], backends: tuple[str, ...] = (),
     if cluster:  # only then: nothing imports dask otherwise
         from harness.run import cluster_run
     for item in loaded:
-        _preflight(item, allow_remote)
+        preflight(item, allow_remote)
         if cluster:
             cluster_run.check(item)
     lineups = line_up(loaded, tuple(pythons), ui.note)

@@ -115,7 +115,7 @@ class SearchOptions:
             (self.start_rate_per_s > 0, "--start-rate", "must be > 0"),
             (0 <= self.max_error_rate <= 1, "--max-error-rate", "must be between 0 and 1"),
             (0 < self.precision < 1, "--precision", "must be between 0 and 1 (e.g. 0.05)"),
-            (isinstance(self.repeats, int) and 0 <= self.repeats <= 100, "--repeats",
+            (isinstance(self.repeats, int) and 0 <= self.repeats <= 100, "--final-probes",
              "must be an integer from 0 to 100"),
             (isinstance(self.confirm, int) and 0 <= self.confirm <= 10, "--confirm",
              "must be an integer from 0 to 10"),
@@ -126,7 +126,7 @@ class SearchOptions:
             if not ok:
                 value = getattr(self, {"--start-rate": "start_rate_per_s",
                                        "--max-error-rate": "max_error_rate",
-                                       "--precision": "precision", "--repeats": "repeats",
+                                       "--precision": "precision", "--final-probes": "repeats",
                                        "--confirm": "confirm",
                                        "--max-rate": "max_rate_per_s"}[option])
                 raise ValueError(f"{option}: {problem} (got {brief(value)})")

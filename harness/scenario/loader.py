@@ -16,6 +16,7 @@ from harness.core.errors import ECHO_LIMIT, ScenarioError, brief
 from harness.core.secrets import UnreadableReference, has_reference, interpolate, remember, scrub
 from harness.scenario.model import LoadedScenario, Scenario
 from harness.scenario.secrets import secret_field, secrets_in
+from harness.scenario.suggest import did_you_mean
 
 # Limits on the file itself, checked before anything large is read, parsed or built: a real
 # scenario is a few hundred bytes, nests five levels and holds a few dozen values.
@@ -274,6 +275,8 @@ def _validate(data: object, path: str, recorded: bool) -> tuple[Scenario, tuple[
         errors = exc.errors()
         field = _field_path(errors[0]["loc"], data)
         problem = _problem(errors[0], hide=secret_field(field))
+        if errors[0]["type"] == "extra_forbidden":
+            problem += did_you_mean(errors[0]["loc"])
         if ": " in problem and not field:  # cross-field checks name their own field
             field, problem = problem.split(": ", 1)
         more = len(errors) - 1
