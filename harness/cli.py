@@ -54,8 +54,9 @@ class _ProgressUI:
         self.progress.advance(self.cells)
 
     def note(self, line: str) -> None:
-        self.progress.console.print(f"note: {line}", highlight=False, markup=False,
-                                    soft_wrap=True)
+        if not self.progress.disable:  # --quiet: errors and the results line only
+            self.progress.console.print(f"note: {line}", highlight=False, markup=False,
+                                        soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,12 +95,13 @@ _PYTHON_HELP = ("Run the cells under this interpreter (repeatable; replaces the 
                 "an absent one.")
 _CLUSTER_HELP = ("Run the cells on a Dask cluster: its scheduler's address, e.g. "
                  "tcp://HOST:8786 (one cell per machine at a time; needs the cluster extra).")
+_NO_LEGEND_HELP = "Leave out the legends under the tables."
 _WIDE_HELP = ("Show every column of the summary table (the default fits 100 columns; "
               "markdown, json and csv always have every column).")
 
 
 def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None,
-                         wide: bool = False) -> int:
+                         wide: bool = False, legend: bool = True) -> int:
     """Print the summary of run directories in `fmt`; returns the exit status it implies."""
     from harness.analysis.summary import cells_failed, load_runs, speedups, summarize
     from harness.report.table import (
@@ -114,9 +116,11 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     summary = summarize(runs)
     checks = evaluate(summary, runs.scenarios())
     if fmt == "table":
-        print_summary(summary, console, wide)
+        print_summary(summary, console, wide, legend)
         print_notes(runs.metadata, console)
         print_thresholds(checks, console)
+    elif fmt == "quiet":
+        pass  # the exit status says it
     elif fmt == "markdown":
         click.echo(summary_markdown(summary))
     elif fmt == "json":
@@ -150,22 +154,31 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address.")
 @click.option("--cluster", metavar="ADDRESS", help=_CLUSTER_HELP)
+@click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override one key of every scenario before it is validated (repeatable; "
+                   "VALUE is YAML), e.g. --set load.concurrency=50; run.json keeps the "
+                   "effective text and the overrides.")
 @click.option("--wide", is_flag=True, help=_WIDE_HELP)
-def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster, wide) -> None:
+@click.option("--no-legend", is_flag=True, help=_NO_LEGEND_HELP)
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print only errors and the final results line (no progress, no tables).")
+def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster, sets,
+        wide, no_legend, quiet) -> None:
     """Run SCENARIO files and print a summary per cell. Exit 3 when a cell failed or lost
     rows, 1 when a threshold fails, 130 when interrupted."""
     from harness.run.runner import run_scenarios
 
-    loaded = [load_scenario(path) for path in scenarios]
+    loaded = [load_scenario(path, tuple(sets)) for path in scenarios]
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn()]
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
         result = run_scenarios(loaded, backends=backends, repeat=repeat, out=out, force=force,
                                ui=_ProgressUI(progress), allow_remote=allow_remote,
                                pythons=pythons, cluster=cluster)
     for failure in result.failures:
         err_console.print(f"error: {failure}", highlight=False, markup=False, soft_wrap=True)
-    status = _summarize_and_check(result.out_dirs, wide=wide)
+    status = _summarize_and_check(result.out_dirs, "quiet" if quiet else "table", wide=wide,
+                                  legend=not no_legend)
     for path in result.out_dirs:
         console.print(f"results: {path}")
     if result.interrupted:
@@ -184,10 +197,11 @@ def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster,
 @click.option("--html", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write a self-contained HTML report with plots to FILE.")
 @click.option("--wide", is_flag=True, help=_WIDE_HELP)
-def report(dirs, fmt, html, wide) -> None:
+@click.option("--no-legend", is_flag=True, help=_NO_LEGEND_HELP)
+def report(dirs, fmt, html, wide, no_legend) -> None:
     """Summarize run directories from their Parquet files alone. Exit 3 when a cell failed or
     lost rows, 1 when a threshold fails."""
-    sys.exit(_summarize_and_check(list(dirs), fmt, html, wide))
+    sys.exit(_summarize_and_check(list(dirs), fmt, html, wide, legend=not no_legend))
 
 
 @cli.command("compare", epilog=_epilog("compare"))

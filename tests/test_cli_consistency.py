@@ -85,3 +85,15 @@ def test_list_wraps_whole_descriptions_and_says_when_there_is_none(cli, tmp_path
     out = cli("list", "--dir", tmp_path).stdout
     assert all(len(line) <= 100 for line in out.splitlines())
     assert out.count("word") == 60 and "end." in out  # nothing cut
+
+
+def test_quiet_prints_the_results_line_alone_and_no_legend_hides_the_legends(cli, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(small_scenario(requests=6, backends="[asyncio]"))
+    quiet = cli("run", path, "--quiet", "-o", tmp_path / "out")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == f"results: {tmp_path / 'out'}\n" and quiet.stderr == ""
+    shown = cli("report", tmp_path / "out").stdout
+    hidden = cli("report", tmp_path / "out", "--no-legend").stdout
+    assert "conc: the cell's limit" in shown and "conc: the cell's limit" not in hidden
+    assert "asyncio" in hidden  # the table itself stays

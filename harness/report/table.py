@@ -417,7 +417,7 @@ def _print(console: Console, renderable, wide: bool) -> None:
 
 
 def print_summary(summary: pd.DataFrame, console: Console | None = None,
-                  wide: bool = False) -> None:
+                  wide: bool = False, legend_shown: bool = True) -> None:
     console = console or Console()
     if summary.empty:
         console.print("no finished cell")
@@ -430,12 +430,13 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None,
     if len(summary) and summary["interrupted"].any():
         flags.add("interrupted")
     defined: set[str] = set()
-    _print_legend(console, legend(headers, flags, defined))
-    print_speedups(summary, console, wide, defined)
+    if legend_shown:
+        _print_legend(console, legend(headers, flags, defined))
+    print_speedups(summary, console, wide, defined, legend_shown)
 
 
 def print_speedups(summary: pd.DataFrame, console: Console, wide: bool = False,
-                   defined: set[str] | None = None) -> None:
+                   defined: set[str] | None = None, legend_shown: bool = True) -> None:
     """The "across repetitions" tables and their legend, where a scenario has several levels
     (speedup) or several repetitions (intervals); nothing otherwise."""
     from harness.analysis.summary import speedups
@@ -449,10 +450,11 @@ def print_speedups(summary: pd.DataFrame, console: Console, wide: bool = False,
         for speedup_table in speedup_tables(table[shown], wide):
             _print(console, speedup_table, wide)
             headers += [c.header for c in speedup_table.columns if c.header not in headers]
-        _print_legend(console, legend(headers, set(), defined))
+        if legend_shown:
+            _print_legend(console, legend(headers, set(), defined))
     for interpreter_table in interpreter_tables(summary):
         _print(console, interpreter_table, wide)
-    if interpreter_tables(summary):
+    if interpreter_tables(summary) and legend_shown:
         _print_legend(console, INTERPRETER_LEGEND)
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import (
     ValidationError,
 )
 
-from harness.core.errors import ECHO_LIMIT, ScenarioError, brief
+from harness.core.errors import ECHO_LIMIT, HarnessError, ScenarioError, brief
 from harness.core.secrets import UnreadableReference, has_reference, interpolate, remember, scrub
 from harness.scenario.model import LoadedScenario, Scenario
 from harness.scenario.secrets import secret_field, secrets_in
@@ -140,8 +141,10 @@ def _problem(err: dict, hide: bool = False) -> str:
     return message
 
 
-def load_scenario(path: str | Path) -> LoadedScenario:
-    """Read at most MAX_FILE_BYTES; a file that is not UTF-8 text is refused before parsing."""
+def load_scenario(path: str | Path, overrides: tuple[str, ...] = ()) -> LoadedScenario:
+    """Read at most MAX_FILE_BYTES; a file that is not UTF-8 text is refused before parsing.
+    `overrides`: `KEY.PATH=VALUE` (VALUE read as YAML), each set before validation; the
+    text kept is then the effective one."""
     path = str(path)
     try:
         with open(path, "rb") as file:
@@ -164,7 +167,42 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     except UnicodeDecodeError as exc:
         raise ScenarioError(path, _line(data, exc.start),
                             f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
-    return scenario_from_text(text, path)
+    if not overrides:
+        return scenario_from_text(text, path)
+    loaded = scenario_from_text(_overridden(text, path, overrides), path)
+    return replace(loaded, overrides=tuple(scrub(item) for item in overrides))
+
+
+def _overridden(text: str, path: str, overrides: tuple[str, ...]) -> str:
+    """The scenario's YAML with each KEY.PATH=VALUE set (mappings made on the way), dumped
+    again: the effective text a run keeps (and can be run again from)."""
+    import yaml
+
+    from harness.scenario.yamltext import load_yaml
+
+    data = load_yaml(text, path)
+    if not isinstance(data, dict):
+        raise ScenarioError(path, "", "must be a YAML mapping with name, server, workload, load")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise HarnessError(f"--set {scrub(item)!r}: expected KEY.PATH=VALUE, e.g. "
+                               "load.concurrency=50")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise HarnessError(f"--set {key}: the value is not YAML "
+                               f"({_one_line(str(exc))})") from None
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ScenarioError(path, ".".join(parts[:depth + 1]),
+                                    f"is not a mapping: --set {key} cannot set a key in it")
+            node = child
+        node[parts[-1]] = value
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
 def scenario_from_text(text: str, path: str = "<scenario>") -> LoadedScenario:

@@ -270,6 +270,7 @@ class LoadedScenario:
     text: str
     scenario: Scenario
     secrets: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()  # --set KEY.PATH=VALUE, as given (`text` has them applied)
 
     @cached_property
     def kept_text(self) -> str:

@@ -85,7 +85,7 @@ def run_metadata(run_id: str, scenarios: list, calibration: dict | None = None,
         "git_commit": _git_commit(),
         "scenarios": [
             {"name": s.scenario.name, "path": s.path, "sha256": s.sha256,
-             "text": s.kept_text,
+             "text": s.kept_text, "overrides": list(s.overrides),
              "seeds": {"server": s.scenario.server.seed if s.scenario.server else None},
              "calibration": calibration.get(s.scenario.name),
              **facts.get(s.scenario.name, {})}
