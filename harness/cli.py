@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.core.errors import HarnessError
 from harness.core.keys import BACKEND_NAMES, BACKENDS, key_label
 from harness.core.secrets import scrub
+from harness.helptext import CLUSTER_HELP, NO_LEGEND_HELP, PYTHON_HELP, WIDE_HELP, epilog
 from harness.saturate.search import DEFAULT_PROBE_NS, SearchOptions
 from harness.scenario.loader import load_scenario
 
@@ -68,36 +69,6 @@ def cli() -> None:
 
 EXIT_THRESHOLDS = 1
 EXIT_CELL_FAILED = 3
-_BAD_INPUT = "2 bad input (a scenario, an option, a folder: one line says which)"
-_EXITS = {
-    "run": ["0 every cell ran and every threshold held", "1 a threshold failed", _BAD_INPUT,
-            "3 a cell failed or lost rows", "130 interrupted (what was measured is kept)"],
-    "report": ["0 read", "1 a threshold failed", _BAD_INPUT, "3 a cell failed or lost rows"],
-    "compare": ["0 compared, whatever the verdict", "1 a significant regression, with "
-                "--fail-on-regression", _BAD_INPUT],
-    "saturate": ["0 a rate was found for every backend", "1 one fails even at the start rate",
-                 _BAD_INPUT, "130 interrupted (the probes done are kept)"],
-    "validate": ["0 every file is valid", _BAD_INPUT],
-    "schema": ["0 printed"],
-    "list": ["0 listed"],
-    "serve": ["0 stopped by Ctrl-C", _BAD_INPUT],
-}
-
-
-def _epilog(command: str) -> str:
-    r"""The exit codes, for a command's --help (\b: click keeps the lines as they are)."""
-    return "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in _EXITS[command])
-
-
-_PYTHON_HELP = ("Run the cells under this interpreter (repeatable; replaces the scenario's "
-                "interpreters:): a version (3.12, 3.14t), a path, ft (make python-ft's "
-                "free-threaded build) or ft-gil (it with PYTHON_GIL=1); a trailing ? skips "
-                "an absent one.")
-_CLUSTER_HELP = ("Run the cells on a Dask cluster: its scheduler's address, e.g. "
-                 "tcp://HOST:8786 (one cell per machine at a time; needs the cluster extra).")
-_NO_LEGEND_HELP = "Leave out the legends under the tables."
-_WIDE_HELP = ("Show every column of the summary table (the default fits 100 columns; "
-              "markdown, json and csv always have every column).")
 
 
 def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None,
@@ -141,7 +112,7 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     return EXIT_THRESHOLDS if failed(checks) else 0
 
 
-@cli.command(epilog=_epilog("run"))
+@cli.command(epilog=epilog("run"))
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--backend", "-b", "backends", multiple=True, type=click.Choice(BACKEND_NAMES),
               help="Run only these backends (repeatable). Default: the scenario's list.")
@@ -149,17 +120,17 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
               help="Write the Parquet files directly into DIR. "
                    "Default: results/<scenario>/<run id>/")
 @click.option("--repeat", "-r", type=click.IntRange(min=1), help="Repetitions per cell.")
-@click.option("--python", "pythons", multiple=True, metavar="SPEC", help=_PYTHON_HELP)
+@click.option("--python", "pythons", multiple=True, metavar="SPEC", help=PYTHON_HELP)
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address.")
-@click.option("--cluster", metavar="ADDRESS", help=_CLUSTER_HELP)
+@click.option("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
 @click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override one key of every scenario before it is validated (repeatable; "
                    "VALUE is YAML), e.g. --set load.concurrency=50; run.json keeps the "
                    "effective text and the overrides.")
-@click.option("--wide", is_flag=True, help=_WIDE_HELP)
-@click.option("--no-legend", is_flag=True, help=_NO_LEGEND_HELP)
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+@click.option("--no-legend", is_flag=True, help=NO_LEGEND_HELP)
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only errors and the final results line (no progress, no tables).")
 def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster, sets,
@@ -190,21 +161,21 @@ def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster,
     sys.exit(status)
 
 
-@cli.command(epilog=_epilog("report"))
+@cli.command(epilog=epilog("report"))
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "csv"]),
               default="table", show_default=True)
 @click.option("--html", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write a self-contained HTML report with plots to FILE.")
-@click.option("--wide", is_flag=True, help=_WIDE_HELP)
-@click.option("--no-legend", is_flag=True, help=_NO_LEGEND_HELP)
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+@click.option("--no-legend", is_flag=True, help=NO_LEGEND_HELP)
 def report(dirs, fmt, html, wide, no_legend) -> None:
     """Summarize run directories from their Parquet files alone. Exit 3 when a cell failed or
     lost rows, 1 when a threshold fails."""
     sys.exit(_summarize_and_check(list(dirs), fmt, html, wide, legend=not no_legend))
 
 
-@cli.command("compare", epilog=_epilog("compare"))
+@cli.command("compare", epilog=epilog("compare"))
 @click.argument("base", type=click.Path(path_type=Path))
 @click.argument("new", required=False, type=click.Path(path_type=Path))
 @click.option("--between", metavar="A,B",
@@ -268,7 +239,7 @@ def _rate(value: str) -> float:
         return parse_rate_per_s(value)
 
 
-@cli.command("saturate", epilog=_epilog("saturate"))
+@cli.command("saturate", epilog=epilog("saturate"))
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--slo", "slos", multiple=True, required=True, metavar="SLO",
               help="What must hold at the knee (repeatable): 'p99 < 50ms' (p50, p90, p99, "
@@ -305,7 +276,7 @@ def _rate(value: str) -> float:
 @click.option("--force", is_flag=True, help="Allow writing into a non-empty --out directory.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address.")
-@click.option("--cluster", metavar="ADDRESS", help=_CLUSTER_HELP)
+@click.option("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
@@ -369,7 +340,29 @@ def saturate_cmd(scenario, slos, backends, start_rate, max_rate, max_error_rate,
     sys.exit(exit_code(results))
 
 
-@cli.command(epilog=_epilog("schema"))
+@cli.command(epilog=epilog("export"))
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "hgrm"]), default="csv",
+              show_default=True,
+              help="csv or jsonl: one line per request; hgrm: per cell its response-time "
+                   "percentile distribution in HdrHistogram's text format (ms), into --out DIR.")
+@click.option("--where", metavar="EXPR",
+              help="Keep the rows where EXPR holds: COLUMN OP VALUE terms joined by and, e.g. "
+                   "'backend == \"uvloop\" and concurrency >= 10' (OP: == != < <= > >=).")
+@click.option("--columns", metavar="A,B,...", help="Only these columns, in this order.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="FILE|DIR",
+              help="Write to FILE (csv, jsonl; default: stdout) or into DIR (hgrm).")
+def export(run_dir, fmt, where, columns, out) -> None:
+    """Write RUN's per-request rows as CSV or JSON lines, streamed file by file; or each
+    cell's response-time distribution (--format hgrm)."""
+    from harness.report.export import export as write_export
+
+    said = write_export(run_dir, fmt, where, columns, out)
+    if said:
+        console.print(f"results: {said}", highlight=False, markup=False)
+
+
+@cli.command(epilog=epilog("schema"))
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editor completion and checks)."""
     from harness.scenario.model import json_schema
@@ -377,7 +370,7 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
 
 
-@cli.command(epilog=_epilog("validate"))
+@cli.command(epilog=epilog("validate"))
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--allow-remote", is_flag=True,
               help="Allow a `target:` that is not a loopback address (as run does).")
@@ -393,7 +386,7 @@ def validate(scenarios, allow_remote) -> None:
         console.print(f"{path}: ok ({loaded.scenario.name})")
 
 
-@cli.command("list", epilog=_epilog("list"))
+@cli.command("list", epilog=epilog("list"))
 @click.option("--dir", "folder", default="scenarios", type=click.Path(path_type=Path),
               show_default=True, help="Where to look for scenarios.")
 def list_(folder: Path) -> None:
@@ -421,7 +414,7 @@ def list_(folder: Path) -> None:
             console.print(f"  {'':<24} {line}", highlight=False, markup=False)
 
 
-@cli.command(epilog=_epilog("serve"))
+@cli.command(epilog=epilog("serve"))
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--port", "-p", default=0, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (0: any free port).")

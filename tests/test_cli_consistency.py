@@ -8,7 +8,8 @@ import pytest
 from harness.scenario.loader import load_scenario
 from tests.conftest import small_scenario
 
-COMMANDS = ["run", "report", "compare", "saturate", "validate", "schema", "list", "serve"]
+COMMANDS = ["run", "report", "compare", "saturate", "validate", "schema", "list", "serve",
+            "export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

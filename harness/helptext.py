@@ -1,0 +1,36 @@
+"""The CLI's words that several commands share: option help, and each command's exit codes
+(printed under its --help)."""
+
+from __future__ import annotations
+
+BAD_INPUT = "2 bad input (a scenario, an option, a folder: one line says which)"
+EXITS = {
+    "run": ["0 every cell ran and every threshold held", "1 a threshold failed", BAD_INPUT,
+            "3 a cell failed or lost rows", "130 interrupted (what was measured is kept)"],
+    "report": ["0 read", "1 a threshold failed", BAD_INPUT, "3 a cell failed or lost rows"],
+    "compare": ["0 compared, whatever the verdict", "1 a significant regression, with "
+                "--fail-on-regression", BAD_INPUT],
+    "saturate": ["0 a rate was found for every backend", "1 one fails even at the start rate",
+                 BAD_INPUT, "130 interrupted (the probes done are kept)"],
+    "validate": ["0 every file is valid", BAD_INPUT],
+    "schema": ["0 printed"],
+    "list": ["0 listed"],
+    "serve": ["0 stopped by Ctrl-C", BAD_INPUT],
+    "export": ["0 written (also when a reader such as head stops early)", BAD_INPUT],
+}
+
+
+def epilog(command: str) -> str:
+    r"""The exit codes, for a command's --help (\b: click keeps the lines as they are)."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in EXITS[command])
+
+
+PYTHON_HELP = ("Run the cells under this interpreter (repeatable; replaces the scenario's "
+               "interpreters:): a version (3.12, 3.14t), a path, ft (make python-ft's "
+               "free-threaded build) or ft-gil (it with PYTHON_GIL=1); a trailing ? skips "
+               "an absent one.")
+CLUSTER_HELP = ("Run the cells on a Dask cluster: its scheduler's address, e.g. "
+                "tcp://HOST:8786 (one cell per machine at a time; needs the cluster extra).")
+NO_LEGEND_HELP = "Leave out the legends under the tables."
+WIDE_HELP = ("Show every column of the summary table (the default fits 100 columns; "
+             "markdown, json and csv always have every column).")
