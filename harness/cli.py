@@ -19,9 +19,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.core.errors import HarnessError
 from harness.core.keys import BACKEND_NAMES, BACKENDS, key_label
 from harness.core.secrets import scrub
-from harness.helptext import CLUSTER_HELP, NO_LEGEND_HELP, PYTHON_HELP, WIDE_HELP, epilog
+from harness.helptext import (
+    CLUSTER_HELP,
+    NO_LEGEND_HELP,
+    PYTHON_HELP,
+    WIDE_HELP,
+    epilog,
+    quick_options,
+)
 from harness.saturate.search import DEFAULT_PROBE_NS, SearchOptions
 from harness.scenario.loader import load_scenario
+from harness.scenario.quick import is_url
 
 _SEARCH = SearchOptions()  # the search's defaults, shown in `saturate --help`
 
@@ -113,7 +121,7 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
 
 
 @cli.command(epilog=epilog("run"))
-@click.argument("scenarios", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("scenarios", nargs=-1, required=True, metavar="SCENARIO|URL...")
 @click.option("--backend", "-b", "backends", multiple=True, type=click.Choice(BACKEND_NAMES),
               help="Run only these backends (repeatable). Default: the scenario's list.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), metavar="DIR",
@@ -133,13 +141,17 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
 @click.option("--no-legend", is_flag=True, help=NO_LEGEND_HELP)
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only errors and the final results line (no progress, no tables).")
+@quick_options
 def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster, sets,
-        wide, no_legend, quiet) -> None:
+        wide, no_legend, quiet, **quick) -> None:
     """Run SCENARIO files and print a summary per cell. Exit 3 when a cell failed or lost
     rows, 1 when a threshold fails, 130 when interrupted."""
     from harness.run.runner import run_scenarios
+    from harness.scenario.quick import load
 
-    loaded = [load_scenario(path, tuple(sets)) for path in scenarios]
+    loaded = [load(text, tuple(sets), tuple(backends), quick) for text in scenarios]
+    if any(is_url(text) for text in scenarios):
+        backends = ()  # a URL's scenario has them already (the files' are run whole)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:

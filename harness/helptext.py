@@ -34,3 +34,27 @@ CLUSTER_HELP = ("Run the cells on a Dask cluster: its scheduler's address, e.g. 
 NO_LEGEND_HELP = "Leave out the legends under the tables."
 WIDE_HELP = ("Show every column of the summary table (the default fits 100 columns; "
              "markdown, json and csv always have every column).")
+
+
+def quick_options(command):
+    """`run URL`'s options (hey's): the scenario made from them (harness.scenario.quick)."""
+    import click
+
+    for option in reversed([
+        click.option("-n", "--requests", type=click.IntRange(min=1),
+                     help="URL runs: requests in the cell (default 200)."),
+        click.option("-c", "--concurrency", type=click.IntRange(min=1),
+                     help="URL runs: in flight at most (default 50; with --rate, "
+                          "max_in_flight)."),
+        click.option("--rate", metavar="R/s", help="URL runs: an open model at this rate."),
+        click.option("--duration", metavar="D", help="URL runs: how long, e.g. 10s."),
+        click.option("--client", "clients", multiple=True, type=click.Choice(["lean",
+                                                                              "standard"]),
+                     help="URL runs: the HTTP client (default lean; repeatable)."),
+        click.option("--method", help="URL runs: the HTTP method (default GET)."),
+        click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+                     help="URL runs: a request header (repeatable)."),
+        click.option("--body", metavar="FILE", help="URL runs: the request body's file."),
+    ]):
+        command = option(command)
+    return command

@@ -167,6 +167,13 @@ def load_scenario(path: str | Path, overrides: tuple[str, ...] = ()) -> LoadedSc
     except UnicodeDecodeError as exc:
         raise ScenarioError(path, _line(data, exc.start),
                             f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    return overridden_scenario(text, path, overrides)
+
+
+def overridden_scenario(text: str, path: str, overrides: tuple[str, ...] = ()
+                        ) -> LoadedScenario:
+    """scenario_from_text with each override set first (the kept text is then the effective
+    one, and the overrides are kept beside it)."""
     if not overrides:
         return scenario_from_text(text, path)
     loaded = scenario_from_text(_overridden(text, path, overrides), path)
