@@ -84,6 +84,7 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     """Print the summary of run directories in `fmt`; returns the exit status it implies."""
     from harness.analysis.summary import cells_failed, load_runs, speedups, summarize
     from harness.report.table import (
+        print_check_failures,
         print_notes,
         print_summary,
         print_thresholds,
@@ -96,6 +97,7 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     checks = evaluate(summary, runs.scenarios())
     if fmt == "table":
         print_summary(summary, console, wide, legend)
+        print_check_failures(runs.requests, console)
         print_notes(runs.metadata, console)
         print_thresholds(checks, console)
     elif fmt == "quiet":

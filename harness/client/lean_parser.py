@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from httptools import HttpParserError, HttpParserUpgrade
 
+from harness.core.checks import CHECK
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request
 
@@ -55,7 +56,8 @@ class RequestTemplate:
     the prefix and suffix once, here, so the per-request work stays one concatenation; a
     per-request body (the pipeline's tensor) adds its Content-Length."""
 
-    __slots__ = ("prefix", "suffix", "head_end", "seq_query", "body_len", "head", "mock")
+    __slots__ = ("prefix", "suffix", "head_end", "seq_query", "body_len", "head", "mock",
+                 "checks")
 
     def __init__(self, host: str, request: RequestSpec | str) -> None:
         request = as_request(request)
@@ -70,6 +72,7 @@ class RequestTemplate:
         self.body_len = len(request.body)
         self.head = request.method == "HEAD"
         self.mock = request.mock
+        self.checks = request.checks
 
     def render(self, seq: int, body: bytes | None = None) -> bytes:
         if body is None:
@@ -105,9 +108,14 @@ class ResponseReader:
         self.body_bytes = 0
         self.drawn_ns: int | None = None
         self.stale_parser = False
+        if self._template.checks is not None:  # kept only for checks: the rest counts bytes
+            self.kept_headers: dict[str, str] = {}
+            self.kept_body: list[bytes] = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
+        if self._template.checks is not None:
+            self.kept_headers[name.decode("latin-1")] = value.decode("latin-1")
         if not self._template.mock:  # a target or a service: its headers are its own
             if name in _FRAMING:
                 self.framed = True
@@ -120,6 +128,8 @@ class ResponseReader:
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
+        if self._template.checks is not None:
+            self.kept_body.append(bytes(body))
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
@@ -146,9 +156,15 @@ class ResponseReader:
     def _outcome(self, ok_status: frozenset[int]) -> Outcome:
         status = self.status
         ok = status in ok_status
-        return Outcome(ok, status, None if ok else HTTP_STATUS, self.delay_ns,
+        error, failed = None if ok else HTTP_STATUS, None
+        checks = self._template.checks
+        if ok and checks is not None:
+            failed = checks.failed(self.kept_headers.get, b"".join(self.kept_body))
+            if failed is not None:
+                ok, error = False, CHECK
+        return Outcome(ok, status, error, self.delay_ns,
                        server_delay_target_ns=self.drawn_ns, bytes_sent=self.body_sent,
-                       bytes_received=self.body_bytes)
+                       bytes_received=self.body_bytes, error_detail=failed)
 
     def _eof_outcome(self, ok_status: frozenset[int], clean: bool = True) -> Outcome:
         """The connection closed before the message completed (`clean`: by a FIN, not a

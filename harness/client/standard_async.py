@@ -7,6 +7,7 @@ import asyncio
 
 import aiohttp
 
+from harness.core.checks import CHECK
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 from harness.core.wire import (
     DELAY_HEADER,
@@ -58,11 +59,17 @@ class AiohttpClient:
         except aiohttp.ClientError:
             return Outcome(False, 0, PROTOCOL), slot
         ok = resp.status in self._ok_status
+        error, failed = None if ok else HTTP_STATUS, None
+        if ok and spec.checks is not None:
+            failed = spec.checks.failed(resp.headers.get, content)
+            if failed is not None:
+                ok, error = False, CHECK
         headers = resp.headers if self._delays else {}
-        return Outcome(ok, resp.status, None if ok else HTTP_STATUS,
+        return Outcome(ok, resp.status, error,
                        header_int(headers.get(DELAY_HEADER)),
                        server_delay_target_ns=header_int(headers.get(DELAY_TARGET_HEADER)),
-                       bytes_sent=len(body), bytes_received=len(content)), slot
+                       bytes_sent=len(body), bytes_received=len(content),
+                       error_detail=failed), slot
 
     async def warm(self, n: int, rate_per_s: float | None = None) -> None:
         """Open up to n keep-alive connections before the clock (at most rate_per_s new ones a

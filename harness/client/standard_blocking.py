@@ -6,6 +6,7 @@ import http.client
 import socket
 import time
 
+from harness.core.checks import CHECK
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request, header_int
 
@@ -49,6 +50,8 @@ class BlockingHttpClient:
         except (http.client.HTTPException, OSError, AttributeError):
             # AttributeError: the socket was shut down and released by abort() mid-request.
             return self._fail(PROTOCOL)
+        checks = spec.checks
+        kept: list[bytes] = []  # the body, only for checks
         try:  # the body against the same deadline: a trickle must not outlast the total timeout
             received = 0
             while True:
@@ -63,6 +66,8 @@ class BlockingHttpClient:
                         raise http.client.IncompleteRead(b"", response.length)
                     break
                 received += len(chunk)
+                if checks is not None:
+                    kept.append(chunk)
             response.close()  # read1 leaves a finished response open; the connection is reused
         except TimeoutError:
             return self._fail(TIMEOUT)
@@ -70,10 +75,15 @@ class BlockingHttpClient:
             return self._fail(PROTOCOL)
         status = response.status
         ok = status in self._ok_status
+        error, failed = None if ok else HTTP_STATUS, None
+        if ok and checks is not None:
+            failed = checks.failed(response.getheader, b"".join(kept))
+            if failed is not None:
+                ok, error = False, CHECK
         header = response.getheader if self._delays else (lambda name: None)
-        return Outcome(ok, status, None if ok else HTTP_STATUS, header_int(header(DELAY_HEADER)),
+        return Outcome(ok, status, error, header_int(header(DELAY_HEADER)),
                        server_delay_target_ns=header_int(header(DELAY_TARGET_HEADER)),
-                       bytes_sent=len(body), bytes_received=received)
+                       bytes_sent=len(body), bytes_received=received, error_detail=failed)
 
     def warm(self) -> None:
         """Connect before the clock starts (a failure is left to the first request)."""

@@ -8,6 +8,11 @@ to send is one RequestSpec per cell, built before the clock starts."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.core.checks import Checks
+
 import functools
 import json
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ class RequestSpec:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     mock: bool = True
+    checks: Checks | None = None  # what a response must hold beyond its status
 
     def path_for(self, seq: int) -> str:
         if not self.seq_query:

@@ -464,6 +464,23 @@ INTERPRETER_LEGEND = ("by interpreter: kernel ns/unit: the single-thread cost, t
                       "<backend> ×c=N: the median speedup at concurrency N")
 
 
+def print_check_failures(requests: pd.DataFrame, console: Console) -> None:
+    """Per scenario, backend, client and check: the measured responses that failed it
+    (`error` = `check`, `error_detail` naming the check); nothing when none did."""
+    if "error" not in requests or not (requests["error"] == "check").any():
+        return
+    failed = requests[requests["error"] == "check"]
+    failed = failed[failed["phase"].fillna("measure") != "warmup"]
+    keys = ["scenario", "backend", "client", "error_detail"]
+    counts = failed.groupby(keys, dropna=False).size().reset_index(name="failed")
+    table = new_table("failed checks", ["scenario", "backend", "client", "check", "failed"],
+                      text=("scenario", "client", "check"))
+    for row in counts.itertuples(index=False):
+        table.add_row(row.scenario, row.backend, str(row.client), str(row.error_detail),
+                      str(row.failed))
+    console.print(table)
+
+
 def print_notes(metadata: list[dict], console: Console) -> None:
     """What a run recorded it left out: an optional interpreter absent, cells skipped where a
     library has no wheel (run.json, each scenario's `notes`)."""

@@ -21,6 +21,7 @@ from harness.scenario.limits import (
     MAX_ITEMS,
     MAX_NAME,
     MAX_REQUESTS,
+    SizeBytes,
     Span,
     Step,
     StrictModel,
@@ -84,8 +85,67 @@ class BodyImage(StrictModel):
 UrlPath = Annotated[str, Field(pattern=r"^/[!-~]*$", max_length=2048)]
 
 
+class HeaderRegex(StrictModel):
+    regex: str = Field(max_length=1024)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value):
+        return _pattern(value)
+
+
+def _pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression ({exc})") from None
+    return value
+
+
+class ResponseChecks(StrictModel):
+    """What a response must hold beyond its status (`ok_status`); a miss is the error `check`,
+    the row's error_detail naming the check."""
+
+    header: dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=256)],
+                 Annotated[str, Field(max_length=8192)] | HeaderRegex] = Field(
+        default_factory=dict, max_length=MAX_HEADERS)
+    body_contains: Annotated[tuple[Annotated[str, Field(min_length=1, max_length=8192)], ...],
+                             BeforeValidator(as_tuple), Field(max_length=MAX_ITEMS)] = ()
+    body_regex: Annotated[tuple[Annotated[str, Field(min_length=1, max_length=1024)], ...],
+                          BeforeValidator(as_tuple), Field(max_length=MAX_ITEMS)] = ()
+    # `json` in the file: a model's own attribute name, so the field is json_ here
+    json_: dict[Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$", max_length=256)],
+                str | int | float | bool | None] = Field(default_factory=dict, alias="json",
+                                                         max_length=MAX_ITEMS)
+    max_bytes: SizeBytes | None = None
+
+    @field_validator("body_regex")
+    @classmethod
+    def _regexes(cls, value):
+        return tuple(_pattern(item) for item in value)
+
+    @field_validator("header", mode="before")
+    @classmethod
+    def _header_values(cls, value):
+        """A value is the exact text or {regex: PATTERN}: said so here, in one line, rather
+        than as two failed alternatives."""
+        for name, expected in (value.items() if isinstance(value, dict) else ()):
+            if isinstance(expected, dict):
+                if set(expected) != {"regex"} or not isinstance(expected["regex"], str):
+                    raise ValueError(f"{name}: must be the exact text or {{regex: PATTERN}}")
+                try:
+                    _pattern(expected["regex"])
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+            elif not isinstance(expected, str):
+                raise ValueError(f"{name}: must be the exact text (quoted) or {{regex: PATTERN}}"
+                                 f" (got {brief(expected)})")
+        return value
+
+
 class _HttpOptions(StrictModel):
     endpoint: str | None = Field(None, max_length=MAX_NAME)
+    checks: ResponseChecks | None = None
     timeout: Timeouts = Timeouts()
     ok_status: Annotated[tuple[int, ...], BeforeValidator(_status_set)] = tuple(range(200, 300))
     # standard: aiohttp on the loops, http.client in threads/processes; lean: one small

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.core.checks import Checks
 from harness.core.wire import RequestSpec, endpoint_request
 from harness.scenario.target import split_target
 
@@ -26,8 +27,12 @@ def request_spec(spec, method: str | None = None) -> RequestSpec:
         body = bytes(i % 251 for i in range(body)) if body else b""  # generated, not all one byte
     elif body is not None:  # a file, or the image the runner encoded into one
         body = Path(spec.body_file or getattr(body, "file", None)).read_bytes()
+    checks = getattr(workload, "checks", None)
+    if checks is not None:
+        checks = Checks.from_data(checks.model_dump(by_alias=True))
     common = {"method": method or getattr(workload, "method", "GET"),
-              "headers": tuple(getattr(workload, "headers", {}).items()), "body": body or b""}
+              "headers": tuple(getattr(workload, "headers", {}).items()), "body": body or b"",
+              "checks": checks}
     if spec.scenario.target:
         return RequestSpec(path=spec.key.path, seq_query=False, mock=False, **common)
     if spec.scenario.service:  # ?seq=N: the service may key its rows by it
