@@ -139,11 +139,15 @@ def write_csv(tables: Iterator[pa.Table], sink) -> int:
     return rows
 
 
+JSON_ROWS = 2048  # rows turned into Python objects at once: a row group's would take 100s of MB
+
+
 def write_jsonl(tables: Iterator[pa.Table], sink) -> int:
     rows = 0
     for table in tables:
-        lines = "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist())
-        sink.write(lines.encode())
+        for offset in range(0, table.num_rows, JSON_ROWS):
+            chunk = table.slice(offset, JSON_ROWS).to_pylist()
+            sink.write("".join(json.dumps(row, default=str) + "\n" for row in chunk).encode())
         rows += table.num_rows
     return rows
 
