@@ -74,11 +74,12 @@ def test_cpu_workloads_on_every_backend(cpu_runs, kind, backend):
     # Each cell's own CPU time, its process tree's, against its steps' CPU as calibrated
     # (within 0.5x-2x: test_calibration_hits_its_target_roughly), less what the sampler may
     # miss (the start before its first reading, under a 10 ms tick per process). Beside two
-    # CPU hogs, 0.83x-1.8x of it was seen; a backend that reports 0, or misses its slot or pool
-    # processes, gets a few ticks at most.
+    # CPU hogs, 0.83x-1.8x of it was seen, and 0.38x once in CI beside the cluster tests'
+    # workers (the calibration, earlier, ran slower than the cell); a backend that reports 0,
+    # or misses its slot or pool processes, gets a few ticks at most (under 0.1x).
     steps_cpu_s = CPU_STEPS * calibration["target_ns"] / 1e9
     cpu_s = cells["cpu_user_s"] + cells["cpu_sys_s"]
-    assert cpu_s.notna().all() and (cpu_s > 0.4 * steps_cpu_s).all(), cpu_s.tolist()
+    assert cpu_s.notna().all() and (cpu_s > 0.25 * steps_cpu_s).all(), cpu_s.tolist()
     assert cells["peak_in_flight_server"].isna().all()  # no server for CPU work
     # Each cell measured its own kernel speed before its clock: ns per *unit*, so one
     # request's worth (units × it) is of the order of the request's own CPU step at 1.
