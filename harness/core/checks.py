@@ -44,10 +44,6 @@ class Checks:
                          for path, value in (data.get("json") or {}).items()),
                    data.get("max_bytes"))
 
-    @property
-    def wants_headers(self) -> bool:
-        return bool(self.headers)
-
     def failed(self, header: Callable[[str], str | None], body: bytes) -> str | None:
         """The first check the response misses: `header NAME`, `body_contains`, `body_regex`,
         `json PATH` or `max_bytes`; None when it passes every one."""

@@ -19,8 +19,7 @@ import pyarrow.parquet as pq
 from harness.core.errors import HarnessError
 from harness.core.schema import REQUESTS_SCHEMA, SCHEMA_VERSION, VERSION_KEY, upgrade
 from harness.core.stats import percentile, response_ns
-from harness.store.layout import CELLS
-from harness.store.reader import legacy_paths, legacy_pythons, read_metadata
+from harness.store.reader import is_run_dir, legacy_columns, read_metadata
 
 BATCH_ROWS = 65_536
 FORMATS = ("csv", "jsonl", "hgrm")
@@ -94,7 +93,7 @@ def columns_of(text: str | None) -> list[str] | None:
 
 
 def _files(run: Path) -> list[Path]:
-    if not (run / "run.json").exists() and not (run / f"{CELLS}.parquet").exists():
+    if not is_run_dir(run):
         raise HarnessError(f"{run}: not a run folder (no run.json)")
     legacy = run / "requests.parquet"  # schema versions 1 and 2
     return ([legacy] if legacy.exists() else []) + sorted((run / "requests").glob("*.parquet"))
@@ -103,8 +102,7 @@ def _files(run: Path) -> list[Path]:
 def batches(run: Path, where: ds.Expression | None = None,
             columns: list[str] | None = None) -> Iterator[pa.Table]:
     """The run's request rows, upgraded to the current schema, a row group at a time."""
-    meta = read_metadata(run)
-    per_scenario = {"path": legacy_paths(meta), "python": legacy_pythons(meta)}
+    per_scenario = legacy_columns(read_metadata(run))
     for path in _files(run):
         try:
             source = pq.ParquetFile(path)

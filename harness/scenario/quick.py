@@ -36,9 +36,6 @@ class Quick:
     body: str | None = None  # a file's path
     given: tuple[str, ...] = field(default=())  # the options given, for errors
 
-    def any(self) -> bool:
-        return bool(self.given)
-
 
 def scenario_text(url: str, quick: Quick) -> str:
     """The scenario of a one-line run against `url`, named after its host."""

@@ -34,9 +34,12 @@ def read_table(path: Path, kind: str | None = None, meta: dict | None = None) ->
     if int(version) > SCHEMA_VERSION:
         raise HarnessError(f"{path}: schema version {int(version)} is newer than this harness "
                            f"({SCHEMA_VERSION}); upgrade harness")
-    meta = meta or {}
-    return upgrade(table, int(version), KINDS[kind],
-                   {"path": legacy_paths(meta), "python": legacy_pythons(meta)})
+    return upgrade(table, int(version), KINDS[kind], legacy_columns(meta or {}))
+
+
+def legacy_columns(meta: dict) -> dict[str, dict[str, str]]:
+    """The key columns added since a file's version, per scenario, from its run's metadata."""
+    return {"path": legacy_paths(meta), "python": legacy_pythons(meta)}
 
 
 def legacy_pythons(meta: dict) -> dict[str, str]:
