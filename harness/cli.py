@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.core.errors import HarnessError
-from harness.core.keys import BACKEND_NAMES, BACKENDS, key_label
+from harness.core.keys import BACKEND_NAMES, BACKENDS
 from harness.core.secrets import scrub
 from harness.helptext import (
     CLUSTER_HELP,
@@ -27,6 +27,7 @@ from harness.helptext import (
     epilog,
     quick_options,
 )
+from harness.report.progress import PlainUI, TerminalUI
 from harness.saturate.search import DEFAULT_PROBE_NS, SearchOptions
 from harness.scenario.loader import load_scenario
 from harness.scenario.quick import is_url
@@ -37,35 +38,6 @@ EXIT_INTERRUPTED = 130
 # Piped or captured output gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 250)
 err_console = Console(stderr=True)
-
-
-class _ProgressUI:
-    """Run progress on stderr: cells done overall, requests done in the current cell."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.cells = self.cell = None
-
-    def run_started(self, total_cells: int) -> None:
-        self.cells = self.progress.add_task("cells", total=total_cells)
-
-    def cell_started(self, scenario, key, requests) -> None:
-        if self.cell is not None:
-            self.progress.remove_task(self.cell)
-        label = f"{scenario} {key_label(key)}"  # e.g. `x threads c=100 r=0 open 200/s`
-        self.cell = self.progress.add_task(label, total=requests)
-
-    def cell_progress(self, completed: int) -> None:
-        self.progress.update(self.cell, completed=completed)
-
-    def cell_finished(self, cell: dict) -> None:
-        self.progress.update(self.cell, completed=cell["requests"])
-        self.progress.advance(self.cells)
-
-    def note(self, line: str) -> None:
-        if not self.progress.disable:  # --quiet: errors and the results line only
-            self.progress.console.print(f"note: {line}", highlight=False, markup=False,
-                                        soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -156,10 +128,12 @@ def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster,
         backends = ()  # a URL's scenario has them already (the files' are run whole)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn()]
-    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+    live = err_console.is_terminal and not quiet
+    with Progress(*columns, console=err_console, transient=True, disable=not live) as progress:
+        ui = TerminalUI(progress) if live else PlainUI(err_console, quiet)
         result = run_scenarios(loaded, backends=backends, repeat=repeat, out=out, force=force,
-                               ui=_ProgressUI(progress), allow_remote=allow_remote,
-                               pythons=pythons, cluster=cluster)
+                               ui=ui, allow_remote=allow_remote, pythons=pythons,
+                               cluster=cluster)
     for failure in result.failures:
         err_console.print(f"error: {failure}", highlight=False, markup=False, soft_wrap=True)
     status = _summarize_and_check(result.out_dirs, "quiet" if quiet else "table", wide=wide,
