@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from harness.core.keys import key_label
+from harness.core.stats import throughput_per_s
 
 PLAIN_EVERY_S = 10.0  # a long cell's plain progress line, at most this often
 
@@ -78,7 +79,8 @@ class PlainUI:
     def cell_finished(self, cell: dict) -> None:
         self.done += 1
         seconds = (cell.get("makespan_ns") or 0) / 1e9
-        rate = f", {cell['requests'] / seconds:.1f} req/s" if seconds > 0 else ""
+        rate = throughput_per_s(cell["requests"] - cell["errors"], cell.get("makespan_ns"))
+        rate = f", {rate:.1f} req/s" if seconds > 0 else ""  # the summary's figure
         state = "" if cell.get("complete", True) else " (incomplete)"
         self._say(f"{self.label}: {cell['requests']} requests, {cell['errors']} errors"
                   f"{rate} over {seconds:.2f} s{state}")
