@@ -14,7 +14,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.core.errors import HarnessError
 from harness.core.keys import BACKEND_NAMES, BACKENDS
@@ -27,7 +26,7 @@ from harness.helptext import (
     epilog,
     quick_options,
 )
-from harness.report.progress import PlainUI, TerminalUI
+from harness.report.progress import run_view
 from harness.saturate.search import DEFAULT_PROBE_NS, SearchOptions
 from harness.scenario.loader import load_scenario
 from harness.scenario.quick import is_url
@@ -126,11 +125,7 @@ def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster,
     loaded = [load(text, tuple(sets), tuple(backends), quick) for text in scenarios]
     if any(is_url(text) for text in scenarios):
         backends = ()  # a URL's scenario has them already (the files' are run whole)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn()]
-    live = err_console.is_terminal and not quiet
-    with Progress(*columns, console=err_console, transient=True, disable=not live) as progress:
-        ui = TerminalUI(progress) if live else PlainUI(err_console, quiet)
+    with run_view(err_console, quiet) as ui:
         result = run_scenarios(loaded, backends=backends, repeat=repeat, out=out, force=force,
                                ui=ui, allow_remote=allow_remote, pythons=pythons,
                                cluster=cluster)

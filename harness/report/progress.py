@@ -3,15 +3,29 @@ pipe, `nohup`), where a redrawn bar is noise and a line per cell is what a log w
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.core.keys import key_label
 from harness.core.stats import throughput_per_s
 
 PLAIN_EVERY_S = 10.0  # a long cell's plain progress line, at most this often
+
+
+@contextlib.contextmanager
+def run_view(console: Console, quiet: bool):
+    """The run's progress UI on `console`: the live bar on a terminal (unless `quiet`), plain
+    lines elsewhere."""
+    if quiet or not console.is_terminal:
+        yield PlainUI(console, quiet)
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield TerminalUI(progress)
 
 
 def _print(console: Console, line: str) -> None:
@@ -42,8 +56,7 @@ class TerminalUI:
         self.progress.advance(self.cells)
 
     def note(self, line: str) -> None:
-        if not self.progress.disable:  # --quiet: errors and the results line only
-            _print(self.progress.console, f"note: {line}")
+        _print(self.progress.console, f"note: {line}")
 
 
 class PlainUI:
