@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from harness.core.keys import AXIS_DEFAULTS, CELL_KEYS, KEY_TYPES, NULLABLE_KEYS
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 META_KEY = b"harness"  # JSON run metadata in the Parquet key-value metadata
 VERSION_KEY = b"harness.schema_version"
 
@@ -43,10 +43,11 @@ class Outcome(NamedTuple):
     bytes_sent: int | None = None  # request body bytes (as vegeta's bytes_out)
     bytes_received: int | None = None  # response body bytes read (as vegeta's bytes_in)
     fault: str | None = None  # the fault the mock server scheduled for this seq
+    connect_ns: int | None = None  # opening its connection (TLS included); None when reused
 
 
 NULLABLE_INTS = ("server_delay_ns", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns",
-                  "server_delay_target_ns", "bytes_sent", "bytes_received")
+                  "server_delay_target_ns", "bytes_sent", "bytes_received", "connect_ns")
 
 # What a backend records for each request, in this order.
 RECORD_FIELDS = [
@@ -71,6 +72,9 @@ RECORD_FIELDS = [
     pa.field("fault", pa.string()),  # effect the mock scheduled for this seq; null if none
     pa.field("bytes_sent", pa.int64()),  # request body bytes; null without HTTP
     pa.field("bytes_received", pa.int64()),  # response body bytes; null without a response
+    # connecting, TLS handshake included, for the request that opened its connection; null on
+    # a reused one (or one opened before the clock: the cells' connect_p50_ns/connect_p99_ns)
+    pa.field("connect_ns", pa.int64()),
     pa.field("phase", pa.string(), nullable=False),  # "warmup" (left out of every figure)
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
@@ -80,7 +84,11 @@ GENERATOR_FIELD = pa.field("generator", pa.int64(), nullable=False)
 # The machine that ran it (its host name): the runner's, or a cluster worker's; null in files
 # from before version 8.
 HOST_FIELD = pa.field("host", pa.string())
-REQUESTS_SCHEMA = pa.schema(CELL_KEY_FIELDS + [GENERATOR_FIELD, HOST_FIELD] + RECORD_FIELDS)
+# The name of the `workload.requests` entry the request sent: a function of (seed, seq), so the
+# writer adds it and no backend carries it per row; null for a single request.
+REQUEST_FIELD = pa.field("request", pa.string())
+DERIVED_FIELDS = (GENERATOR_FIELD, HOST_FIELD, REQUEST_FIELD)
+REQUESTS_SCHEMA = pa.schema(CELL_KEY_FIELDS + list(DERIVED_FIELDS) + RECORD_FIELDS)
 
 CELLS_SCHEMA = pa.schema(
     CELL_KEY_FIELDS
@@ -124,6 +132,9 @@ CELLS_SCHEMA = pa.schema(
         # C extension without free-threading support turns it back on); null if it died.
         pa.field("gil_enabled", pa.bool_()),
         HOST_FIELD,  # where the cell ran (with generators on several hosts: generator 0's)
+        # Connections opened before the clock (load.connect_rate), TLS handshake included
+        pa.field("connect_p50_ns", pa.int64()),
+        pa.field("connect_p99_ns", pa.int64()),
     ]
 )
 

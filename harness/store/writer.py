@@ -18,9 +18,11 @@ from harness.core.keys import AXIS_DEFAULTS, BACKENDS, CELL_KEYS
 from harness.core.schema import (
     CELL_KEY_FIELDS,
     CELLS_SCHEMA,
+    DERIVED_FIELDS,
     GENERATOR_FIELD,
     HOST_FIELD,
     META_KEY,
+    REQUEST_FIELD,
     SCHEMA_VERSION,
     VERSION_KEY,
 )
@@ -150,6 +152,8 @@ def _with_keys(batch: pa.RecordBatch | pa.Table, constants: dict, schema: pa.Sch
     if HOST_FIELD.name in schema.names:  # a generator on another machine: its own host
         host = (constants.get("hosts") or {}).get(str(generator), constants.get("host"))
         keys.append(pa.repeat(pa.scalar(host, pa.string()), n))
+    if REQUEST_FIELD.name in schema.names:
+        keys.append(pa.nulls(n, pa.string()))
     return pa.Table.from_arrays(keys + list(batch.columns), schema=schema)
 
 
@@ -169,7 +173,7 @@ class CellRows:
     def read(self, spool: Path, kind: str):
         schema = KINDS[kind]
         records = pa.schema([f for f in schema if f.name not in CELL_KEYS
-                             and f.name not in (GENERATOR_FIELD.name, HOST_FIELD.name)])
+                             and f not in DERIVED_FIELDS])
         wrote = False
         for generator, path in spool_files(spool, kind):  # one file per generator (and part)
             pending: list[pa.RecordBatch] = []
