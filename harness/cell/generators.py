@@ -31,6 +31,7 @@ from harness.cell.tickets import COMPLETED, LAG_MAX, Shared
 from harness.core.clock import now_ns
 from harness.core.job import SERVER_DIED, CellJob
 from harness.core.schema import LOST_OUTCOME, RECORD_SCHEMA
+from harness.core.tls import pooled_connects
 from harness.store.spool import read_batches, spool_files, spool_name, write_table
 
 SHARED_FILE = "generators.shared"
@@ -198,6 +199,7 @@ class Crowd:
         speeds = [r["extras"].get("kernel_ns_per_unit") for r in reports]
         if extras.get("kernel_ns_per_unit") is not None and all(s is not None for s in speeds):
             extras["kernel_ns_per_unit"] = float(np.mean([extras["kernel_ns_per_unit"], *speeds]))
+        extras.update(pooled_connects([output.extras, *(r["extras"] for r in reports)]))
         return {"released": released,
                 "peak_live": self._gauge.peak if self._gauge is not None else 0,
                 "interrupted": output.interrupted or any(r["interrupted"] for r in reports),

@@ -31,6 +31,7 @@ from harness.core.keys import CellKey, running_python
 from harness.core.schema import LAG_RECORD_SCHEMA, TIMELINE_RECORD_SCHEMA
 from harness.core.secrets import print_crash
 from harness.core.system import raise_fd_limit
+from harness.core.tls import TlsSettings
 from harness.core.wire import post_t0
 from harness.scenario.loader import parse_wire
 from harness.store.spool import Spooler
@@ -44,7 +45,7 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
     _check_python(job)
     spec = CellSpec(parse_wire(job.scenario_text), CellKey(**job.key), job.server_url,
                     job.units, job.work_dir, job.generator, job.shared, job.body_file,
-                    job.spread)
+                    job.spread, TlsSettings.from_data(job.tls))
     backend = get_backend(spec.backend)
     if job.generator and not job.spread:
         return _run_generator(spec, backend, job, stop, report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import deque
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from harness.client.lean_parser import (
     ResponseReader,
 )
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
+from harness.core.tls import TlsSettings, client_context, server_name
 from harness.core.wire import RequestSpec
 
 
@@ -42,6 +44,7 @@ class ClientConnection(asyncio.Protocol, ResponseReader):
         self.counted = False  # holds one of the client's `concurrency` connection slots
         self.used = False  # has completed a request (a reused connection may be stale)
         self.sent = 0
+        self.connect_ns: int | None = None  # opening it; taken by its first request
         self._fut: asyncio.Future | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reset()
@@ -139,11 +142,15 @@ class LeanAsyncClient:
 
     def __init__(self, base_url: str, endpoint: str | RequestSpec, concurrency: int,
                  connect_timeout_s: float,
-                 total_timeout_s: float, ok_status: frozenset[int]) -> None:
+                 total_timeout_s: float, ok_status: frozenset[int],
+                 tls: TlsSettings | None = None) -> None:
         url = urlsplit(base_url)
-        if url.scheme != "http" or not url.hostname:
-            raise ValueError(f"lean client: only http://host[:port] URLs, not {base_url!r}")
-        self._host, self._port = url.hostname, url.port or 80
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"lean client: only http(s)://host[:port] URLs, not {base_url!r}")
+        self._host, self._port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+        self._tls = {} if tls is None else {"ssl": client_context(tls),
+                                             "server_hostname": server_name(tls, url.hostname)}
+        self.connects: list[int] = []  # ns to open each connection opened before the clock
         self._template = RequestTemplate(url.netloc, endpoint)
         self._limit = max(1, concurrency)
         self._connect_timeout = connect_timeout_s
@@ -205,6 +212,8 @@ class LeanAsyncClient:
                     and loop.time() < deadline):
                 retry = False
                 continue
+            if conn.connect_ns is not None:  # this request opened the connection
+                outcome, conn.connect_ns = outcome._replace(connect_ns=conn.connect_ns), None
             return Exchange(outcome, conn.label, sent, received)
 
     async def warm(self, n: int, rate_per_s: float | None = None) -> int:
@@ -227,6 +236,8 @@ class LeanAsyncClient:
             tasks.append(loop.create_task(self._connect(loop.time() + self._connect_timeout)))
         for conn in await asyncio.gather(*tasks):
             if conn.__class__ is not str:
+                self.connects.append(conn.connect_ns)
+                conn.connect_ns = None
                 self._release(conn)
         return self._open
 
@@ -280,9 +291,10 @@ class LeanAsyncClient:
         conn.counted = True
         self._all.add(conn)
         connect_deadline = loop.time() + self._connect_timeout
+        started = time.perf_counter_ns()
         try:
             async with asyncio.timeout_at(min(deadline, connect_deadline)):
-                await loop.create_connection(lambda: conn, self._host, self._port)
+                await loop.create_connection(lambda: conn, self._host, self._port, **self._tls)
         except TimeoutError:  # the request's own deadline, when it came first, is a `timeout`
             self._discard(conn)
             return TIMEOUT if deadline < connect_deadline else CONNECT
@@ -295,6 +307,7 @@ class LeanAsyncClient:
         if self._closed:
             conn.kill()
             return CONNECT
+        conn.connect_ns = time.perf_counter_ns() - started
         return conn
 
     def _release(self, conn: ClientConnection) -> None:

@@ -1,4 +1,5 @@
-"""The lean client in a thread or process slot: one keep-alive connection on a blocking socket."""
+"""The lean client in a thread or process slot: one keep-alive connection on a blocking socket
+(an SSL socket with `tls`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from harness.client.lean_parser import (
     ResponseReader,
 )
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
+from harness.core.tls import TlsSettings, client_context, server_name
 from harness.core.wire import RequestSpec
 
 
@@ -31,8 +33,12 @@ class LeanBlockingClient(ResponseReader):
 
     def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
                  connect_timeout_s: float,
-                 total_timeout_s: float, ok_status: frozenset[int]) -> None:
+                 total_timeout_s: float, ok_status: frozenset[int],
+                 tls: TlsSettings | None = None) -> None:
         self._host, self._port = host, port
+        self._tls = None if tls is None else (client_context(tls), server_name(tls, host))
+        self.connects: list[int] = []  # ns to open each connection opened before the clock
+        self._connect_ns: int | None = None  # the new connection's, for its first request
         self._template = RequestTemplate(f"{host}:{port}", endpoint)
         self._connect_timeout = connect_timeout_s
         self._total = total_timeout_s
@@ -94,16 +100,22 @@ class LeanBlockingClient(ResponseReader):
             outcome = FAILED[RESET if self.received == 0 else PROTOCOL]
         if not self.reusable or outcome.error not in (None, HTTP_STATUS):
             self.close()
+        if self._connect_ns is not None:  # this request opened the connection
+            outcome, self._connect_ns = outcome._replace(connect_ns=self._connect_ns), None
         return Exchange(outcome, label, len(data), self.received)
 
     def _connect(self, timeout: float) -> socket.socket:
+        started = time.perf_counter_ns()
         sock = socket.create_connection((self._host, self._port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.label = f"conn-{sock.getsockname()[1]}"
+            if self._tls is not None:  # the handshake, under the same connect timeout
+                sock = self._tls[0].wrap_socket(sock, server_hostname=self._tls[1])
         except OSError:
             sock.close()
             raise
+        self._connect_ns = time.perf_counter_ns() - started
         self._parser = HttpResponseParser(self)
         self._sock = sock
         self.reusable = True
@@ -122,7 +134,9 @@ class LeanBlockingClient(ResponseReader):
             try:
                 self._connect(self._connect_timeout)
             except OSError:
-                pass
+                return
+            self.connects.append(self._connect_ns)
+            self._connect_ns = None
 
     def abort(self) -> None:
         """From another thread: unblock a request in progress (used to cancel at shutdown)."""

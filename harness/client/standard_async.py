@@ -1,14 +1,16 @@
 """aiohttp client for the event-loop backends: one ClientSession, connector bounded by the
-concurrency limit, keep-alive connections."""
+concurrency limit, keep-alive connections (HTTPS with `tls`)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 
 from harness.core.checks import CHECK
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
+from harness.core.tls import TlsSettings, client_context
 from harness.core.wire import (
     DELAY_HEADER,
     DELAY_TARGET_HEADER,
@@ -19,17 +21,39 @@ from harness.core.wire import (
 )
 
 
+class _TimedConnector(aiohttp.TCPConnector):
+    """Times opening each connection (TLS handshake included), kept by its protocol until the
+    request that opened it takes it: aiohttp says nothing of it otherwise but through a trace,
+    which would cost every request."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.opened: dict[object, int] = {}
+
+    async def _create_connection(self, *args, **kwargs):
+        started = time.perf_counter_ns()
+        protocol = await super()._create_connection(*args, **kwargs)
+        if len(self.opened) >= 1024:  # left by requests that failed before a response
+            self.opened = {p: ns for p, ns in self.opened.items() if p.is_connected()}
+        self.opened[protocol] = time.perf_counter_ns() - started
+        return protocol
+
+
 class AiohttpClient:
     def __init__(self, base_url: str, endpoint: str | RequestSpec, concurrency: int,
-                 connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int]
-                 ) -> None:
+                 connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int],
+                 tls: TlsSettings | None = None) -> None:
         self._base = base_url.rstrip("/")
         self._spec = as_request(endpoint)
         self._headers = dict(self._spec.headers) or None
         self._delays = self._spec.mock  # only the mock server's delay headers mean that
         self._ok_status = ok_status
+        self._sni = {} if tls is None or not tls.sni else {"server_hostname": tls.sni}
+        self._connector = _TimedConnector(limit=concurrency, force_close=False,
+                                          ssl=True if tls is None else client_context(tls))
+        self.connects: list[int] = []  # ns to open each connection opened before the clock
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency, force_close=False),
+            connector=self._connector,
             timeout=aiohttp.ClientTimeout(total=total_timeout_s, connect=connect_timeout_s),
             auto_decompress=False,
         )
@@ -39,14 +63,21 @@ class AiohttpClient:
         `body` replaces the spec's body for this request (the pipeline's tensor)."""
         spec = self._spec
         body = spec.body if body is None else body
-        slot = "conn-?"
+        slot, connect_ns = "conn-?", None
         try:
             async with self._session.request(spec.method, self._base + spec.path_for(seq),
-                                             data=body or None, headers=self._headers) as resp:
-                if resp.connection is not None and resp.connection.transport is not None:
-                    sockname = resp.connection.transport.get_extra_info("sockname")
+                                             data=body or None, headers=self._headers,
+                                             **self._sni) as resp:
+                # aiohttp lets go of the connection as soon as the whole response is in its
+                # buffer (`resp.connection` is then None): the protocol it kept says which
+                protocol = (resp.connection.protocol if resp.connection is not None
+                            else getattr(resp, "_protocol", None))
+                if protocol is not None and protocol.transport is not None:
+                    sockname = protocol.transport.get_extra_info("sockname")
                     if sockname:
                         slot = f"conn-{sockname[1]}"
+                    if self._connector.opened:  # a connection was opened: was it this one's?
+                        connect_ns = self._connector.opened.pop(protocol, None)
                 content = await resp.read()
         except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one too
             return Outcome(False, 0, CONNECT), slot
@@ -69,7 +100,7 @@ class AiohttpClient:
                        header_int(headers.get(DELAY_HEADER)),
                        server_delay_target_ns=header_int(headers.get(DELAY_TARGET_HEADER)),
                        bytes_sent=len(body), bytes_received=len(content),
-                       error_detail=failed), slot
+                       error_detail=failed, connect_ns=connect_ns), slot
 
     async def warm(self, n: int, rate_per_s: float | None = None) -> None:
         """Open up to n keep-alive connections before the clock (at most rate_per_s new ones a
@@ -85,12 +116,14 @@ class AiohttpClient:
             if rate_per_s:
                 await asyncio.sleep(max(0.0, start + i / rate_per_s - loop.time()))
             try:
-                async with self._session.get(url) as resp:
+                async with self._session.get(url, **self._sni) as resp:
                     await resp.read()
             except (aiohttp.ClientError, TimeoutError):
                 pass  # the requests will say what is wrong
 
         await asyncio.gather(*(one(i) for i in range(n)))
+        self.connects.extend(self._connector.opened.values())
+        self._connector.opened.clear()
 
     async def close(self) -> None:
         await self._session.close()

@@ -1,4 +1,5 @@
-"""Blocking keep-alive HTTP/1.1 client on http.client: one connection per thread or process slot."""
+"""Blocking keep-alive HTTP/1.1 client on http.client: one connection per thread or process slot
+(HTTPS with `tls`)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,33 @@ import time
 
 from harness.core.checks import CHECK
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
+from harness.core.tls import TlsSettings, client_context, server_name
 from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request, header_int
 
 CHUNK = 256 * 1024
 
 
+class _HttpsConnection(http.client.HTTPSConnection):
+    """Sends `sni` as the server name (http.client sends the host it connects to)."""
+
+    sni = ""
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.sni)
+
+
 class BlockingHttpClient:
     def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
-                 connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int]
-                 ) -> None:
-        self._conn = http.client.HTTPConnection(host, port, timeout=connect_timeout_s)
+                 connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int],
+                 tls: TlsSettings | None = None) -> None:
+        if tls is None:
+            self._conn = http.client.HTTPConnection(host, port, timeout=connect_timeout_s)
+        else:
+            self._conn = _HttpsConnection(host, port, timeout=connect_timeout_s,
+                                          context=client_context(tls))
+            self._conn.sni = server_name(tls, host)
+        self.connects: list[int] = []  # ns to open each connection opened before the clock
         self._spec = as_request(endpoint)
         self._headers = dict(self._spec.headers)
         self._delays = self._spec.mock  # only the mock server's delay headers mean that
@@ -29,11 +47,11 @@ class BlockingHttpClient:
         conn, spec = self._conn, self._spec
         body = spec.body if body is None else body
         deadline = time.monotonic() + self._total
+        connect_ns = None
         try:
             if conn.sock is None:
                 conn.timeout = min(self._connect_timeout, self._total)
-                conn.connect()
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                connect_ns = self._connect()
         except TimeoutError:  # cut short by the total timeout, when shorter: a `timeout`
             return self._fail(TIMEOUT if self._total < self._connect_timeout else CONNECT)
         except OSError:
@@ -83,15 +101,22 @@ class BlockingHttpClient:
         header = response.getheader if self._delays else (lambda name: None)
         return Outcome(ok, status, error, header_int(header(DELAY_HEADER)),
                        server_delay_target_ns=header_int(header(DELAY_TARGET_HEADER)),
-                       bytes_sent=len(body), bytes_received=received, error_detail=failed)
+                       bytes_sent=len(body), bytes_received=received, error_detail=failed,
+                       connect_ns=connect_ns)
+
+    def _connect(self) -> int:
+        """Opens the connection (the TLS handshake included); returns how long it took."""
+        started = time.perf_counter_ns()
+        self._conn.connect()
+        self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return time.perf_counter_ns() - started
 
     def warm(self) -> None:
         """Connect before the clock starts (a failure is left to the first request)."""
         try:
             if self._conn.sock is None:
                 self._conn.timeout = self._connect_timeout
-                self._conn.connect()
-                self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.connects.append(self._connect())
         except OSError:
             self._conn.close()
 

@@ -27,6 +27,7 @@ class CellJob:
     # Generator `generator` of the key's `generators`, each a standalone process (machines
     # apart): no shared file; seqs strided, its own timeline, a start time read on stdin.
     spread: bool = False
+    tls: dict | None = None  # https: core.tls.TlsSettings' fields (the CA's text, not a path)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

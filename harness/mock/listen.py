@@ -24,10 +24,11 @@ def listening_socket(host: str, port: int, backlog: int, reuse_port: bool = Fals
                                 reuse_port=reuse_port, dualstack_ipv6=host == "::")
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int, tls: bool = False) -> str:
     """The URL a client uses for a server bound to host:port."""
     shown = socket.gethostname() if host in WILDCARDS else host
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{shown}]:{port}" if ":" in shown else f"{scheme}://{shown}:{port}"
 
 
 def seen_from_elsewhere(url: str) -> str:

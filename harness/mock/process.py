@@ -4,13 +4,17 @@ told the cell's t0 over HTTP, stopped. Nothing of the server itself is imported 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.wire import OWN_ROUTES, local_opener, post_t0
 from harness.mock.listen import seen_from_elsewhere
+from harness.mock.tls import CERT_ENV, mint
 
 STOP_WAIT_S = 0.3  # the server's own wait for hanging handlers when it is told to stop
 
@@ -19,11 +23,12 @@ STOP_WAIT_S = 0.3  # the server's own wait for hanging handlers when it is told 
 class ServerProcess:
     """Starts the mock server in a child process on port 0 of the scenario's server.listen
     (127.0.0.1 unless it says otherwise) and hands back its URL: `url` for a client on this
-    machine, `remote_url()` for one on another machine."""
+    machine, `remote_url()` for one on another machine. With `tls` (server.tls) it serves
+    HTTPS with a certificate of a CA made here, whose PEM text is `ca_pem`."""
 
     def __init__(self, scenario_text: str, startup_timeout_s: float = 15.0,
                  python: str = sys.executable, env: dict[str, str] | None = None,
-                 preexec_fn=None) -> None:
+                 preexec_fn=None, tls: bool = False) -> None:
         self._preexec = preexec_fn  # e.g. to die with a cluster worker
         self._text = scenario_text  # the child re-parses the source: one parser, no re-encoding
         self._python, self._env = python, env  # server.python: another interpreter
@@ -31,8 +36,13 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.ready_cpu_s = 0.0  # the server's CPU time when it was ready: its start-up
+        self.ca_pem: str | None = None
+        self._certs = tempfile.TemporaryDirectory(prefix="harness-tls-") if tls else None
 
     def __enter__(self) -> ServerProcess:
+        if self._certs is not None:  # the key stays in this private folder, gone at stop
+            chain, self.ca_pem = mint(Path(self._certs.name))
+            self._env = {**(self._env or os.environ), CERT_ENV: chain}
         self.proc = subprocess.Popen(
             [self._python, "-m", "harness.mock"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, env=self._env,
@@ -44,7 +54,7 @@ class ServerProcess:
             self.proc.stdin.write(self._text)
             self.proc.stdin.close()
             self.url = self.proc.stdout.readline().strip()
-            if not self.url.startswith("http://"):
+            if not self.url.startswith(("http://", "https://")):
                 raise HarnessError(f"mock server failed to start (exit {self.proc.wait(5)})")
             self._wait_ready()
             self.ready_cpu_s = self.stats().get("cpu_s", 0.0)
@@ -86,6 +96,8 @@ class ServerProcess:
         post_t0(self.url, t0_ns)
 
     def stop(self) -> None:
+        if self._certs is not None:  # the server read its key at start
+            self._certs.cleanup()
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from aiohttp import web
 
@@ -18,6 +21,7 @@ from harness.core.system import raise_fd_limit
 from harness.mock.aiohttp_engine import make_app
 from harness.mock.listen import listening_socket, url_for
 from harness.mock.process import STOP_WAIT_S
+from harness.mock.tls import CERT_ENV, mint, server_context
 from harness.scenario.loader import parse_wire
 from harness.scenario.model import Scenario
 from harness.scenario.server import Server
@@ -52,13 +56,14 @@ async def _serve(config: Server, host: str, port: int, announce, backlog: int) -
     runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False,
                            handler_cancellation=True)  # a client that goes away ends its handler
     await runner.setup()
+    tls = server_context(os.environ[CERT_ENV]) if config.tls else None
     if host == "::":  # asyncio would bind IPv6 only: our socket takes IPv4 too
-        site = web.SockSite(runner, listening_socket(host, port, backlog))
+        site = web.SockSite(runner, listening_socket(host, port, backlog), ssl_context=tls)
     else:
-        site = web.TCPSite(runner, host, port, backlog=backlog)
+        site = web.TCPSite(runner, host, port, backlog=backlog, ssl_context=tls)
     await site.start()
     bound = site._server.sockets[0].getsockname()
-    announce(url_for(host, bound[1]))
+    announce(url_for(host, bound[1], config.tls))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -76,6 +81,17 @@ def serve(config: Server, host: str | None = None, port: int = 0, announce=print
     """Run in the foreground until SIGINT/SIGTERM (used by `harness serve` and the child);
     `host`: the address to bind, default the scenario's server.listen."""
     host = config.listen if host is None else host
+    with contextlib.ExitStack() as stack:
+        if config.tls and CERT_ENV not in os.environ:  # in the foreground: its own CA
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="harness-tls-")))
+            os.environ[CERT_ENV], ca_pem = mint(folder)
+            (folder / "ca.pem").write_text(ca_pem)
+            print(f"note: mock server: TLS with a throwaway CA: give clients {folder / 'ca.pem'}"
+                  " (--tls-ca); it is removed when the server stops", file=sys.stderr, flush=True)
+        _serve_on(config, host, port, announce, fds, backlog)
+
+
+def _serve_on(config: Server, host: str, port: int, announce, fds: int, backlog: int) -> None:
     limit = raise_fd_limit(fds)
     for note in (limit and f"note: mock server: {limit}", backlog_note(backlog)):
         if note:

@@ -124,6 +124,8 @@ def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, ou
                 "preload": [key.backend, order.item.scenario.workload.type, key.client],
                 "server": order.item.scenario.server is not None,
                 "target": order.item.scenario.target or "", "body": data[name],
+                "tls": systems[name].tls_fields,
+                "server_tls": bool(order.item.scenario.server and order.item.scenario.server.tls),
                 "python_spec": "" if interpreter.running else interpreter.spec,
                 "calibrate": kind,
                 "units_by_host": {host: found[f"{kind[0]}:{kind[1]}"]["units"]

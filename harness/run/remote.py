@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from harness.core.job import GRACE_S, SERVER_DIED, CellJob
+from harness.core.tls import cell_tls
 from harness.run.exits import failure as exit_failure
 from harness.run.workers import sources_hash
 
@@ -206,16 +207,19 @@ class _Cell:
             stats = {}
             try:
                 if payload["server"] and generator == 0:
-                    server = ServerProcess(payload["wire"], preexec_fn=_die_with_parent)
+                    server = ServerProcess(payload["wire"], preexec_fn=_die_with_parent,
+                                           tls=payload["server_tls"])
                     server.__enter__()
                 self.barrier = _Barrier(spread, server) if spread else None
                 if payload["server"]:
                     url = server.url if server is not None else self.barrier.server_url()
                 else:
                     url = payload["target"]
+                tls = cell_tls(payload["tls"], url, server.ca_pem if server is not None
+                               else self.barrier and self.barrier.ca_pem)
                 job = CellJob(payload["wire"], payload["key"], url, units, str(work),
                               str(spool), body_file=body_file, generator=generator,
-                              spread=bool(spread))
+                              spread=bool(spread), tls=tls)
                 observed = self._drive(proc, job, server, _Shipper(spool, self.queue,
                                                                     self.token))
                 finished = time.time_ns()
@@ -324,13 +328,15 @@ class _Barrier:
         self.begin = Variable(f"{base}-start")
         self.clock: dict = {}  # this host's offset to the scheduler's clock, and how sure
         self.reached = ""  # the mock server's host, when it is another machine's
+        self.ca_pem = None  # its CA (server.tls)
         if server is not None:
-            self.url.set({"url": server.url, "host": host_name()})
+            self.url.set({"url": server.url, "host": host_name(), "ca": server.ca_pem})
 
     def server_url(self) -> str:
         from harness.mock.listen import seen_from_elsewhere
 
         found = self.url.get(timeout=READY_WAIT_S)
+        self.ca_pem = found.get("ca")
         if found["host"] == host_name():
             return found["url"]
         self.reached = found["host"]

@@ -31,7 +31,7 @@ from harness.mock.process import ServerProcess
 from harness.run.exits import failure
 from harness.run.lineup import Lineup, line_up
 from harness.run.service import ServiceError
-from harness.run.systems import SERVER_POLL_S, Systems
+from harness.run.systems import SERVER_POLL_S, Systems, read_ca
 from harness.run.workers import Worker
 from harness.scenario.model import LoadedScenario
 from harness.scenario.target import is_loopback, split_target
@@ -140,6 +140,7 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool, services: bool) -
                                f"({exc.strerror})") from None
         if size > MAX_BODY:
             raise HarnessError(f"{item.path}: workload.body.file: {body.file} is over 64MiB")
+    read_ca(item)
     service = item.scenario.service
     if service is not None:
         if service.python is not None and not os.access(service.python, os.X_OK):
@@ -324,7 +325,8 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
             if up is not None:
                 job = CellJob(around.systems.wire, key_dict(key),
                               up.url(item.scenario.target), units, tmp, str(spool),
-                              mock_url=up.mock_url, body_file=around.body_file)
+                              mock_url=up.mock_url, body_file=around.body_file,
+                              tls=around.systems.tls(up))
                 watch = _watch_server(up.server, proc) if up.server else None
                 observed = _drive_cell_process(proc, job, interrupt, ui)
                 finished_unix_ns = time.time_ns()

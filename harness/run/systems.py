@@ -10,8 +10,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.errors import HarnessError
 from harness.core.postgres import dsn as postgres_dsn
 from harness.core.secrets import dsn_secrets
+from harness.core.tls import cell_tls, tls_fields
 from harness.mock.process import ServerProcess
 from harness.run.service import ServiceError, ServiceProcess
 from harness.run.workers import Worker
@@ -95,6 +97,13 @@ class Systems:
         self.per_run = self.config is not None and self.config.restart == "per_run"
         self.up: Up | None = None
         self.secrets: tuple[str, ...] = item.secrets
+        # the CA file read here: a cluster worker has no such file
+        self.tls_fields = tls_fields(item.scenario.workload, read_ca(item))
+
+    def tls(self, up: Up) -> dict | None:
+        """The TLS settings of the cell `up` serves (None over http://)."""
+        server_ca = up.server.ca_pem if up.server is not None else None
+        return cell_tls(self.tls_fields, up.url(self.item.scenario.target), server_ca)
 
     def start(self, cell: int) -> Up:
         """What cell `cell` loads, running: a per-run pair kept while it lives, else a fresh
@@ -120,10 +129,11 @@ class Systems:
         return up
 
     def _server(self) -> ServerProcess:
-        worker = self.server
+        worker, tls = self.server, self.item.scenario.server.tls
         if worker is None:
-            return ServerProcess(self.wire)
-        return ServerProcess(self.wire, python=worker.python, env=worker.interpreter.environ())
+            return ServerProcess(self.wire, tls=tls)
+        return ServerProcess(self.wire, python=worker.python, env=worker.interpreter.environ(),
+                             tls=tls)
 
     def _service(self, server: ServerProcess | None, cell: int) -> ServiceProcess:
         values = {"python": self.config.python or sys.executable, "cell": str(cell),
@@ -158,3 +168,22 @@ class Systems:
         if up.server is not None:
             up.server.stop()
 
+
+
+def read_ca(item: LoadedScenario) -> str | None:
+    """The text of `workload.tls.ca`, checked to hold a certificate; None without one."""
+    tls = getattr(item.scenario.workload, "tls", None)
+    if tls is None or tls.ca is None:
+        return None
+    import ssl
+
+    try:
+        text = Path(tls.ca).read_text()
+        ssl.create_default_context(cadata=text)
+    except OSError as exc:
+        raise HarnessError(f"{item.path}: workload.tls.ca: cannot read {tls.ca} "
+                           f"({exc.strerror})") from None
+    except (ssl.SSLError, ValueError, UnicodeDecodeError):
+        raise HarnessError(f"{item.path}: workload.tls.ca: {tls.ca} holds no PEM "
+                           "certificate") from None
+    return text

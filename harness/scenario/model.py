@@ -87,6 +87,16 @@ class Scenario(StrictModel):
         parse_specs(value)
         return value
 
+    def _tls_consistent(self) -> None:
+        served = self.server is not None and self.server.tls
+        if served and self.service is not None:
+            raise ValueError("server.tls: not with service: (the service calls the mock server "
+                             "over http://)")
+        https = served or (self.target or "").startswith("https://")
+        if getattr(self.workload, "tls", None) is not None and not https:
+            raise ValueError("workload.tls: applies to https only: set server.tls: true or "
+                             "give an https:// target")
+
     @model_validator(mode="after")
     def _consistent(self):
         endpoint = getattr(self.workload, "endpoint", None)
@@ -112,6 +122,7 @@ class Scenario(StrictModel):
                              "workload.path)")
         if self.server is not None and (problem := unserved_feature(self.server)):
             raise ValueError(problem)
+        self._tls_consistent()
         if endpoint is not None:
             if self.server is None:
                 raise ValueError(f"server: required by workload type '{self.workload.type}'")

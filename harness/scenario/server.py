@@ -231,6 +231,8 @@ class Server(StrictModel):
     listen: Annotated[str, BeforeValidator(_address), WithJsonSchema(
         {"type": "string", "description": "an IPv4 or IPv6 address to bind; 0.0.0.0 or :: "
          "for every interface"})] = "127.0.0.1"
+    # HTTPS with a throwaway CA made at its start, handed to the clients (harness.mock.tls)
+    tls: bool = False
     # The interpreter it runs under (an interpreter spec); default: the runner's
     python: Annotated[str | None, BeforeValidator(as_spec_text)] = Field(None, max_length=4096)
     stalls: Annotated[tuple[Stall, ...], BeforeValidator(as_tuple),

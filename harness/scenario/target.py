@@ -10,18 +10,16 @@ from urllib.parse import urlsplit
 
 
 def split_target(url: str) -> tuple[str, int]:
-    """(host, port) of `http://host[:port]`; ValueError with a one-line reason otherwise."""
+    """(host, port) of `http(s)://host[:port]`; ValueError with a one-line reason otherwise."""
     parts = urlsplit(url)
-    if parts.scheme == "https":
-        raise ValueError("https:// is not supported yet (use http://)")
-    if parts.scheme != "http" or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must look like http://127.0.0.1:8080 (got {url[:60]!r})")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("must be scheme, host and port only; put the path in workload.path")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials")
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ValueError(f"bad port in {url[:60]!r}") from None
     return parts.hostname, port

@@ -143,8 +143,19 @@ class ResponseChecks(StrictModel):
         return value
 
 
+class Tls(StrictModel):
+    """How the clients speak HTTPS: `ca` (a PEM file) trusted instead of the system's store
+    (the mock server's own CA with server.tls), `sni` the server name sent and checked."""
+
+    verify: bool = True
+    ca: str | None = Field(None, min_length=1, max_length=4096)
+    sni: str | None = Field(None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$",
+                            max_length=253)
+
+
 class _HttpOptions(StrictModel):
     endpoint: str | None = Field(None, max_length=MAX_NAME)
+    tls: Tls | None = None
     checks: ResponseChecks | None = None
     timeout: Timeouts = Timeouts()
     ok_status: Annotated[tuple[int, ...], BeforeValidator(_status_set)] = tuple(range(200, 300))

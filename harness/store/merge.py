@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from harness.core.schema import LOST, RECORD_SCHEMA, TIMELINE_RECORD_SCHEMA
+from harness.core.tls import pooled_connects
 from harness.store.spool import read_batches, spool_files, spool_name, write_table
 
 SAMPLE_NS = 100_000_000  # the cell's sampler's interval (harness.cell.sampler.INTERVAL_S)
@@ -36,6 +37,7 @@ def merge_spread(reports: list[dict | None], spool: Path, limit: int | None,
     speeds = [r["extras"].get("kernel_ns_per_unit") for r in alive]
     if speeds and all(s is not None for s in speeds):
         extras["kernel_ns_per_unit"] = float(np.mean(speeds))
+    extras.update(pooled_connects([r["extras"] for r in alive]))
     t0s = [r["t0_unix_ns"] for r in alive if r.get("t0_unix_ns") is not None]
     gils = [r.get("gil_enabled") for r in alive]
     return {

@@ -27,6 +27,7 @@ from harness.core.schema import (
     VERSION_KEY,
 )
 from harness.core.stats import late_starts, percentile, sweep_peak
+from harness.core.tls import CONNECTS
 from harness.store.layout import (
     CELLS,
     DEFAULT_MAX_SCHED_LAG_NS,
@@ -220,6 +221,7 @@ class CellRows:
         loop_lag = np.concatenate(self._lag) if self._lag else np.empty(0, np.int64)
         extras = observed.get("extras") or {}
         counter = extras.get("counter")
+        connects = np.asarray(extras.get(CONNECTS) or (), np.int64)
         has_loop = BACKENDS[self.constants["backend"]].has_loop
         return {
             **self.constants,
@@ -245,5 +247,7 @@ class CellRows:
             "generator_lagging": late.lagging(max_sched_lag_ns) if lag.size else None,
             "kernel_ns_per_unit": extras.get("kernel_ns_per_unit"),
             "gil_enabled": observed.get("gil_enabled"),
+            "connect_p50_ns": int(percentile(connects, 50)) if connects.size else None,
+            "connect_p99_ns": int(percentile(connects, 99)) if connects.size else None,
         }
 

@@ -21,6 +21,7 @@ from harness.cell.tickets import Counter, Shared
 from harness.core.clock import now_ns
 from harness.core.job import GRACE_S
 from harness.core.keys import CellKey
+from harness.core.tls import TlsSettings
 from harness.scenario.model import Scenario
 
 
@@ -38,6 +39,7 @@ class CellSpec:
     shared: str = ""  # the generators' shared file (tickets.Shared); empty with one generator
     body_file: str = ""  # the request body the runner made (workload.body.image)
     spread: bool = False  # the generators are standalone processes (CellJob.spread)
+    tls: TlsSettings | None = None  # https: how the clients connect
 
     @cached_property
     def load(self):

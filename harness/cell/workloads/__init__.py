@@ -40,11 +40,13 @@ class Workload(Protocol):
 
 def merge_slot_extras(found: list[dict]) -> dict:
     """What the slot processes of a `processes` cell measured before the clock (each its own
-    workload's `extras()`), as cell-level figures: the kernel speed is their mean speed."""
+    workload's `extras()`), as cell-level figures: the kernel speed is their mean speed, the
+    connections opened before the clock all of theirs."""
     from harness.core.kernels import mean_ns_per_unit
+    from harness.core.tls import pooled_connects
 
     speed = mean_ns_per_unit([extras.get("kernel_ns_per_unit") for extras in found])
-    return {} if speed is None else {"kernel_ns_per_unit": speed}
+    return {**({} if speed is None else {"kernel_ns_per_unit": speed}), **pooled_connects(found)}
 
 
 def workload_module(kind: str) -> str:

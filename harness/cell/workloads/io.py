@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.core.checks import Checks
+from harness.core.tls import CONNECTS
 from harness.core.wire import RequestSpec, endpoint_request
 from harness.scenario.target import split_target
 
@@ -16,6 +17,7 @@ def http_settings(spec) -> dict:
         "connect_timeout_s": workload.timeout.connect / 1e9,
         "total_timeout_s": workload.timeout.total / 1e9,
         "ok_status": frozenset(workload.ok_status),
+        "tls": spec.tls,
     }
 
 
@@ -103,15 +105,20 @@ class IoWork:
         self.spec = spec
         self.request = request_spec(spec)
         self.fault_of = fault_labeller(spec)
+        self._clients: list = []
 
     def prepare(self) -> None:
         pass
 
     def sync_runner(self, slot: str) -> _SyncIo:
-        return _SyncIo(blocking_client(self.spec, self.request), self.fault_of)
+        self._clients.append(blocking_client(self.spec, self.request))
+        return _SyncIo(self._clients[-1], self.fault_of)
 
     async def async_runner(self) -> _AsyncIo:
-        return _AsyncIo(loop_client(self.spec, self.request), self.fault_of)
+        self._clients.append(loop_client(self.spec, self.request))
+        return _AsyncIo(self._clients[-1], self.fault_of)
 
     def extras(self) -> dict:
-        return {}
+        """The connections opened before the clock: how long each took (TLS included)."""
+        connects = [ns for client in self._clients for ns in client.connects]
+        return {CONNECTS: connects} if connects else {}

@@ -16,6 +16,7 @@ import time
 from harness.mock.fast.counts import FIELDS, LocalCounts, SharedCounts
 from harness.mock.fast.protocol import EngineState, ServerConnection
 from harness.mock.listen import family, listening_socket, url_for
+from harness.mock.tls import CERT_ENV, server_context
 from harness.scenario.server import Server
 
 BACKLOG = 1024
@@ -36,14 +37,16 @@ def serve_fast(config: Server, host: str = "127.0.0.1", port: int = 0, announce=
     import uvloop
 
     sock = listening_socket(host, port, backlog)
-    url = url_for(host, sock.getsockname()[1])
+    url = url_for(host, sock.getsockname()[1], config.tls)
     uvloop.run(_run(config, sock, LocalCounts(), lambda: announce(url)))
 
 
 async def _run(config: Server, sock: socket.socket, counts, ready, life_fd=None) -> None:
     loop = asyncio.get_running_loop()
     app = EngineState(config, counts, loop)
-    server = await loop.create_server(lambda: ServerConnection(app), sock=sock, backlog=_backlog)
+    tls = server_context(os.environ[CERT_ENV]) if config.tls else None
+    server = await loop.create_server(lambda: ServerConnection(app), sock=sock, backlog=_backlog,
+                                      ssl=tls)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -117,7 +120,7 @@ def _supervise(config: Server, host: str, port: int, announce) -> None:
         failure = _await_ready(ready_r, processes, stopping, wake_r)
         holder.close()
         if failure is None and not stopping:
-            announce(url_for(host, port))
+            announce(url_for(host, port, config.tls))
             failure = _watch(processes, stopping, wake_r)
     finally:
         signal.set_wakeup_fd(old_wakeup)
