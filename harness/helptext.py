@@ -55,6 +55,11 @@ def quick_options(command):
         click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
                      help="URL runs: a request header (repeatable)."),
         click.option("--body", metavar="FILE", help="URL runs: the request body's file."),
+        click.option("--tls-ca", metavar="FILE",
+                     help="URL runs: https: trust this CA's PEM file (e.g. the one `harness "
+                          "serve` prints for server.tls) instead of the system's."),
+        click.option("--insecure", is_flag=True, default=None,
+                     help="URL runs: https: do not verify the server's certificate."),
     ]):
         command = option(command)
     return command

@@ -98,7 +98,7 @@ def test_a_remote_target_is_refused_without_allow_remote(write_scenario, tmp_pat
 
 
 @pytest.mark.parametrize("url, problem", [
-    ("https://127.0.0.1:8443", "target: https:// is not supported yet (use http://)"),
+    ("https://127.0.0.1:8443/api", "target: must be scheme, host and port only"),
     ("http://127.0.0.1:8080/api", "target: must be scheme, host and port only"),
     ("ftp://127.0.0.1", "target: must look like http://127.0.0.1:8080"),
 ])

@@ -180,10 +180,10 @@ def read_ca(item: LoadedScenario) -> str | None:
     try:
         text = Path(tls.ca).read_text()
         ssl.create_default_context(cadata=text)
+    except (ssl.SSLError, ValueError, UnicodeDecodeError):  # SSLError: an OSError too
+        raise HarnessError(f"{item.path}: workload.tls.ca: {tls.ca} holds no PEM "
+                           "certificate") from None
     except OSError as exc:
         raise HarnessError(f"{item.path}: workload.tls.ca: cannot read {tls.ca} "
                            f"({exc.strerror})") from None
-    except (ssl.SSLError, ValueError, UnicodeDecodeError):
-        raise HarnessError(f"{item.path}: workload.tls.ca: {tls.ca} holds no PEM "
-                           "certificate") from None
     return text

@@ -34,6 +34,8 @@ class Quick:
     method: str | None = None
     headers: tuple[str, ...] = ()  # "Name: value"
     body: str | None = None  # a file's path
+    tls_ca: str | None = None  # a PEM file's path
+    insecure: bool | None = None
     given: tuple[str, ...] = field(default=())  # the options given, for errors
 
 
@@ -54,6 +56,15 @@ def scenario_text(url: str, quick: Quick) -> str:
         workload["headers"] = dict(_header(text) for text in quick.headers)
     if quick.body:
         workload["body"] = {"file": quick.body}
+    if quick.tls_ca and quick.insecure:
+        raise HarnessError("--tls-ca, --insecure: give one: a CA to verify with, or no check")
+    if (quick.tls_ca or quick.insecure) and parts.scheme != "https":
+        raise HarnessError(f"{'--tls-ca' if quick.tls_ca else '--insecure'}: only for an "
+                           "https:// URL")
+    if quick.tls_ca:
+        workload["tls"] = {"ca": quick.tls_ca}
+    elif quick.insecure:
+        workload["tls"] = {"verify": False}
     concurrency = quick.concurrency or DEFAULT_CONCURRENCY
     if quick.rate is not None:
         load: dict = {"rate": quick.rate, "max_in_flight": concurrency}
