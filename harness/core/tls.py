@@ -22,7 +22,7 @@ class TlsSettings:
 @functools.cache
 def client_context(settings: TlsSettings) -> ssl.SSLContext:
     """One context per process and settings: building one loads the CA store, which costs more
-    than a handshake, and a shared context lets connections resume sessions as browsers do."""
+    than a handshake. No session resumption: every connection pays a full handshake."""
     context = ssl.create_default_context(cadata=settings.ca_pem)
     if not settings.verify:
         context.check_hostname = False
