@@ -157,12 +157,15 @@ class _Killer(RunUI):
         self.started = 0
         self.events: list = []
 
-    def cell_started(self, scenario, key, requests) -> None:
+    def cell_started(self, scenario, key, requests, cell_id=None) -> None:
+        self.current = cell_id  # cells run side by side: the one started last is watched
         self.started += 1
         self.events.append((time.monotonic(), f"started rep {key.repetition}"))
         self._armed = key.repetition == 0 and self.killed < self.kills  # the first cell
 
-    def cell_progress(self, completed: int) -> None:
+    def cell_progress(self, completed: int, cell_id=None) -> None:
+        if cell_id != self.current:
+            return
         if getattr(self, "_armed", False) and completed >= 5:
             pid = _worker_running_a_cell(self.client)
             if pid is not None:
@@ -175,7 +178,7 @@ class _Killer(RunUI):
         self.events.append((time.monotonic(), line))
         self.notes.append(line)
 
-    def cell_finished(self, cell: dict) -> None:
+    def cell_finished(self, cell: dict, cell_id=None) -> None:
         self.events.append((time.monotonic(), f"finished rep {cell['repetition']}"))
 
 
@@ -225,7 +228,7 @@ class _Interrupter(RunUI):
 
     sent = False
 
-    def cell_progress(self, completed: int) -> None:
+    def cell_progress(self, completed: int, cell_id=None) -> None:
         if not self.sent and completed >= 10:
             self.sent = True
             os.kill(os.getpid(), signal.SIGINT)

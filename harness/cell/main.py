@@ -1,6 +1,7 @@
 """One measured cell in a fresh process: `python -m harness.cell`, driven by the runner.
 
-Protocol: a JSON job on stdin; JSON lines on stdout (`{"completed": n}` while running, then
+Protocol: a JSON job on stdin; JSON lines on stdout (`{"phase": "connecting 100"}` for each
+start-up step, `{"phase": null}` when the clock starts, `{"completed": n}` while running, then
 `{"done": ...}` with what the cell observed). Records, loop-lag samples and the timeline go to
 Arrow IPC spool files in the job's `spool_dir` as they come (harness.store.spool); the runner turns
 them into the cell's Parquet files. SIGINT and SIGTERM stop the cell gracefully.
@@ -60,10 +61,16 @@ def run_cell(job: CellJob, stop: StopFlag, report=print, argv: tuple[str, ...] =
         crowd.spawn(list(argv))
     spool = Spooler(Path(job.spool_dir), generator=job.generator if job.spread else 0)
     spool.on_error = lambda message: stop.set("disk")  # a full disk ends the cell; rows stay
+    backend.on_phase = lambda text: report(json.dumps({"phase": text}))
     mock = job.mock_url or job.server_url
     # A spread generator's monotonic clock may be another machine's: it tells the server nothing.
-    clock = ((lambda t0: post_t0(mock, t0, quiet=True))
-             if spec.scenario.server and not job.spread else None)
+    post = spec.scenario.server and not job.spread
+
+    def clock(t0: int) -> None:
+        if post:
+            post_t0(mock, t0, quiet=True)
+        backend.on_phase(None)  # the start-up is over
+
     sampler = Sampler(crowd or backend, on_sample=_progress(report), on_clock=clock)
     spool.add("timeline", TIMELINE_RECORD_SCHEMA, sampler.drain)
     spool.add("loop_lag", LAG_RECORD_SCHEMA, LagDrain(backend))

@@ -102,3 +102,8 @@ def format_duration_ns(ns: int | float) -> str:
     if ns < 1_000_000_000:
         return f"{ns / 1e6:.1f}ms"
     return f"{ns / 1e9:.2f}s"
+
+
+def grouped(n: int) -> str:
+    """10000 → `10 000`: digits in threes, a space between (counts shown while a run goes)."""
+    return f"{n:,}".replace(",", " ")

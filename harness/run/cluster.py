@@ -74,6 +74,7 @@ class Sink:
     finished: Callable  # (order, result dict: observed, failure, host, times…)
     lost: Callable  # (order, attempt number, host): said to the user
     spread: Callable  # (order, [result dict or None per generator]): a spread cell ended
+    phase: Callable = lambda order, text: None  # (order, start-up step or None: clock started)
 
 
 @dataclass
@@ -343,6 +344,9 @@ class Executor:
         elif "completed" in message:
             if attempt.group is None:  # a spread cell's generators count apart: not shown
                 self.sink.progress(attempt.order, message["completed"])
+        elif "phase" in message and attempt.started:
+            if attempt.group is None:
+                self.sink.phase(attempt.order, message["phase"])
         elif "file" in message and attempt.started:
             path = attempt.spool / message["file"]
             with open(path, "r+b" if path.exists() else "wb") as target:

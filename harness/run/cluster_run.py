@@ -13,9 +13,10 @@ from harness.core.errors import HarnessError
 from harness.core.keys import CellKey, key_dict, key_label
 from harness.core.secrets import scrub
 from harness.run.cluster import Cluster, Executor, Sink
-from harness.run.runner import RunResult, RunUI, _Interrupt, _out_dirs
+from harness.run.runner import RunResult, RunUI, _Interrupt, _out_dirs, show_live
 from harness.scenario.model import LoadedScenario
 from harness.store.layout import cell_name, prepare_out_dir
+from harness.store.live import LiveCell
 from harness.store.meta import run_metadata
 from harness.store.spool import SPOOL_DIR
 from harness.store.writer import RunWriter
@@ -155,26 +156,33 @@ class _Writing:
 
     def __init__(self, ui: RunUI, result: RunResult) -> None:
         self.ui, self.result = ui, result
-        self.current: Order | None = None  # the one whose progress is shown
+        self.live: dict[str, LiveCell] = {}  # by order label: running cells, when the UI wants
         self.clocks: dict[str, list[dict]] = {}  # spread cells: each generator's clock
         self.reached: dict[str, list[str]] = {}  # scenario → notes of mock servers reached
 
     def sink(self) -> Sink:
-        return Sink(self.started, self.progress, self.finished, self.lost, self.spread)
+        return Sink(self.started, self.progress, self.finished, self.lost, self.spread,
+                    self.phase)
 
     def started(self, order: Order, host: str) -> Path:
         """An attempt began on `host`: its spool folder, empty (a retry drops the rows of
         the attempt before)."""
         shutil.rmtree(order.spool, ignore_errors=True)
         order.writer.open_cell(dict(order.constants, host=host), order.index)
-        self.current = order
+        if self.ui.wants_live:  # a retry's spool starts empty: read from its start
+            self.live[order.label] = LiveCell(order.spool)
+        # Several cells run at once: the UI keeps them apart by the order's label.
         self.ui.cell_started(order.item.scenario.name, order.key,
-                             order.item.scenario.load_for(order.key).requests)
+                             order.item.scenario.load_for(order.key).requests, order.label)
         return order.spool
 
+    def phase(self, order: Order, text: str | None) -> None:
+        self.ui.cell_phase(text, order.label)
+
     def progress(self, order: Order, completed: int) -> None:
-        if order is self.current:
-            self.ui.cell_progress(completed)
+        self.ui.cell_progress(completed, order.label)
+        if order.label in self.live:
+            show_live(self.live[order.label], self.ui, order.label)
 
     def lost(self, order: Order, attempt: int, host: str) -> None:
         again = ("its share becomes lost rows" if order.key.generators > 1 else
@@ -249,4 +257,5 @@ class _Writing:
         cell.pop("hosts", None)
         cell.update(started_unix_ns=started, finished_unix_ns=finished)
         order.writer.commit(order.index, order.spool, cell)
-        self.ui.cell_finished(cell)
+        self.live.pop(order.label, None)
+        self.ui.cell_finished(cell, order.label)

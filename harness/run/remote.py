@@ -269,6 +269,8 @@ class _Cell:
                     message = json.loads(line)
                     if "completed" in message:
                         self.say(completed=message["completed"])
+                    elif "phase" in message:
+                        self.say(phase=message["phase"])
                     elif message.get("ready") and barrier is not None:
                         self._start(proc, barrier)
                     elif message.get("done"):

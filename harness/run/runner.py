@@ -37,6 +37,7 @@ from harness.scenario.model import LoadedScenario
 from harness.scenario.target import is_loopback, split_target
 from harness.scenario.workload import MAX_BODY
 from harness.store.layout import prepare_out_dir
+from harness.store.live import LiveCell, LiveStats
 from harness.store.meta import new_run_id, run_metadata
 from harness.store.writer import RunWriter
 
@@ -44,12 +45,19 @@ KILL_AFTER_S = GRACE_S + 10  # after an interrupt, a cell process still alive th
 
 
 class RunUI:
-    """Progress callbacks; the default shows nothing (library use)."""
+    """Progress callbacks; the default shows nothing (library use). `cell_id` tells apart cells
+    that run at once (a cluster's); None for the runner's one cell at a time."""
+
+    wants_live = False  # True: the runner reads each running cell's spool for cell_live
 
     def run_started(self, total_cells: int) -> None: ...
-    def cell_started(self, scenario: str, key: CellKey, requests: int | None) -> None: ...
-    def cell_progress(self, completed: int) -> None: ...
-    def cell_finished(self, cell: dict) -> None: ...
+    def cell_started(self, scenario: str, key: CellKey, requests: int | None,
+                     cell_id=None) -> None: ...
+    # What a cell (before any cell: the run) is doing before its clock starts; None: it started.
+    def cell_phase(self, text: str | None, cell_id=None) -> None: ...
+    def cell_progress(self, completed: int, cell_id=None) -> None: ...
+    def cell_live(self, stats: LiveStats, cell_id=None) -> None: ...  # only if wants_live
+    def cell_finished(self, cell: dict, cell_id=None) -> None: ...
     def note(self, line: str) -> None: ...  # before the run: skipped interpreters or cells
 
 
@@ -155,11 +163,13 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool, services: bool) -
                            "(or set HARNESS_POSTGRES_DSN, or run `make postgres`)")
 
 
-def _calibrate(item: LoadedScenario) -> dict | None:
+def _calibrate(item: LoadedScenario, ui: RunUI) -> dict | None:
     workload = item.scenario.workload
     if workload.type not in ("cpu", "cpu_release"):
         return None
     from harness.core.kernels import calibrate
+
+    ui.cell_phase("calibrating")
 
     return calibrate(workload.type, workload.duration)
 
@@ -226,14 +236,14 @@ def _run_plans(run_id: str, plans, systems: dict[str, Systems], bodies: dict[str
     dirs = _out_dirs(loaded, out, results_root, run_id)
     for path in set(dirs.values()):
         prepare_out_dir(path, force)
+    ui.run_started(sum(len(cells) for _, cells in plans))
     # CPU work is calibrated at the start of each run: the machine's speed drifts.
-    calibration = {s.scenario.name: _calibrate(s) for s in loaded}
+    calibration = {s.scenario.name: _calibrate(s, ui) for s in loaded}
     writers: dict[Path, RunWriter] = {}
     for path in dict.fromkeys(dirs.values()):
         in_dir = [s for s in loaded if dirs[s.scenario.name] == path]
         facts = {s.scenario.name: lineups[s.scenario.name].facts() for s in in_dir}
         writers[path] = RunWriter(path, run_metadata(run_id, in_dir, calibration, facts))
-    ui.run_started(sum(len(cells) for _, cells in plans))
     result = RunResult(run_id, list(writers))
 
     interrupt = _Interrupt()
@@ -317,6 +327,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
         interrupt.child = proc
         observed = finished_unix_ns = up = None
         try:
+            ui.cell_phase(_starting(item))
             try:
                 up = around.systems.start(index)
             except ServiceError as exc:
@@ -328,6 +339,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
                               mock_url=up.mock_url, body_file=around.body_file,
                               tls=around.systems.tls(up))
                 watch = _watch_server(up.server, proc) if up.server else None
+                ui.cell_phase("preparing the workload")  # the cell says what comes next
                 observed = _drive_cell_process(proc, job, interrupt, ui)
                 finished_unix_ns = time.time_ns()
                 if watch is not None:
@@ -361,6 +373,20 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
     return cell
 
 
+def _starting(item: LoadedScenario) -> str:
+    """The phase while the systems a cell loads come up."""
+    parts = [name for name, there in (("the mock server", item.scenario.server),
+                                      ("the service", item.scenario.service)) if there]
+    return f"starting {' and '.join(parts)}" if parts else "starting the cell"
+
+
+def show_live(live: LiveCell, ui: RunUI, cell_id=None) -> None:
+    """The running cell's live figures to the UI. Whatever goes wrong in the view's own
+    reading stays there: the run's files are read elsewhere, and the run goes on."""
+    with contextlib.suppress(Exception):
+        ui.cell_live(live.poll(), cell_id)
+
+
 def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> Callable[[], None]:
     """Until the returned function is called (it stops the watcher and waits for it): when the
     mock server dies, tell the cell (it releases nothing more; its requests in flight fail and
@@ -386,7 +412,8 @@ def _watch_server(server: ServerProcess, cell: subprocess.Popen) -> Callable[[],
 
 def _drive_cell_process(proc: subprocess.Popen, job: CellJob, interrupt: _Interrupt,
                         ui: RunUI) -> dict | None:
-    """Send the job, relay progress, return the final message (None if there was none)."""
+    """Send the job, relay progress (and the live figures, when the UI wants them), return
+    the final message (None if there was none)."""
     if interrupt.requested:  # a signal that came while the process was starting
         interrupt.handle(signal.SIGTERM, None)
     try:
@@ -395,11 +422,16 @@ def _drive_cell_process(proc: subprocess.Popen, job: CellJob, interrupt: _Interr
     except BrokenPipeError:
         return None
     result = None
+    live = LiveCell(Path(job.spool_dir)) if ui.wants_live else None
     try:
-        for line in proc.stdout:
+        for line in proc.stdout:  # "completed" comes every 0.5 s once the clock runs
             message = json.loads(line)
             if "completed" in message:
                 ui.cell_progress(message["completed"])
+                if live is not None:
+                    show_live(live, ui)
+            elif "phase" in message:
+                ui.cell_phase(message["phase"])
             elif message.get("done"):
                 result = message
     except (OSError, ValueError):  # killed mid-line

@@ -20,6 +20,7 @@ from harness.cell.backends.base import (
     CellSpec,
     Producer,
     StopFlag,
+    connecting,
     freeze_heap,
     worker_name,
 )
@@ -82,6 +83,7 @@ class AsyncioBackend:
         workload.prepare()
         runner = await workload.async_runner()  # sessions and pools exist before the clock
         if hasattr(runner, "warm") and spec.load.connect_rate:  # connections too
+            connecting(self, spec, runner)
             await runner.warm(spec.slots, spec.load.connect_rate)
         try:
             released, peak = await self._load(spec, stop, stopping, runner)

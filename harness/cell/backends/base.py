@@ -22,6 +22,7 @@ from harness.core.clock import now_ns
 from harness.core.job import GRACE_S
 from harness.core.keys import CellKey
 from harness.core.tls import TlsSettings
+from harness.core.units import grouped
 from harness.scenario.model import Scenario
 
 
@@ -249,6 +250,20 @@ def _prefetched(schedule):
     arrivals = iter(schedule)
     first = next(arrivals, None)
     return chain(() if first is None else (first,), arrivals)
+
+
+def tell_phase(backend, text: str) -> None:
+    """A start-up step, said to the runner for its live view (`backend.on_phase`, set by the
+    cell's main process; a generator of a cell says nothing)."""
+    on_phase = getattr(backend, "on_phase", None)
+    if on_phase is not None:
+        on_phase(text)
+
+
+def connecting(backend, spec: CellSpec, runner) -> None:
+    """Say that the slots' connections open now, if they do (as warm_ahead decides)."""
+    if spec.load.connect_rate and hasattr(runner, "warm"):
+        tell_phase(backend, f"connecting {grouped(spec.slots)}")
 
 
 def warm_ahead(runner, spec: CellSpec, index: int | None = None) -> None:

@@ -26,6 +26,7 @@ from harness.cell.backends.base import (
     Producer,
     StopFlag,
     freeze_heap,
+    tell_phase,
     warm_ahead,
 )
 from harness.cell.backends.dispatch import POLL_S, join_all, start_dispatch
@@ -40,6 +41,7 @@ from harness.core.schema import (
     internal_outcome,
 )
 from harness.core.secrets import print_crash
+from harness.core.units import grouped
 from harness.scenario.secrets import model_secrets
 
 
@@ -110,6 +112,8 @@ class ProcessesBackend:
         lock = FileLock(str(Path(spec.work_dir) / "gauge.lock"))
         state = ctx.RawArray("q", SlotGauge.initial_state(spec.slots))
         conns, procs = [], []
+        # each slot process opens its connection itself (warm_ahead) before it reports
+        tell_phase(self, f"starting {grouped(spec.slots)} processes")
         for i in range(spec.slots):
             parent_end, child_end = ctx.Pipe()
             proc = ctx.Process(target=_slot_main, name=f"process-{i}", daemon=True, args=(

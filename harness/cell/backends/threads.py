@@ -14,6 +14,7 @@ from harness.cell.backends.base import (
     CellSpec,
     Producer,
     StopFlag,
+    connecting,
     freeze_heap,
     warm_ahead,
 )
@@ -141,6 +142,7 @@ class ThreadsBackend:
         workload.prepare()
         idle: queue.Queue = queue.Queue()
         runners = [workload.sync_runner(f"thread-{i}") for i in range(spec.slots)]
+        connecting(self, spec, runners[0])
         for runner in runners:
             warm_ahead(runner, spec)
         producer = Producer(spec, stop)
