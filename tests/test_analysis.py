@@ -447,8 +447,10 @@ def test_wide_shows_every_column_and_the_legend_defines_each_once():
         has_open = title.startswith(("open_stall", "saturate", "inference_service",
                                      "fastapi_inference"))
         assert ("started/s" in headers) == has_open and ("req/s" in headers) != has_open
-    # python: shown where the cells' interpreters differ; gil: from a run's cells (none here)
-    assert wide == {h for h, *_ in _COLUMNS} - {"peak", "python", "gil"} - ({"gen"} - split)
+    # python: shown where the cells' interpreters differ; gil: from a run's cells (none here);
+    # conn p50: from connections the cells opened (the synthetic rows open none)
+    assert wide == ({h for h, *_ in _COLUMNS} - {"peak", "python", "gil", "conn p50"}
+                    - ({"gen"} - split))
     text = legend(sorted(wide), {"little", "gen-cpu", "lagging"})
     entries = [part.split(": ", 1)[0] for part in text.split("; ")]
     assert len(entries) == len(set(entries))  # each figure once

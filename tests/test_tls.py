@@ -172,3 +172,18 @@ def test_cell_settings_and_contexts():
     assert pooled_connects([{"connect_ns": [1, 2]}, {}, {"connect_ns": [3]}]) == {
         "connect_ns": [1, 2, 3]}
     assert pooled_connects([{}, {"kernel_ns_per_unit": 1.0}]) == {}
+
+
+def test_the_summary_connect_p50_prefers_connections_under_the_clock():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from harness.analysis.summary import _connect_p50_ms
+
+    cell = SimpleNamespace(connect_p50_ns=9_000_000)
+    under = pd.DataFrame({"connect_ns": [1_000_000, None, 3_000_000, None]})
+    assert _connect_p50_ms(under, cell) == 2.0
+    assert _connect_p50_ms(pd.DataFrame({"connect_ns": [None, None]}), cell) == 9.0
+    assert pd.isna(_connect_p50_ms(pd.DataFrame({"connect_ns": [None]}),
+                                   SimpleNamespace(connect_p50_ns=None)))

@@ -277,6 +277,7 @@ def _cell_figures(cell, every: pd.DataFrame, units) -> dict:
         "cpu_wait_p50_ms": _p50_ms(ok["cpu_wait_ns"]),
         "io_p50_ms": _p50_ms(ok["io_ns"]),
         "db_p50_ms": _p50_ms(ok["db_ns"]),
+        "connect_p50_ms": _connect_p50_ms(every, cell),
         "loop_lag_p99_ms": _nan(cell.loop_lag_p99_ns) / 1e6,
         "lost_updates": _nan(cell.lost_updates),
         "kernel_ns_per_unit": kernel,
@@ -304,6 +305,16 @@ def _cell_figures(cell, every: pd.DataFrame, units) -> dict:
         "service_exit": getattr(cell, "service_exit", None),
         "gil_enabled": getattr(cell, "gil_enabled", None),
     }
+
+
+def _connect_p50_ms(every: pd.DataFrame, cell) -> float:
+    """Opening a connection (TLS included): the p50 over the ones opened under the clock (the
+    rows' connect_ns, warm-up included: they are the cell's connections), else over the ones
+    opened before it (the cells row's connect_p50_ns)."""
+    under = every["connect_ns"].dropna() if "connect_ns" in every else pd.Series(dtype=float)
+    if len(under):
+        return percentile(under / 1e6, 50)
+    return _nan(getattr(cell, "connect_p50_ns", None)) / 1e6
 
 
 def _latency_figures(reqs: pd.DataFrame, ok: pd.DataFrame, is_open: bool) -> dict:

@@ -99,6 +99,7 @@ _COLUMNS = [
     ("wait p50", lambda r: _num(r.cpu_wait_p50_ms), "cpu_wait_p50_ms", False),
     ("io p50", lambda r: _num(r.io_p50_ms), "io_p50_ms", False),
     ("db p50", lambda r: _num(r.db_p50_ms), "db_p50_ms", False),
+    ("conn p50", lambda r: _num(r.connect_p50_ms), "connect_p50_ms", False),
     ("lag p99", lambda r: _num(r.loop_lag_p99_ms), "loop_lag_p99_ms", False),
     ("lost", lambda r: _int(r.lost_updates), "lost_updates", False),
     ("peak", lambda r: str(r.peak_in_flight), None, CLOSED_ONLY),
@@ -158,6 +159,10 @@ LEGEND: dict[str, tuple[str, str]] = {
     "cpu p50": ("per-step p50 ms: the CPU step where it ran (cpu), the wait for a pool worker "
                 "(wait), the HTTP call (io), the database write (db)",
                 "harness.analysis.summary.summarize"),
+    "conn p50": ("opening a connection, TLS handshake included, p50 ms: of those the cell opened "
+                 "under its clock (the rows' connect_ns), else of those opened before it "
+                 "(load.connect_rate: the cells' connect_p50_ns)",
+                 "harness.analysis.summary._connect_p50_ms"),
     "lag p99": ("event-loop lag p99 ms: how late the loop's probe woke from 10 ms sleeps",
                 "harness.store.writer.CellRows.cell_row"),
     "lost": ("race: increments made − the final counter", "harness.store.writer.CellRows.cell_row"),
