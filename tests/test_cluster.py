@@ -309,3 +309,20 @@ def test_the_analysis_takes_each_cells_host_cores_and_units():
     cores, units = _run_facts([meta])
     assert (cores["r"], cores["r", "a"], cores["r", "b"]) == (2, 2, 8)
     assert (units["r", "s"], units["r", "s", "a"], units["r", "s", "b"]) == (10, 10, 30)
+
+
+def test_https_on_the_cluster_one_cell_spread_over_two_workers(tmp_path, cluster):
+    """server.tls: the CA is made where the mock server starts (a worker) and reaches the
+    generator on the other worker with the server's URL."""
+    address, client, _ = cluster
+    client.wait_for_workers(2, timeout=60)
+    text = small_scenario(requests=40, concurrency=4, backends="[asyncio, threads]",
+                          extra_load=", generators: 2, connect_rate: 0").replace(
+        "  seed: 7\n", "  seed: 7\n  tls: true\n")
+    result = run_scenarios([_scenario(tmp_path, text)], out=tmp_path / "out", cluster=address)
+    assert not result.failures
+    requests = read_run(tmp_path / "out")["requests"].to_pandas()
+    assert len(requests) == 80 and requests["ok"].all(), requests["error"].value_counts()
+    for _, rows in requests.groupby("backend"):  # each generator's connections, opened once
+        connections = rows.groupby(["generator", "slot"]).ngroups
+        assert rows["connect_ns"].notna().sum() == connections
