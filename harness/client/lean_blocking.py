@@ -12,11 +12,11 @@ from harness.client.lean_parser import (
     NO_SLOT,
     PARSE_ERRORS,
     Exchange,
-    RequestTemplate,
     ResponseReader,
+    request_template,
 )
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
-from harness.core.wire import RequestSpec
+from harness.core.wire import RequestMix, RequestSpec
 
 
 class LeanBlockingClient(ResponseReader):
@@ -29,11 +29,11 @@ class LeanBlockingClient(ResponseReader):
 
     _BUFSIZE = 65536
 
-    def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
+    def __init__(self, host: str, port: int, endpoint: str | RequestSpec | RequestMix,
                  connect_timeout_s: float,
                  total_timeout_s: float, ok_status: frozenset[int]) -> None:
         self._host, self._port = host, port
-        self._template = RequestTemplate(f"{host}:{port}", endpoint)
+        self._template = request_template(f"{host}:{port}", endpoint)
         self._connect_timeout = connect_timeout_s
         self._total = total_timeout_s
         self._ok_status = ok_status
