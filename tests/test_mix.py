@@ -137,3 +137,29 @@ def test_a_single_request_leaves_the_column_null(tmp_path):
     run_scenarios([LoadedScenario("one.yaml", text, parse_scenario(text))], out=tmp_path / "o")
     rows = read_run(tmp_path / "o")["requests"].to_pandas()
     assert len(rows) == 5 and rows.request.isna().all() and (rows.path == "/api").all()
+
+
+FAULTY = """name: faulty
+server:
+  seed: 9
+  endpoints:
+    calm: {latency: 1ms, size: 10}
+    sick: {latency: 1ms, size: 10, faults: [{share: 30%, status: 503}]}
+workload:
+  requests:
+    - {path: /calm}
+    - {path: /sick}
+load: {requests: 60, concurrency: 2}
+backends: [uvloop]
+"""
+
+
+def test_a_mix_labels_each_row_with_its_own_endpoints_fault(tmp_path):
+    run_scenarios([LoadedScenario("f.yaml", FAULTY, parse_scenario(FAULTY))], out=tmp_path / "o")
+    rows = read_run(tmp_path / "o")["requests"].to_pandas()
+    sick = rows[rows.request == "GET /sick"]
+    calm = rows[rows.request == "GET /calm"]
+    assert len(sick) and len(calm) and calm.ok.all() and calm.fault.isna().all()
+    failed = sick[~sick.ok]
+    assert len(failed) and (failed.status == 503).all() and (failed.fault == "status").all()
+    assert sick[sick.ok].fault.isna().all()
