@@ -175,13 +175,20 @@ class RequestEntry(StrictModel):
     """One entry of `workload.requests`: what a request drawn to it sends (core.mix draws
     request `seq`'s entry from the seed and `seq`, weighted by `weight`)."""
 
-    name: str | None = Field(None, min_length=1, max_length=MAX_NAME,
-                             pattern=r"^[!-~]+( [!-~]+)*$")  # default: `METHOD /path`
+    name: str | None = Field(None, max_length=MAX_NAME)  # default: `METHOD /path`
     method: Method = "GET"
     path: UrlPath
     headers: Headers = Field(default_factory=dict, max_length=MAX_HEADERS)
     body: Body | None = None
     weight: int = Field(1, ge=1, le=MAX_WEIGHT, strict=True)
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value):
+        if value is not None and not re.fullmatch(r"[!-~]+( [!-~]+)*", value):
+            raise ValueError("must be printable ASCII, words apart by one space (got "
+                             f"{brief(value)})")
+        return value
 
     @field_validator("body")
     @classmethod
