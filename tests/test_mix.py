@@ -163,3 +163,22 @@ def test_a_mix_labels_each_row_with_its_own_endpoints_fault(tmp_path):
     failed = sick[~sick.ok]
     assert len(failed) and (failed.status == 503).all() and (failed.fault == "status").all()
     assert sick[sick.ok].fault.isna().all()
+
+
+def test_an_entry_sends_its_file_and_an_unreadable_one_is_refused(tmp_path, cli):
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"x" * 777)
+    text = ("name: files\nserver:\n  endpoints:\n    api: {latency: 1ms, size: 10}\n"
+            "workload:\n  requests:\n    - {path: /api}\n"
+            f"    - {{method: PUT, path: /api, body: {{file: {body}}}}}\n"
+            "load: {requests: 20, concurrency: 2}\nbackends: [threads]\n")
+    path = tmp_path / "files.yaml"
+    path.write_text(text)
+    assert cli("run", path, "--out", tmp_path / "o", "--quiet").returncode == 0
+    rows = read_run(tmp_path / "o")["requests"].to_pandas()
+    assert rows.ok.all() and set(rows.request) == {"GET /api", "PUT /api"}
+    assert (rows.bytes_sent == rows.request.map({"GET /api": 0, "PUT /api": 777})).all()
+    body.unlink()
+    result = cli("run", path, "--out", tmp_path / "p")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"workload.requests[1].body.file: cannot read {body}" in result.stderr
