@@ -182,3 +182,14 @@ def test_an_entry_sends_its_file_and_an_unreadable_one_is_refused(tmp_path, cli)
     result = cli("run", path, "--out", tmp_path / "p")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert f"workload.requests[1].body.file: cannot read {body}" in result.stderr
+
+
+def test_a_cluster_refuses_an_entry_body_file(tmp_path):
+    from harness.core.errors import HarnessError
+    from harness.run.cluster_run import check
+
+    text = MIX.replace("body: 1KiB", f"body: {{file: {tmp_path / 'b'}}}")
+    with pytest.raises(HarnessError, match=r"m.yaml: workload.requests\[1\].body.file: not with "
+                                           "--cluster"):
+        check(LoadedScenario("m.yaml", text, parse_scenario(text)))
+    check(LoadedScenario("m.yaml", MIX, parse_scenario(MIX)))  # a sized body travels
