@@ -51,8 +51,9 @@ EXIT_CELL_FAILED = 3
 
 
 def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None = None,
-                         wide: bool = False, legend: bool = True) -> int:
-    """Print the summary of run directories in `fmt`; returns the exit status it implies."""
+                         wide: bool = False, legend: bool = True, by: str | None = None) -> int:
+    """Print the summary of run directories in `fmt` (`by`: the per-entry breakdown instead);
+    returns the exit status it implies."""
     from harness.analysis.summary import cells_failed, load_runs, speedups, summarize
     from harness.report.table import (
         print_check_failures,
@@ -66,7 +67,9 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     runs = load_runs(dirs)
     summary = summarize(runs)
     checks = evaluate(summary, runs.scenarios())
-    if fmt == "table":
+    if by == "request":
+        _print_by_request(runs, fmt, legend)
+    elif fmt == "table":
         print_summary(summary, console, wide, legend)
         print_check_failures(runs.requests, console)
         print_notes(runs.metadata, console)
@@ -91,6 +94,22 @@ def _summarize_and_check(dirs: list[Path], fmt: str = "table", html: Path | None
     if cells_failed(summary):
         return EXIT_CELL_FAILED
     return EXIT_THRESHOLDS if failed(checks) else 0
+
+
+def _print_by_request(runs, fmt: str, legend: bool) -> None:
+    from harness.analysis.by_request import by_request
+    from harness.report.by_request import by_request_markdown, print_by_request
+
+    frame = by_request(runs)
+    if fmt == "table":
+        print_by_request(frame, console, legend)
+    elif fmt == "markdown":
+        click.echo(by_request_markdown(frame))
+    elif fmt == "json":
+        click.echo(json.dumps({"requests": json.loads(frame.to_json(orient="records"))},
+                              indent=2))
+    else:
+        click.echo(frame.to_csv(index=False), nl=False)
 
 
 @cli.command(epilog=epilog("run"))
@@ -152,10 +171,13 @@ def run(scenarios, backends, out, repeat, pythons, force, allow_remote, cluster,
               help="Also write a self-contained HTML report with plots to FILE.")
 @click.option("--wide", is_flag=True, help=WIDE_HELP)
 @click.option("--no-legend", is_flag=True, help=NO_LEGEND_HELP)
-def report(dirs, fmt, html, wide, no_legend) -> None:
+@click.option("--by", type=click.Choice(["request"]),
+              help="Break each cell down by its workload.requests entry (the `request` "
+                   "column) instead of the summary.")
+def report(dirs, fmt, html, wide, no_legend, by) -> None:
     """Summarize run directories from their Parquet files alone. Exit 3 when a cell failed or
     lost rows, 1 when a threshold fails."""
-    sys.exit(_summarize_and_check(list(dirs), fmt, html, wide, legend=not no_legend))
+    sys.exit(_summarize_and_check(list(dirs), fmt, html, wide, legend=not no_legend, by=by))
 
 
 @cli.command("compare", epilog=epilog("compare"))

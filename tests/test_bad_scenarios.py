@@ -70,7 +70,8 @@ def test_corpus_case_is_refused_in_one_line(name):
 CLI_CASES = ["deep_flow_list.yaml", "nul_byte.yaml", "latin1.yaml", "control_escape_in_string.yaml",
              "fault_two_effects.yaml", "fault_shares_over_1.yaml",
              "size_100GiB.yaml", "concurrency_1e9.yaml", "python_object_tag.yaml",
-             "unknown_key_200_characters.yaml"]
+             "unknown_key_200_characters.yaml", "requests_duplicate_names.yaml",
+             "requests_weight_zero.yaml", "requests_unknown_key.yaml", "requests_with_path.yaml"]
 
 
 def validate_limited(path: Path, timeout: float = 5.0) -> tuple[subprocess.CompletedProcess, float]:

@@ -20,12 +20,13 @@ from harness.client.lean_parser import (
     NO_SLOT,
     PARSE_ERRORS,
     Exchange,
-    RequestTemplate,
+    MixTemplate,
     ResponseReader,
+    request_template,
 )
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 from harness.core.tls import TlsSettings, client_context, server_name
-from harness.core.wire import RequestSpec
+from harness.core.wire import RequestMix, RequestSpec
 
 
 class ClientConnection(asyncio.Protocol, ResponseReader):
@@ -126,6 +127,15 @@ class ClientConnection(asyncio.Protocol, ResponseReader):
             self.transport.abort()  # connection_lost follows: the slot is released there
 
 
+class MixConnection(ClientConnection):
+    """A connection of a client sending `workload.requests`: the response's reader takes
+    `head` from the request line this request sends (a response to HEAD has no body)."""
+
+    def start(self, fut: asyncio.Future, data: bytes, deadline: float, body_sent: int) -> None:
+        self._template = self._client._template.by_head[data.startswith(b"HEAD ")]
+        super().start(fut, data, deadline, body_sent)
+
+
 class LeanAsyncClient:
     """At most `concurrency` keep-alive connections to one server; a request takes an idle one
     (the most recently used first), opens a new one while under the limit, or waits for one.
@@ -140,7 +150,8 @@ class LeanAsyncClient:
     keep-alive connection closed by the server before any response byte is retried once on a
     new connection (RFC 9112 §9.3.1; aiohttp does so too)."""
 
-    def __init__(self, base_url: str, endpoint: str | RequestSpec, concurrency: int,
+    def __init__(self, base_url: str, endpoint: str | RequestSpec | RequestMix,
+                 concurrency: int,
                  connect_timeout_s: float,
                  total_timeout_s: float, ok_status: frozenset[int],
                  tls: TlsSettings | None = None) -> None:
@@ -151,7 +162,9 @@ class LeanAsyncClient:
         self._tls = {} if tls is None else {"ssl": client_context(tls),
                                              "server_hostname": server_name(tls, url.hostname)}
         self.connects: list[int] = []  # ns to open each connection opened before the clock
-        self._template = RequestTemplate(url.netloc, endpoint)
+        self._template = request_template(url.netloc, endpoint)
+        self._connection = (MixConnection if isinstance(self._template, MixTemplate)
+                            else ClientConnection)
         self._limit = max(1, concurrency)
         self._connect_timeout = connect_timeout_s
         self._total = total_timeout_s
@@ -287,7 +300,7 @@ class LeanAsyncClient:
     async def _connect(self, deadline: float) -> ClientConnection | str:
         """Opens a connection in a slot already counted in `_open`; on failure frees it."""
         loop = self._loop
-        conn = ClientConnection(self)
+        conn = self._connection(self)
         conn.counted = True
         self._all.add(conn)
         connect_deadline = loop.time() + self._connect_timeout

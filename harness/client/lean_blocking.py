@@ -13,12 +13,12 @@ from harness.client.lean_parser import (
     NO_SLOT,
     PARSE_ERRORS,
     Exchange,
-    RequestTemplate,
     ResponseReader,
+    request_template,
 )
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 from harness.core.tls import TlsSettings, client_context, server_name
-from harness.core.wire import RequestSpec
+from harness.core.wire import RequestMix, RequestSpec
 
 
 class LeanBlockingClient(ResponseReader):
@@ -31,7 +31,7 @@ class LeanBlockingClient(ResponseReader):
 
     _BUFSIZE = 65536
 
-    def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
+    def __init__(self, host: str, port: int, endpoint: str | RequestSpec | RequestMix,
                  connect_timeout_s: float,
                  total_timeout_s: float, ok_status: frozenset[int],
                  tls: TlsSettings | None = None) -> None:
@@ -39,7 +39,7 @@ class LeanBlockingClient(ResponseReader):
         self._tls = None if tls is None else (client_context(tls), server_name(tls, host))
         self.connects: list[int] = []  # ns to open each connection opened before the clock
         self._connect_ns: int | None = None  # the new connection's, for its first request
-        self._template = RequestTemplate(f"{host}:{port}", endpoint)
+        self._template = request_template(f"{host}:{port}", endpoint)
         self._connect_timeout = connect_timeout_s
         self._total = total_timeout_s
         self._ok_status = ok_status

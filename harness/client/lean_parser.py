@@ -30,7 +30,13 @@ from httptools import HttpParserError, HttpParserUpgrade
 
 from harness.core.checks import CHECK
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
-from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request
+from harness.core.wire import (
+    DELAY_HEADER,
+    DELAY_TARGET_HEADER,
+    RequestMix,
+    RequestSpec,
+    as_request,
+)
 
 _DELAY = DELAY_HEADER.lower().encode()
 _TARGET = DELAY_TARGET_HEADER.lower().encode()
@@ -81,6 +87,37 @@ class RequestTemplate:
             return self.prefix + b"%d" % seq + self.suffix
         start = self.prefix + (b"%d" % seq if self.seq_query else b"")
         return start + self.head_end + _length(body) + body
+
+
+class MixTemplate:
+    """The requests of `workload.requests`: one RequestTemplate per entry, encoded once;
+    `render` sends request `seq`'s entry (core.mix) and leaves that entry's `body_len` and
+    `head` here, for what reads them next: the blocking client right after, in the same
+    request; on a loop, other requests render in between, so a MixConnection takes the entry's
+    `head` from the request line it sends instead. The entries share `mock` and `checks`."""
+
+    __slots__ = ("templates", "pick", "body_len", "head", "mock", "checks", "by_head")
+
+    def __init__(self, host: str, mix: RequestMix) -> None:
+        self.templates = [RequestTemplate(host, entry) for entry in mix.entries]
+        self.pick = mix.picker()
+        first = self.templates[0]
+        self.body_len, self.head, self.mock, self.checks = (first.body_len, first.head,
+                                                            first.mock, first.checks)
+        # a template whose `head` is False and one whose is True, for a response's reader
+        self.by_head = {t.head: t for t in reversed(self.templates)}
+
+    def render(self, seq: int, body: bytes | None = None) -> bytes:
+        template = self.templates[self.pick(seq)]
+        self.body_len, self.head = template.body_len, template.head
+        return template.render(seq, body)
+
+
+def request_template(host: str, request: RequestSpec | RequestMix | str
+                     ) -> RequestTemplate | MixTemplate:
+    if isinstance(request, RequestMix):
+        return MixTemplate(host, request)
+    return RequestTemplate(host, request)
 
 
 def _int(value: bytes) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 
 import aiohttp
 
@@ -15,6 +16,7 @@ from harness.core.wire import (
     DELAY_HEADER,
     DELAY_TARGET_HEADER,
     OWN_ROUTES,
+    RequestMix,
     RequestSpec,
     as_request,
     header_int,
@@ -40,10 +42,15 @@ class _TimedConnector(aiohttp.TCPConnector):
 
 
 class AiohttpClient:
-    def __init__(self, base_url: str, endpoint: str | RequestSpec, concurrency: int,
+    def __init__(self, base_url: str, endpoint: str | RequestSpec | RequestMix, concurrency: int,
                  connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int],
                  tls: TlsSettings | None = None) -> None:
         self._base = base_url.rstrip("/")
+        if isinstance(endpoint, RequestMix):  # each request picks its entry: another path
+            self._entries = [(e, dict(e.headers) or None) for e in endpoint.entries]
+            self._pick = endpoint.picker()
+            self.request = self._mix_request
+            endpoint = endpoint.entries[0]  # what the entries share: mock, checks
         self._spec = as_request(endpoint)
         self._headers = dict(self._spec.headers) or None
         self._delays = self._spec.mock  # only the mock server's delay headers mean that
@@ -58,15 +65,25 @@ class AiohttpClient:
             auto_decompress=False,
         )
 
-    async def request(self, seq: int, body: bytes | None = None) -> tuple[Outcome, str]:
+    def request(self, seq: int, body: bytes | None = None) -> Coroutine[
+            None, None, tuple[Outcome, str]]:
         """Returns the outcome and the slot label: the local port of the connection used.
         `body` replaces the spec's body for this request (the pipeline's tensor)."""
-        spec = self._spec
+        return self._send(self._spec, self._headers, seq, body)
+
+    def _mix_request(self, seq: int, body: bytes | None = None) -> Coroutine[
+            None, None, tuple[Outcome, str]]:
+        """`request` with `workload.requests`: the entry request `seq` sends."""
+        spec, headers = self._entries[self._pick(seq)]
+        return self._send(spec, headers, seq, body)
+
+    async def _send(self, spec: RequestSpec, headers: dict | None, seq: int,
+                    body: bytes | None) -> tuple[Outcome, str]:
         body = spec.body if body is None else body
         slot, connect_ns = "conn-?", None
         try:
             async with self._session.request(spec.method, self._base + spec.path_for(seq),
-                                             data=body or None, headers=self._headers,
+                                             data=body or None, headers=headers,
                                              **self._sni) as resp:
                 # aiohttp lets go of the connection as soon as the whole response is in its
                 # buffer (`resp.connection` is then None): the protocol it kept says which

@@ -10,7 +10,14 @@ import time
 from harness.core.checks import CHECK
 from harness.core.schema import CONNECT, HTTP_STATUS, PROTOCOL, RESET, TIMEOUT, Outcome
 from harness.core.tls import TlsSettings, client_context, server_name
-from harness.core.wire import DELAY_HEADER, DELAY_TARGET_HEADER, RequestSpec, as_request, header_int
+from harness.core.wire import (
+    DELAY_HEADER,
+    DELAY_TARGET_HEADER,
+    RequestMix,
+    RequestSpec,
+    as_request,
+    header_int,
+)
 
 CHUNK = 256 * 1024
 
@@ -26,7 +33,7 @@ class _HttpsConnection(http.client.HTTPSConnection):
 
 
 class BlockingHttpClient:
-    def __init__(self, host: str, port: int, endpoint: str | RequestSpec,
+    def __init__(self, host: str, port: int, endpoint: str | RequestSpec | RequestMix,
                  connect_timeout_s: float, total_timeout_s: float, ok_status: frozenset[int],
                  tls: TlsSettings | None = None) -> None:
         if tls is None:
@@ -36,6 +43,11 @@ class BlockingHttpClient:
                                           context=client_context(tls))
             self._conn.sni = server_name(tls, host)
         self.connects: list[int] = []  # ns to open each connection opened before the clock
+        if isinstance(endpoint, RequestMix):  # each request picks its entry: another path
+            self._entries = [(e, dict(e.headers)) for e in endpoint.entries]
+            self._pick = endpoint.picker()
+            self.request = self._mix_request
+            endpoint = endpoint.entries[0]  # what the entries share: mock, checks
         self._spec = as_request(endpoint)
         self._headers = dict(self._spec.headers)
         self._delays = self._spec.mock  # only the mock server's delay headers mean that
@@ -44,7 +56,15 @@ class BlockingHttpClient:
         self._ok_status = ok_status
 
     def request(self, seq: int, body: bytes | None = None) -> Outcome:
-        conn, spec = self._conn, self._spec
+        return self._send(self._spec, self._headers, seq, body)
+
+    def _mix_request(self, seq: int, body: bytes | None = None) -> Outcome:
+        """`request` with `workload.requests`: the entry request `seq` sends."""
+        spec, headers = self._entries[self._pick(seq)]
+        return self._send(spec, headers, seq, body)
+
+    def _send(self, spec: RequestSpec, headers: dict, seq: int, body: bytes | None) -> Outcome:
+        conn = self._conn
         body = spec.body if body is None else body
         deadline = time.monotonic() + self._total
         connect_ns = None
@@ -59,7 +79,7 @@ class BlockingHttpClient:
         sock = conn.sock  # kept: http.client lets go of it after `Connection: close`
         try:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            conn.request(spec.method, spec.path_for(seq), body=body or None, headers=self._headers)
+            conn.request(spec.method, spec.path_for(seq), body=body or None, headers=headers)
             response = conn.getresponse()
         except TimeoutError:
             return self._fail(TIMEOUT)

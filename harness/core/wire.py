@@ -17,6 +17,8 @@ import functools
 import json
 from dataclasses import dataclass
 
+from harness.core.mix import Picker
+
 DELAY_HEADER = "X-Harness-Delay-Ns"  # applied: arrival to the start of the response, >= drawn
 DELAY_TARGET_HEADER = "X-Harness-Delay-Target-Ns"  # drawn (+ a `delay` fault's extra)
 IN_FLIGHT_HEADER = "X-Harness-In-Flight"
@@ -43,6 +45,20 @@ class RequestSpec:
         if not self.seq_query:
             return self.path
         return f"{self.path}{'&' if '?' in self.path else '?'}seq={seq}"
+
+
+@dataclass(frozen=True)
+class RequestMix:
+    """What the requests of a cell send with `workload.requests`: request `seq` sends entry
+    `picker()(seq)` (core.mix, the same for every backend and client) of `entries`, one
+    RequestSpec each (their `mock` and `checks` are the cell's, alike in all)."""
+
+    entries: tuple[RequestSpec, ...]
+    weights: tuple[int, ...]
+    seed: int
+
+    def picker(self) -> Picker:
+        return Picker(self.seed, self.weights)
 
 
 def endpoint_request(endpoint: str, **kwargs) -> RequestSpec:

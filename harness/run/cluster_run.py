@@ -29,6 +29,10 @@ def check(item: LoadedScenario) -> None:
     if item.scenario.service is not None:
         raise HarnessError(f"{item.path}: service: a service is started beside the runner, "
                            "not on a cluster's workers: run this scenario without --cluster")
+    for i, entry in enumerate(getattr(item.scenario.workload, "mix", ())):
+        if getattr(entry.body, "file", None) is not None:  # only workload.body travels
+            raise HarnessError(f"{item.path}: workload.requests[{i}].body.file: not with "
+                               "--cluster (give the entry a sized body)")
     server = item.scenario.server
     if server is not None and server.python is not None:
         raise HarnessError(f"{item.path}: server.python: not with --cluster (a worker's mock "
@@ -81,7 +85,8 @@ def _orders(run_id: str, plans, writers: dict[str, RunWriter]) -> list[Order]:
     for item, cells in plans:
         writer = writers[item.scenario.name]
         for key in cells:
-            constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key)}
+            constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key),
+                         "mix": item.scenario.mix_manifest()}
             index = numbers.get(writer.out_dir, 0)
             orders.append(Order(item, key, index, writer, constants))
             numbers[writer.out_dir] = index + 1

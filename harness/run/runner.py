@@ -137,17 +137,12 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool, services: bool) -
     if target is not None and not allow_remote and not is_loopback(split_target(target)[0]):
         raise HarnessError(f"{item.path}: target: {split_target(target)[0]} is not a loopback "
                            "address; pass --allow-remote to load a remote service")
-    body = getattr(workload, "body", None)
-    if getattr(body, "file", None) is not None:
-        try:
-            size = os.stat(body.file).st_size
-            with open(body.file, "rb"):
-                pass
-        except OSError as exc:
-            raise HarnessError(f"{item.path}: workload.body.file: cannot read {body.file} "
-                               f"({exc.strerror})") from None
-        if size > MAX_BODY:
-            raise HarnessError(f"{item.path}: workload.body.file: {body.file} is over 64MiB")
+    bodies = {"workload.body": getattr(workload, "body", None)}
+    bodies.update((f"workload.requests[{i}].body", entry.body)
+                  for i, entry in enumerate(getattr(workload, "mix", ())))
+    for where, body in bodies.items():
+        if getattr(body, "file", None) is not None:
+            _check_body_file(item, where, body.file)
     read_ca(item)
     service = item.scenario.service
     if service is not None:
@@ -161,6 +156,18 @@ def _check_preflight(item: LoadedScenario, allow_remote: bool, services: bool) -
             and not workload.dsn and not postgres.dsn()):
         raise HarnessError(f"{item.path}: workload.dsn: required for database: postgres "
                            "(or set HARNESS_POSTGRES_DSN, or run `make postgres`)")
+
+
+def _check_body_file(item: LoadedScenario, field: str, file: str) -> None:
+    try:
+        size = os.stat(file).st_size
+        with open(file, "rb"):
+            pass
+    except OSError as exc:
+        raise HarnessError(f"{item.path}: {field}.file: cannot read {file} "
+                           f"({exc.strerror})") from None
+    if size > MAX_BODY:
+        raise HarnessError(f"{item.path}: {field}.file: {file} is over 64MiB")
 
 
 def _calibrate(item: LoadedScenario, ui: RunUI) -> dict | None:
@@ -310,7 +317,7 @@ def _run_cell(item: LoadedScenario, key: CellKey, run_id: str, units: int | None
     Long: a cell's life in the order it happens — its process started under its interpreter
     while the systems it loads come up, driven, stopped, written — with one clean-up path."""
     constants = {"run_id": run_id, "scenario": item.scenario.name, **key_dict(key),
-                 "host": socket.gethostname()}
+                 "host": socket.gethostname(), "mix": item.scenario.mix_manifest()}
     index, spool = writer.open_cell(constants)
     label = f"cell {item.scenario.name} {key_label(key)}"
     server_stats, service_stats = {}, {}

@@ -96,9 +96,9 @@ def _field_path(loc: tuple, data: object) -> str:
             continue
         if i > 0 and loc[i - 1] == "body" and item in _BODY_TAGS:
             continue  # the body's kind, not a key: data stays put
-        data = data.get(item) if isinstance(data, dict) else None
         if "[" in item or (item in _TAGS and i > 0 and loc[i - 1] in ("latency", "workload")):
             continue  # pydantic's internal union/validator tags, not the user's keys
+        data = data.get(item) if isinstance(data, dict) else None
         parts.append(("." if parts else "") + _cut(item))
     return "".join(parts)
 

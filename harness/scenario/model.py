@@ -42,7 +42,9 @@ from harness.scenario.thresholds import (
     check_matrix,
     parse_threshold,
 )
-from harness.scenario.workload import Workload
+from harness.scenario.workload import SINGLE_KEYS, Workload
+
+MIX_PATH = "mix"  # the `path` key of a cell that sends workload.requests: not one path
 
 
 class Scenario(StrictModel):
@@ -100,6 +102,7 @@ class Scenario(StrictModel):
     @model_validator(mode="after")
     def _consistent(self):
         endpoint = getattr(self.workload, "endpoint", None)
+        mix = self._mixed()
         if self.service is not None:
             self._serviced(endpoint)
         elif self.target is not None:
@@ -117,7 +120,9 @@ class Scenario(StrictModel):
         elif getattr(self.workload, "path", None) is not None:
             raise ValueError("service: required by workload.path, or target: (the mock "
                              "server's are endpoints)")
-        elif self.workload.type in ("io", "http") and endpoint is None:
+        elif mix and self.server is None:
+            raise ValueError("server: required by workload.requests (or target: or service:)")
+        elif self.workload.type in ("io", "http") and endpoint is None and not mix:
             raise ValueError("workload.endpoint: required (or target: or service: with "
                              "workload.path)")
         if self.server is not None and (problem := unserved_feature(self.server)):
@@ -156,6 +161,30 @@ class Scenario(StrictModel):
                                  "block has rate or stages")
         return self
 
+    def _mixed(self) -> bool:
+        """`workload.requests`: instead of the single request's keys, names unique, and against
+        the mock server each entry's path is `/name` of one of its endpoints."""
+        entries = getattr(self.workload, "mix", ())
+        if not entries:
+            return False
+        for key in (*SINGLE_KEYS, "endpoint"):
+            if key in self.workload.model_fields_set:
+                raise ValueError(f"workload.{key}: not with workload.requests (each entry has "
+                                 f"its own {'path' if key == 'endpoint' else key})")
+        names = [entry.label for entry in entries]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"workload.requests[{i}].name: {brief(name)} names entry "
+                                 f"{names.index(name)} too (names must be unique)")
+        if self.server is not None and self.target is None and self.service is None:
+            for i, entry in enumerate(entries):
+                route = entry.path.partition("?")[0]
+                if route[1:] not in self.server.endpoints:
+                    known = ", ".join(f"/{name}" for name in self.server.endpoints)
+                    raise ValueError(f"workload.requests[{i}].path: no endpoint "
+                                     f"{brief(route)} on the mock server (known: {known})")
+        return True
+
     def _serviced(self, endpoint: str | None) -> None:
         """The workload loads the started service; the mock server, if any, is its backend."""
         if self.target is not None:
@@ -166,8 +195,9 @@ class Scenario(StrictModel):
                              "service (io or http only)")
         if endpoint is not None:
             raise ValueError("workload.endpoint: with service:, give workload.path instead")
-        if self.workload.path is None:
-            raise ValueError("workload.path: required with service: (the path to load)")
+        if self.workload.path is None and not self.workload.mix:
+            raise ValueError("workload.path: required with service: (the path to load, or "
+                             "workload.requests)")
         if self.server is None and self.service.uses("mock_url"):
             raise ValueError("server: required by the service's {mock_url} (the mock server "
                              "it calls)")
@@ -219,6 +249,23 @@ class Scenario(StrictModel):
             raise KeyError(f"no load block of {self.name} plans the cell {key}")
         return blocks[0]
 
+    @property
+    def mix_seed(self) -> int:
+        """The seed request `seq`'s entry of `workload.requests` is drawn from: the mock
+        server's (its delays' too), else `seed:`, else 1."""
+        if self.server is not None:
+            return self.server.seed
+        return self.seed if self.seed is not None else 1
+
+    def mix_manifest(self) -> dict | None:
+        """What the writer needs to name each row's entry from its seq (core.mix.pick_many):
+        kept in the cell's manifest, so a killed run's spool is read back with it too."""
+        entries = getattr(self.workload, "mix", ())
+        if not entries:
+            return None
+        return {"names": [e.label for e in entries], "weights": [e.weight for e in entries],
+                "seed": self.mix_seed}
+
     def thresholds(self) -> list:
         return [parse_threshold(text, self.backends) for text in self.expect]
 
@@ -235,6 +282,8 @@ class Scenario(StrictModel):
         """The HTTP paths requested, an axis when `workload.path` lists several; `/name` of a
         mock endpoint; None without HTTP."""
         workload = self.workload
+        if getattr(workload, "mix", ()):
+            return (MIX_PATH,)
         if getattr(workload, "path", None) is not None:
             return workload.path
         if getattr(workload, "endpoint", None) is not None:

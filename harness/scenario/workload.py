@@ -171,6 +171,51 @@ class _HttpOptions(StrictModel):
         return value
 
 
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+Headers = dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=256)],
+               Annotated[str, Field(pattern=r"^[\t -~]*$", max_length=8192)]]
+Body = Annotated[Annotated[Annotated[int, BeforeValidator(parse_size_bytes),
+                                     BeforeValidator(_body_size)], Tag("sized")]
+                 | Annotated[BodyFile, Tag("read")] | Annotated[BodyImage, Tag("drawn")],
+                 Discriminator(_body_kind)]
+MAX_MIX = 64  # entries of `workload.requests`
+MAX_WEIGHT = 1_000_000
+
+
+class RequestEntry(StrictModel):
+    """One entry of `workload.requests`: what a request drawn to it sends (core.mix draws
+    request `seq`'s entry from the seed and `seq`, weighted by `weight`)."""
+
+    name: str | None = Field(None, max_length=MAX_NAME)  # default: `METHOD /path`
+    method: Method = "GET"
+    path: UrlPath
+    headers: Headers = Field(default_factory=dict, max_length=MAX_HEADERS)
+    body: Body | None = None
+    weight: int = Field(1, ge=1, le=MAX_WEIGHT, strict=True)
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value):
+        if value is not None and not re.fullmatch(r"[!-~]+( [!-~]+)*", value):
+            raise ValueError("must be printable ASCII, words apart by one space (got "
+                             f"{brief(value)})")
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _no_image(cls, value):
+        if isinstance(value, BodyImage):
+            raise ValueError("image: not in a requests entry (a sized body or a file)")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name is not None else f"{self.method} {self.path}"
+
+
+SINGLE_KEYS = ("path", "method", "headers", "body")
+
+
 class IoWorkload(_HttpOptions):
     """One HTTP request to an endpoint of the mock server, or to `path` of an external
     `target` or of the `service` the harness starts (a list of paths: one cell each)."""
@@ -178,15 +223,11 @@ class IoWorkload(_HttpOptions):
     type: Literal["io", "http"] = "io"
     path: Annotated[tuple[UrlPath, ...], BeforeValidator(as_tuple),
                     Field(min_length=1, max_length=MAX_ITEMS)] | None = None
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    headers: dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
-                                       max_length=256)],
-                  Annotated[str, Field(pattern=r"^[\t -~]*$", max_length=8192)]] = Field(
-        default_factory=dict, max_length=MAX_HEADERS)
-    body: Annotated[Annotated[Annotated[int, BeforeValidator(parse_size_bytes),
-                                        BeforeValidator(_body_size)], Tag("sized")]
-                    | Annotated[BodyFile, Tag("read")] | Annotated[BodyImage, Tag("drawn")],
-                    Discriminator(_body_kind)] | None = None
+    method: Method = "GET"
+    headers: Headers = Field(default_factory=dict, max_length=MAX_HEADERS)
+    body: Body | None = None
+    # a mix instead of one request: each request sends one entry, drawn from (seed, seq)
+    requests: tuple[RequestEntry, ...] | None = Field(None, max_length=MAX_MIX)
     has_cpu_step: ClassVar[bool] = False
 
     @field_validator("path")
@@ -195,6 +236,18 @@ class IoWorkload(_HttpOptions):
         if value is not None and len(set(value)) != len(value):
             raise ValueError(f"repeated (got {brief(list(value))})")
         return value
+
+    @field_validator("requests")
+    @classmethod
+    def _some_requests(cls, value):
+        if value == ():  # here, not min_length: that also counts a list whose entries failed
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def mix(self) -> tuple[RequestEntry, ...]:
+        """The entries of `requests`; empty for a single request."""
+        return self.requests or ()
 
 
 class CpuWorkload(StrictModel):

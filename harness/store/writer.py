@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.core.keys import AXIS_DEFAULTS, BACKENDS, CELL_KEYS
+from harness.core.mix import pick_many
 from harness.core.schema import (
     CELL_KEY_FIELDS,
     CELLS_SCHEMA,
@@ -154,8 +155,18 @@ def _with_keys(batch: pa.RecordBatch | pa.Table, constants: dict, schema: pa.Sch
         host = (constants.get("hosts") or {}).get(str(generator), constants.get("host"))
         keys.append(pa.repeat(pa.scalar(host, pa.string()), n))
     if REQUEST_FIELD.name in schema.names:
-        keys.append(pa.nulls(n, pa.string()))
+        keys.append(_entry_names(batch, constants.get("mix")))
     return pa.Table.from_arrays(keys + list(batch.columns), schema=schema)
+
+
+def _entry_names(batch: pa.RecordBatch | pa.Table, mix: dict | None) -> pa.Array:
+    """The `request` column: each row's `workload.requests` entry, drawn from its seq as the
+    clients drew it (core.mix); null for a single request."""
+    if not mix:
+        return pa.nulls(batch.num_rows, pa.string())
+    picked = pick_many(mix["seed"], batch.column("seq").to_numpy(), mix["weights"])
+    return pa.DictionaryArray.from_arrays(pa.array(picked, pa.int32()),
+                                          pa.array(mix["names"], pa.string())).cast(pa.string())
 
 
 class CellRows:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.core.checks import Checks
+from harness.core.mix import Picker
 from harness.core.tls import CONNECTS
-from harness.core.wire import RequestSpec, endpoint_request
+from harness.core.wire import RequestMix, RequestSpec, endpoint_request
 from harness.scenario.target import split_target
 
 
@@ -21,25 +22,42 @@ def http_settings(spec) -> dict:
     }
 
 
-def request_spec(spec, method: str | None = None) -> RequestSpec:
-    """What every request of the cell sends, built once before the clock starts."""
+def request_spec(spec, method: str | None = None) -> RequestSpec | RequestMix:
+    """What every request of the cell sends (one RequestMix with `workload.requests`), built
+    once before the clock starts."""
     workload = spec.scenario.workload
-    body = getattr(workload, "body", None)
-    if isinstance(body, int):
-        body = bytes(i % 251 for i in range(body)) if body else b""  # generated, not all one byte
-    elif body is not None:  # a file, or the image the runner encoded into one
-        body = Path(spec.body_file or getattr(body, "file", None)).read_bytes()
     checks = getattr(workload, "checks", None)
     if checks is not None:
         checks = Checks.from_data(checks.model_dump(by_alias=True))
+    entries = getattr(workload, "mix", ())
+    if entries:
+        specs = tuple(_sent_to(spec, entry.path, method=entry.method,
+                               headers=tuple(entry.headers.items()),
+                               body=_body_bytes(entry.body), checks=checks) for entry in entries)
+        return RequestMix(specs, tuple(e.weight for e in entries), spec.scenario.mix_seed)
+    body = getattr(workload, "body", None)
     common = {"method": method or getattr(workload, "method", "GET"),
-              "headers": tuple(getattr(workload, "headers", {}).items()), "body": body or b"",
-              "checks": checks}
-    if spec.scenario.target:
-        return RequestSpec(path=spec.key.path, seq_query=False, mock=False, **common)
-    if spec.scenario.service:  # ?seq=N: the service may key its rows by it
-        return RequestSpec(path=spec.key.path, mock=False, **common)
+              "headers": tuple(getattr(workload, "headers", {}).items()),
+              "body": _body_bytes(body, spec.body_file), "checks": checks}
+    if spec.scenario.target or spec.scenario.service:
+        return _sent_to(spec, spec.key.path, **common)
     return endpoint_request(workload.endpoint, **common)
+
+
+def _sent_to(spec, path: str, **common) -> RequestSpec:
+    if spec.scenario.target:
+        return RequestSpec(path=path, seq_query=False, mock=False, **common)
+    if spec.scenario.service:  # ?seq=N: the service may key its rows by it
+        return RequestSpec(path=path, mock=False, **common)
+    return RequestSpec(path=path, **common)  # a mock endpoint's path
+
+
+def _body_bytes(body, body_file: str | None = None) -> bytes:
+    if isinstance(body, int):
+        return bytes(i % 251 for i in range(body)) if body else b""  # generated, not all one byte
+    if body is not None:  # a file, or the image the runner encoded into one
+        return Path(body_file or getattr(body, "file", None)).read_bytes()
+    return b""
 
 
 def blocking_client(spec, request: RequestSpec):
@@ -61,8 +79,19 @@ def loop_client(spec, request: RequestSpec):
 
 def fault_labeller(spec):
     """`seq → the fault the mock scheduled` when the endpoint has faults, else None: the same
-    seeded function the server uses, so each row says which injected fault it met."""
-    server, name = spec.scenario.server, getattr(spec.scenario.workload, "endpoint", None)
+    seeded function the server uses, so each row says which injected fault it met. With
+    `workload.requests`: the fault of the endpoint request `seq` was sent to."""
+    scenario = spec.scenario
+    server, name = scenario.server, getattr(scenario.workload, "endpoint", None)
+    entries = getattr(scenario.workload, "mix", ())
+    if entries and server is not None and not (scenario.target or scenario.service):
+        from harness.scenario.faults import scheduled_fault
+
+        names = [entry.path.partition("?")[0][1:] for entry in entries]
+        if not any(server.endpoints[n].faults for n in names):
+            return None
+        picker = Picker(scenario.mix_seed, [entry.weight for entry in entries])
+        return lambda seq: scheduled_fault(server, names[picker(seq)], seq)
     if server is None or name is None or not server.endpoints[name].faults:
         return None
     from harness.scenario.faults import scheduled_fault
