@@ -13,7 +13,7 @@ from harness.cell.buffer import BATCH_ROWS, ROW, ROW_WIDTH, RecordBuffer
 from harness.core.schema import RECORD_SCHEMA, Outcome
 
 NULLABLE = ("server_delay_ns", "cpu_ns", "cpu_wait_ns", "io_ns", "db_ns",
-            "server_delay_target_ns", "bytes_sent", "bytes_received")
+            "server_delay_target_ns", "bytes_sent", "bytes_received", "connect_ns")
 
 
 def row(seq: int) -> tuple[tuple, dict]:
@@ -26,7 +26,8 @@ def row(seq: int) -> tuple[tuple, dict]:
                       values["server_delay_ns"], values["cpu_ns"], values["cpu_wait_ns"],
                       values["io_ns"], values["db_ns"], f"E{seq % 3}" if seq % 5 == 0 else None,
                       values["server_delay_target_ns"], values["bytes_sent"],
-                      values["bytes_received"], "reset" if seq % 6 == 0 else None)
+                      values["bytes_received"], "reset" if seq % 6 == 0 else None,
+                      values["connect_ns"])
     worker, slot = f"worker-{seq % 2}", f"conn-{seq % 37}"
     args = (worker, slot, seq, seq * 10, seq * 10 + 1, seq * 10 + 2, seq * 10 + 9, outcome,
             1 + seq % 50, seq % 9 == 0)
@@ -146,7 +147,7 @@ def test_the_fast_entry_is_a_c_method_taking_one_row_tuple_as_append_does():
     buffer = RecordBuffer()
     # a bound built-in: the hot paths call it without a Python frame of the buffer's
     assert type(buffer.row).__name__ == "builtin_function_or_method"
-    assert ROW_WIDTH == 22 and ROW[:9] == ("worker", "slot", "seq", "enqueued_ns",
+    assert ROW_WIDTH == 23 and ROW[:9] == ("worker", "slot", "seq", "enqueued_ns",
                                            "scheduled_ns", "start_ns", "end_ns", "in_flight",
                                            "warmup")
     assert ROW[9:] == Outcome._fields
@@ -195,7 +196,8 @@ def test_constant_null_and_mixed_columns_change_from_one_batch_to_the_next():
                          "error_detail": None, "in_flight": in_flight, "cpu_ns": None,
                          "cpu_wait_ns": None, "io_ns": None, "db_ns": None,
                          "fault": outcome.fault, "bytes_sent": outcome.bytes_sent,
-                         "bytes_received": None, "phase": "warmup" if warmup else "measure"})
+                         "bytes_received": None, "connect_ns": None,
+                         "phase": "warmup" if warmup else "measure"})
     table = buffer.drain()
     assert table.schema == RECORD_SCHEMA
     assert [b.num_rows for b in table.to_batches()] == [BATCH_ROWS] * 3
@@ -216,7 +218,7 @@ def test_truth_values_that_are_not_bools_count_by_their_truth():
     buffer = RecordBuffer()
     for seq in range(4):
         buffer.row(("w", "s", seq, 0, 0, 1, 2, 1, seq % 2, seq % 2, 200, None, None, None,
-                    None, None, None, None, None, None, None, None))
+                    None, None, None, None, None, None, None, None, None))
     table = buffer.drain()
     assert table.column("ok").to_pylist() == [False, True, False, True]
     assert table.column("phase").to_pylist() == ["measure", "warmup", "measure", "warmup"]
@@ -243,7 +245,7 @@ def test_a_row_of_the_wrong_width_fails_the_drain_and_the_buffer_goes_on():
     buffer.row(good)
     buffer.row(good[:-1])
     buffer.row(good)
-    with pytest.raises(ValueError, match="22 values"):
+    with pytest.raises(ValueError, match="23 values"):
         buffer.drain()
     assert len(buffer) == 0 and buffer.drain() is None
     buffer.row(good)
@@ -251,5 +253,5 @@ def test_a_row_of_the_wrong_width_fails_the_drain_and_the_buffer_goes_on():
 
 
 def test_append_refuses_an_outcome_of_the_wrong_length():
-    with pytest.raises(ValueError, match="13 fields"):
+    with pytest.raises(ValueError, match="14 fields"):
         RecordBuffer().append("w", "s", 0, 0, 0, 1, 2, (True, 200), 1)

@@ -96,11 +96,7 @@ def _orders(run_id: str, plans, writers: dict[str, RunWriter]) -> list[Order]:
 def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, out, force,
               results_root, ui: RunUI) -> RunResult:
     loaded = [item for item, _ in plans]
-    for item, cells in plans:  # a cell's generators need a worker each
-        most = max((key.generators for key in cells), default=1)
-        if most > len(cluster.workers):
-            raise HarnessError(f"{item.path}: load.generators: {most} needs {most} workers on "
-                               f"the cluster; it has {len(cluster.workers)}")
+    _check_generators(plans, cluster)
     kinds = {s.scenario.name: _kind(s) for s in loaded}
     # Each host's units, measured there before any cell: the cells of a host use its own.
     per_host = cluster.calibrate(run_id, sorted({k for k in kinds.values() if k}))
@@ -131,7 +127,7 @@ def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, ou
                 "server": order.item.scenario.server is not None,
                 "target": order.item.scenario.target or "", "body": data[name],
                 "tls": systems[name].tls_fields,
-                "server_tls": bool(order.item.scenario.server and order.item.scenario.server.tls),
+                "server_tls": bool(getattr(order.item.scenario.server, "tls", False)),
                 "python_spec": "" if interpreter.running else interpreter.spec,
                 "calibrate": kind,
                 "units_by_host": {host: found[f"{kind[0]}:{kind[1]}"]["units"]
@@ -154,6 +150,15 @@ def run_plans(cluster: Cluster, run_id: str, plans, systems, bodies, lineups, ou
             writer.close()
     result.interrupted = interrupt.requested
     return result
+
+
+def _check_generators(plans, cluster: Cluster) -> None:
+    """A cell's generators need a worker each."""
+    for item, cells in plans:
+        most = max((key.generators for key in cells), default=1)
+        if most > len(cluster.workers):
+            raise HarnessError(f"{item.path}: load.generators: {most} needs {most} workers on "
+                               f"the cluster; it has {len(cluster.workers)}")
 
 
 class _Writing:

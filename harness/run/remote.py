@@ -191,11 +191,7 @@ class _Cell:
             body_file = str(work / "body")
             Path(body_file).write_bytes(payload["body"])
         python, env = _python(payload)
-        units = None
-        if payload.get("calibrate"):  # this host's units: measured before the run, else now
-            kind, duration = payload["calibrate"]
-            units = (payload.get("units_by_host") or {}).get(host_name()) or _calibration(
-                payload["run_id"], kind, duration)["units"]
+        units = _units(payload)
         spread = payload.get("spread")
         generator = spread["generator"] if spread else 0
         with open(work / "stderr.txt", "w+") as stderr:
@@ -211,12 +207,7 @@ class _Cell:
                                            tls=payload["server_tls"])
                     server.__enter__()
                 self.barrier = _Barrier(spread, server) if spread else None
-                if payload["server"]:
-                    url = server.url if server is not None else self.barrier.server_url()
-                else:
-                    url = payload["target"]
-                tls = cell_tls(payload["tls"], url, server.ca_pem if server is not None
-                               else self.barrier and self.barrier.ca_pem)
+                url, tls = self._target(server)
                 job = CellJob(payload["wire"], payload["key"], url, units, str(work),
                               str(spool), body_file=body_file, generator=generator,
                               spread=bool(spread), tls=tls)
@@ -243,6 +234,17 @@ class _Cell:
             found.update(generator=generator, clock=self.barrier.clock,
                          reached=self.barrier.reached)
         return found
+
+    def _target(self, server) -> tuple[str, dict | None]:
+        """The URL the cell loads (its own mock server's, generator 0's, or the target) and
+        its TLS settings, with the CA the mock server was made with."""
+        payload = self.payload
+        if not payload["server"]:
+            return payload["target"], cell_tls(payload["tls"], payload["target"], None)
+        if server is not None:
+            return server.url, cell_tls(payload["tls"], server.url, server.ca_pem)
+        url = self.barrier.server_url()
+        return url, cell_tls(payload["tls"], url, self.barrier.ca_pem)
 
     def _start(self, proc: subprocess.Popen, barrier: _Barrier) -> None:
         """Answer a spread generator's `ready` with its start; an empty line (stop) when the
@@ -311,6 +313,15 @@ class _Cell:
 
 READY_WAIT_S = 120.0  # for every generator of a spread cell to be ready (connections open)
 START_MARGIN_NS = 1_000_000_000  # the common start: this far after the last one was ready
+
+
+def _units(payload: dict) -> int | None:
+    """This host's CPU units: measured before the run, else now."""
+    if not payload.get("calibrate"):
+        return None
+    kind, duration = payload["calibrate"]
+    return (payload.get("units_by_host") or {}).get(host_name()) or _calibration(
+        payload["run_id"], kind, duration)["units"]
 
 
 class _Barrier:
