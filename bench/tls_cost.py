@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.core.stats import throughput_per_s
+from harness.core.stats import percentile, throughput_per_s
 from harness.store.reader import read_run
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "tls.yaml"
@@ -33,7 +33,8 @@ def run(out: Path, tls: bool) -> None:
 def figures(folder: Path, tls: bool) -> pd.DataFrame:
     tables = read_run(folder)
     cells, rows = tables["cells"].to_pandas(), tables["requests"].to_pandas()
-    connect = rows.groupby(["backend", "client"])["connect_ns"].median()
+    connect = rows.groupby(["backend", "client"])["connect_ns"].agg(
+        lambda ns: percentile(ns.dropna(), 50))
     found = []
     for cell in cells.itertuples():
         ok = cell.requests - cell.errors
@@ -45,7 +46,8 @@ def figures(folder: Path, tls: bool) -> pd.DataFrame:
 
 def table(found: pd.DataFrame) -> pd.DataFrame:
     mean = found.groupby(["backend", "client", "tls"]).agg(
-        rps=("rps", "mean"), connect_ms=("connect_ms", "median"), errors=("errors", "sum"))
+        rps=("rps", "mean"), connect_ms=("connect_ms", lambda ms: percentile(ms, 50)),
+        errors=("errors", "sum"))
     wide = mean.unstack("tls")
     result = pd.DataFrame({
         "req/s http": wide[("rps", False)], "req/s https": wide[("rps", True)],
