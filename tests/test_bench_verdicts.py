@@ -6,6 +6,7 @@ import math
 import pytest
 
 from bench import (
+    client_engine_lag,
     delay_precision,
     engines,
     evidence,
@@ -102,6 +103,27 @@ def test_kill_flush_worst_loss_at_most_a_second():
     assert [(v.met, v.measured.split()[0]) for v in missed] == [(False, "1001")]
     assert "worst of 2 runs" in missed[0].name
     assert kill_flush.verdicts([(math.nan, 0)]) == []
+
+
+def test_client_engine_lag_judges_standard_fast_against_standard_aiohttp_per_loop():
+    runs = [{("standard", "fast", "asyncio"): (50.0, 2.0), ("standard", "aiohttp", "asyncio"):
+             (2.5, 0.0), ("standard", "fast", "uvloop"): (6.0, 0.0),
+             ("standard", "aiohttp", "uvloop"): (4.0, 0.0),
+             ("lean", "fast", "uvloop"): (90.0, 9.0)},
+            {("standard", "fast", "asyncio"): (60.0, 3.0), ("standard", "aiohttp", "asyncio"):
+             (3.5, 0.0), ("standard", "fast", "uvloop"): (9.0, 0.0),
+             ("standard", "aiohttp", "uvloop"): (4.0, 0.0)},
+            {("standard", "fast", "asyncio"): (2.0, 0.0), ("standard", "aiohttp", "asyncio"):
+             (3.0, 0.0), ("standard", "fast", "uvloop"): (7.0, 0.0),
+             ("standard", "aiohttp", "uvloop"): (4.0, 0.0)}]
+    figures = client_engine_lag.medians(runs)
+    assert figures[("standard", "fast", "asyncio")] == (50.0, 2.0)  # the median of the runs
+    found = client_engine_lag.verdicts(figures)
+    assert judged(found) == {  # the lean client is shown, not judged
+        "asyncio: standard × fast ÷ standard × aiohttp, lag p99": False,  # 50 ÷ 3
+        "uvloop: standard × fast ÷ standard × aiohttp, lag p99": True}  # 7 ÷ 4
+    assert found[1].measured.startswith("1.75 ")
+    assert client_engine_lag.verdicts({("standard", "fast", "uvloop"): (1.0, 0.0)}) == []
 
 
 @pytest.mark.parametrize("script", [engines, server_abuse])
