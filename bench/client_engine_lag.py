@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import evidence
-from bench.evidence import FAILED, Verdict
+from bench.evidence import Verdict
 from harness.core.errors import HarnessError
 from harness.core.stats import median, percentile
 from harness.store.reader import read_run
@@ -116,17 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = medians(runs) if runs else {}
     lines = table(figures, len(runs))
     found = verdicts(figures)
-    code = evidence.worst(evidence.status(found), FAILED if notes else evidence.MET)
-    for line in lines + [f"{v.name}: {v.measured} (target {v.target}: {v.shown()})"
-                         for v in found]:
-        print(line)
-    for note in notes:
-        print(f"bench.client_engine_lag: {note}", file=sys.stderr)
-    path = sitting.write_summary(evidence.run_folder("client_engine_lag", args.out),
-                                 "Scheduling lag per client × engine × loop", found, notes,
-                                 evidence.printed(lines), code=code)
-    print(f"written: {path}")
-    return code
+    return sitting.conclude("client_engine_lag", "Scheduling lag per client × engine × loop",
+                            lines, found, notes, args.out)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,21 @@ class Sitting:
         path.write_text("\n".join(lines) + "\n")
         return path
 
+    def conclude(self, script: str, title: str, lines: list[str], verdicts: list[Verdict],
+                 notes: list[str], out: Path | None = None) -> int:
+        """A script's end: its table and verdicts on stdout, its notes on stderr, summary.md
+        in its run folder; the exit status (FAILED when a note says a step failed)."""
+        code = worst(status(verdicts), FAILED if notes else MET)
+        for line in lines + [f"{v.name}: {v.measured} (target {v.target}: {v.shown()})"
+                             for v in verdicts]:
+            print(line)
+        for note in notes:
+            print(f"bench.{script}: {note}", file=sys.stderr)
+        path = self.write_summary(run_folder(script, out), title, verdicts, notes,
+                                  printed(lines), code=code)
+        print(f"written: {path}")
+        return code
+
 
 def run_folder(script: str, out: Path | None = None) -> Path:
     """Where a script's summary.md (and anything else it keeps) goes: its --out, else

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import evidence
-from bench.evidence import FAILED, Verdict
+from bench.evidence import Verdict
 from harness.core.errors import HarnessError
 from harness.core.stats import median
 from harness.store.reader import read_run
@@ -81,17 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"the run killed after request {seq} kept {rows} rows: too few to "
                          "measure")
     found = verdicts(results)
-    code = evidence.worst(evidence.status(found), FAILED if notes else evidence.MET)
-    for line in lines + [f"{v.name}: {v.measured} (target {v.target}: {v.shown()})"
-                         for v in found]:
-        print(line)
-    for note in notes:
-        print(f"bench.kill_flush: {note}", file=sys.stderr)
-    path = sitting.write_summary(evidence.run_folder("kill_flush", args.out),
-                                 "Rows lost by a SIGKILLed cell", found, notes,
-                                 evidence.printed(lines), code=code)
-    print(f"written: {path}")
-    return code
+    return sitting.conclude("kill_flush", "Rows lost by a SIGKILLed cell", lines, found, notes,
+                            args.out)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,21 @@ def test_quick_summary_shows_quick_not_judged(tmp_path):
     assert f"| Parquet write, cold | 0.600 s | ≤ 0.5 | - ({QUICK}) |" in summary.read_text()
 
 
+
+def test_a_script_concludes_with_its_table_notes_summary_and_status(tmp_path, capsys):
+    met = [evidence.Verdict("lag ratio", "1.03 ×", "≤ 2", True)]
+    sitting = evidence.Sitting("python -m bench.x")
+    assert sitting.conclude("x", "X", ["a table line"], met, [], tmp_path / "ok") == evidence.MET
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["a table line", "lag ratio: 1.03 × (target ≤ 2: met)"]
+    assert out[2] == f"written: {tmp_path / 'ok' / 'summary.md'}"
+    assert "a table line" in (tmp_path / "ok" / "summary.md").read_text()
+    code = sitting.conclude("x", "X", [], met, ["the measurement failed: boom"], tmp_path / "f")
+    assert code == evidence.FAILED
+    assert "bench.x: the measurement failed: boom" in capsys.readouterr().err
+    missed = [evidence.Verdict("lag ratio", "3.1 ×", "≤ 2", False)]
+    assert sitting.conclude("x", "X", [], missed, [], tmp_path / "m") == evidence.MISSED
+
 @pytest.fixture
 def no_peers(monkeypatch):
     monkeypatch.setattr(self_peers, "ensure_wrk", lambda: None)
