@@ -400,3 +400,70 @@ def test_engine_defaults():
     server = parse_scenario(scenario("fast").replace("  engine: fast\n  processes: 1\n", "")
                             ).server
     assert (server.engine, server.processes) == ("aiohttp", 1)
+
+
+class _CountedWrites:
+    """A transport that counts the engine's writes and passes everything through."""
+
+    def __init__(self, transport, writes: list) -> None:
+        self._transport, self._writes = transport, writes
+
+    def write(self, data) -> None:
+        self._writes.append(len(data))
+        self._transport.write(data)
+
+    def writelines(self, items) -> None:
+        items = list(items)
+        self._writes.append(sum(map(len, items)))
+        self._transport.writelines(items)
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
+@pytest.mark.parametrize("latency", ["0", "1ms"])
+def test_fast_engine_answers_in_one_write_on_a_nodelay_socket(latency):
+    """A response written in two pieces without TCP_NODELAY waits for the client's delayed
+    ACK (~40 ms) before its second piece: the shape once suspected of 50 ms start stalls
+    behind the standard client. Each response leaves in one write, with Nagle off."""
+    import asyncio
+
+    import uvloop
+
+    from harness.mock.fast.counts import LocalCounts
+    from harness.mock.fast.protocol import EngineState, ServerConnection
+
+    config = parse_scenario(scenario("fast", f"{{latency: {latency}, size: 64}}")).server
+    writes, sockets = [], []
+
+    class Counted(ServerConnection):
+        def connection_made(self, transport) -> None:
+            super().connection_made(_CountedWrites(transport, writes))
+            sockets.append(transport.get_extra_info("socket"))
+
+    async def exchange_five() -> list:
+        loop = asyncio.get_running_loop()
+        app = EngineState(config, LocalCounts(), loop)
+        server = await loop.create_server(lambda: Counted(app), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sizes = []
+        for seq in range(5):  # one at a time, as the standard client sends on a connection
+            writer.write(get(f"/api?seq={seq}"))
+            responses = Responses()
+            while not responses.items:
+                data = await asyncio.wait_for(reader.read(1 << 16), 10)
+                assert data, "the engine closed the connection"
+                sizes.append(len(data))
+                responses.parser.feed_data(data)
+            assert responses.items[0][0] == 200 and len(responses.items[0][2]) == 64
+        nodelay = [sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in sockets]
+        assert nodelay and all(nodelay), "Nagle is on for the engine's accepted sockets"
+        writer.close()
+        server.close()
+        app.deadlines.close()
+        return sizes
+
+    received = uvloop.run(exchange_five())
+    assert len(writes) == 5, f"5 responses took {len(writes)} writes"
+    assert sum(writes) == sum(received)
