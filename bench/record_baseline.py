@@ -82,8 +82,8 @@ class BaselineRecordBuffer:
     def append(self, worker: str, slot: str, seq: int, enqueued_ns: int, scheduled_ns: int,
                start_ns: int, end_ns: int, outcome: Outcome, in_flight: int,
                warmup: bool = False) -> None:
-        (ok, status, error, delay, cpu, wait, io, db, detail, drawn, sent, recv,
-         fault) = outcome
+        (ok, status, error, delay, cpu, wait, io, db, detail, drawn, sent, recv, fault,
+         connect) = outcome  # the Outcome of today's schema, connect_ns included
         codes = self._codes
         try:
             w, s, e, d, f = codes[worker], codes[slot], codes[error], codes[detail], codes[fault]
@@ -94,7 +94,7 @@ class BaselineRecordBuffer:
             -1 if delay is None else delay, -1 if cpu is None else cpu,
             -1 if wait is None else wait, -1 if io is None else io, -1 if db is None else db,
             -1 if drawn is None else drawn, -1 if sent is None else sent,
-            -1 if recv is None else recv, ok, warmup))
+            -1 if recv is None else recv, -1 if connect is None else connect, ok, warmup))
 
     def __len__(self) -> int:
         return len(self._rows) // _ROW.size

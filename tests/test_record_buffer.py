@@ -255,3 +255,21 @@ def test_a_row_of_the_wrong_width_fails_the_drain_and_the_buffer_goes_on():
 def test_append_refuses_an_outcome_of_the_wrong_length():
     with pytest.raises(ValueError, match="14 fields"):
         RecordBuffer().append("w", "s", 0, 0, 0, 1, 2, (True, 200), 1)
+
+
+def test_bench_self_baseline_buffer_gives_the_same_table_as_the_harness_buffer():
+    """bench-self compares the old packed buffer (bench/record_baseline.py) with this one:
+    both must take today's Outcome and give the same rows, or the comparison measures
+    nothing (it once failed at its first append when the Outcome grew)."""
+    from bench.record_baseline import BaselineRecordBuffer
+
+    outcomes = [Outcome(True, 200, None, 12_000, bytes_sent=0, bytes_received=128),
+                Outcome(False, 0, "connect", error_detail="refused", connect_ns=3_000_000),
+                Outcome(True, 200, None, None, 5, 6, 7, 8, None, 9, 10, 11, "reset", 12)]
+    old, new = BaselineRecordBuffer(), RecordBuffer()
+    for seq, outcome in enumerate(outcomes):
+        args = ("worker-0", f"conn-{seq}", seq, seq * 10, seq * 10 + 1, seq * 10 + 2,
+                seq * 10 + 9, outcome, 1 + seq, seq == 0)
+        old.append(*args)
+        new.append(*args)
+    assert old.drain().to_pylist() == new.drain().to_pylist()
