@@ -152,6 +152,12 @@ class Tls(StrictModel):
     sni: str | None = Field(None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$",
                             max_length=253)
 
+    @model_validator(mode="after")
+    def _verified(self):
+        if not self.verify and self.ca is not None:  # a CA with no check would be ignored
+            raise ValueError("ca: not with verify: false (nothing is checked against it)")
+        return self
+
 
 class _HttpOptions(StrictModel):
     endpoint: str | None = Field(None, max_length=MAX_NAME)
