@@ -259,6 +259,45 @@ def test_references_are_refused_where_the_value_would_be_written(write_scenario,
             result.stderr), result.stderr
 
 
+@pytest.mark.parametrize("field, workload", [
+    ("workload.path", "{path: '/a?key=${HOME}'}"),
+    ("workload.path", "{path: [/b, '/a?key=${HOME}']}"),
+    ("workload.requests[1].name", "{requests: [{path: /a}, {name: 'k ${HOME}', path: /b}]}"),
+    ("workload.requests[0].path", "{requests: [{path: '/a?key=${HOME}'}]}"),
+])
+def test_a_reference_is_refused_in_the_path_and_request_columns(write_scenario, cli, field,
+                                                                 workload):
+    """The path and request columns hold these as written: a value read there would be in
+    every row."""
+    path = write_scenario(f"name: t\ntarget: http://127.0.0.1:1\nworkload: {workload}\n"
+                          "load: {requests: 1, concurrency: 1}\n")
+    result = cli("validate", path)
+    assert result.returncode == 2, result.stderr
+    assert f": {field}: ${{NAME}} is not read here" in result.stderr
+    assert os.environ["HOME"] not in result.stderr
+
+
+def test_a_requests_entrys_secret_header_is_kept_out_like_the_workloads(write_scenario, cli,
+                                                                          monkeypatch):
+    monkeypatch.setenv("TEST_SECRET_MIX", "mixenv7-value")
+    text = ("name: k\ntarget: http://127.0.0.1:1\nworkload:\n  requests:\n"
+            "    - {path: /a, headers: {Authorization: 'Bearer mixlit5-value'}}\n"
+            "    - {path: /b, headers: {X-Api-Key: '${TEST_SECRET_MIX}', Accept: a/b}}\n"
+            "load: {requests: 1, concurrency: 1}\n")
+    loaded = scenario_from_text(text)
+    assert "mixlit5-value" not in loaded.kept_text and "${TEST_SECRET_MIX}" in loaded.kept_text
+    entries = parse_scenario(loaded.kept_text, recorded=True).workload.requests
+    assert entries[0].headers["Authorization"] == "***" and entries[1].headers["Accept"] == "a/b"
+    assert "mixenv7-value" in loaded.secrets  # and both remembered: scrubbed from any output
+    assert scrub("Bearer mixlit5-value mixenv7-value") == "*** ***"
+    bad = write_scenario("name: k\ntarget: http://127.0.0.1:1\nworkload: {requests: [{path: /a,"
+                         " headers: {Cookie: \"mixbad9\\x01\"}}]}\n"
+                         "load: {requests: 1, concurrency: 1}\n")
+    result = cli("validate", bad)
+    assert result.returncode == 2 and "workload.requests[0].headers.Cookie" in result.stderr
+    assert "mixbad9" not in result.stderr
+
+
 # ---- the rule itself -----------------------------------------------------------------------
 
 

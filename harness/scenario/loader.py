@@ -233,15 +233,29 @@ def parse_scenario(text: str, path: str = "<scenario>", recorded: bool = False) 
 _NOT_READ = ("name", "description", "expect")
 
 
+def _written(data: dict):
+    """(field, value) of the fields the results write as they are: _NOT_READ, and the
+    workload's path and its requests' names and paths (the path and request columns)."""
+    for key in _NOT_READ:
+        yield key, data.get(key)
+    workload = data.get("workload")
+    if isinstance(workload, dict):
+        yield "workload.path", workload.get("path")
+        entries = workload.get("requests")
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict):
+                yield f"workload.requests[{i}].name", entry.get("name")
+                yield f"workload.requests[{i}].path", entry.get("path")
+
+
 def _interpolate(data: dict, path: str, recorded: bool) -> list[str]:
     """Each `${NAME}` in a string value replaced, in place, by the environment's value; the
     values read. Keys are never read. Iterative; aliased collections visited once."""
-    for key in () if recorded else _NOT_READ:
-        value = data.get(key)
+    for field, value in () if recorded else _written(data):
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and has_reference(item):
-                raise ScenarioError(path, key, "${NAME} is not read here (name, description "
-                                               "and expect are written into the results)")
+                raise ScenarioError(path, field, "${NAME} is not read here: it is written into "
+                                                 "the results (a secret goes in a header)")
     lookup = (lambda name: os.environ.get(name, f"${{{name}}}")) if recorded else os.environ.get
     used: list[str] = []
     stack: list[tuple[str, object]] = [("", data)]

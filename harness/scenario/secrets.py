@@ -25,12 +25,24 @@ if TYPE_CHECKING:
 _PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
 
 
+# A request header's field: the workload's own, or a `requests` entry's.
+_HEADER_FIELD = re.compile(r"workload\.(?:requests\[\d+\]\.)?headers\.(.+)")
+
+
 def secret_field(where: str) -> bool:
-    """A field path (`workload.dsn`, `workload.headers.X-Api-Key`) whose value is a secret:
-    an error about it must not quote it."""
-    head, _, header = where.partition("workload.headers.")
+    """A field path (`workload.dsn`, `workload.headers.X-Api-Key`,
+    `workload.requests[0].headers.Cookie`) whose value is a secret: an error about it must not
+    quote it."""
+    header = _HEADER_FIELD.fullmatch(where)
     return (where == "workload.dsn" or where.startswith("service.env.")
-            or (not head and bool(header) and is_secret_header(header)))
+            or (header is not None and is_secret_header(header[1])))
+
+
+def _header_maps(workload: dict) -> list:
+    """The workload's request headers: its own, and each `requests` entry's."""
+    entries = workload.get("requests")
+    return [workload.get("headers"), *(entry.get("headers") for entry in (
+        entries if isinstance(entries, list | tuple) else []) if isinstance(entry, dict))]
 
 
 def secrets_in(data: object) -> list[str]:
@@ -51,10 +63,10 @@ def secrets_in(data: object) -> list[str]:
         found += dsn_secrets(dsn)
     elif workload.get("database") == "postgres" and (default := postgres.dsn()):
         found += dsn_secrets(default)
-    headers = workload.get("headers")
-    if isinstance(headers, dict):
-        found += [value for name, value in headers.items() if isinstance(name, str)
-                  and isinstance(value, str) and value and is_secret_header(name)]
+    for headers in _header_maps(workload):
+        if isinstance(headers, dict):
+            found += [value for name, value in headers.items() if isinstance(name, str)
+                      and isinstance(value, str) and value and is_secret_header(name)]
     return [s for s in dict.fromkeys(found) if not has_reference(s)]
 
 
@@ -77,11 +89,14 @@ def _secret_nodes(root: yaml.Node) -> dict[int, str]:
     workload = _child(root, "workload")
     if isinstance(dsn := _child(workload, "dsn"), yaml.ScalarNode):
         found[id(dsn)] = "dsn"
-    headers = _child(workload, "headers")
-    if isinstance(headers, yaml.MappingNode):
-        for key, value in headers.value:
-            if isinstance(value, yaml.ScalarNode) and is_secret_header(str(key.value)):
-                found[id(value)] = "header"
+    entries = _child(workload, "requests")
+    maps = [_child(workload, "headers"), *(_child(entry, "headers") for entry in (
+        entries.value if isinstance(entries, yaml.SequenceNode) else []))]
+    for headers in maps:
+        if isinstance(headers, yaml.MappingNode):
+            for key, value in headers.value:
+                if isinstance(value, yaml.ScalarNode) and is_secret_header(str(key.value)):
+                    found[id(value)] = "header"
     return found
 
 
