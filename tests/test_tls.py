@@ -152,8 +152,11 @@ def test_an_unreadable_or_bad_ca_file_is_one_line(write_scenario, tmp_path):
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     absent = tmp_path / "absent.pem"
+    empty = tmp_path / "empty.pem"
+    empty.write_text("")
     for ca, problem in ((absent, f"cannot read {absent} (No such file or directory)"),
-                        (junk, f"{junk} holds no PEM certificate")):
+                        (junk, f"{junk} holds no PEM certificate"),
+                        (empty, f"{empty} holds no PEM certificate")):
         path = write_scenario("name: a\ntarget: https://127.0.0.1:1\n"
                               f"workload: {{path: /, tls: {{ca: {ca}}}}}\n"
                               "load: {requests: 1, concurrency: 1}\n")
@@ -189,3 +192,17 @@ def test_the_summary_connect_p50_prefers_connections_under_the_clock():
     assert _connect_p50_ms(pd.DataFrame({"connect_ns": [None, None]}), cell) == 9.0
     assert pd.isna(_connect_p50_ms(pd.DataFrame({"connect_ns": [None]}),
                                    SimpleNamespace(connect_p50_ns=None)))
+
+
+@pytest.mark.parametrize("listen, extra", [("127.0.0.1", None), ("0.0.0.0", None),
+                                           ("10.0.0.5", ("IP Address", "10.0.0.5")),
+                                           ("fd00::5", ("IP Address", "FD00:0:0:0:0:0:0:5"))])
+def test_the_mock_certificate_names_the_address_it_listens_on(tmp_path, listen, extra):
+    from harness.mock.tls import mint
+
+    chain, ca_pem = mint(tmp_path, listen)
+    names = set(ssl._ssl._test_decode_cert(chain)["subjectAltName"])
+    assert {("IP Address", "127.0.0.1"), ("DNS", "localhost")} <= names
+    assert extra is None or extra in names
+    assert ("IP Address", "0.0.0.0") not in names  # a wildcard is no name to certify
+    assert "BEGIN CERTIFICATE" in ca_pem

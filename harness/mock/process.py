@@ -41,7 +41,10 @@ class ServerProcess:
 
     def __enter__(self) -> ServerProcess:
         if self._certs is not None:  # the key stays in this private folder, gone at stop
-            chain, self.ca_pem = mint(Path(self._certs.name))
+            from harness.scenario.loader import parse_wire  # the address it will listen on
+
+            listen = parse_wire(self._text).server.listen
+            chain, self.ca_pem = mint(Path(self._certs.name), listen)
             self._env = {**(self._env or os.environ), CERT_ENV: chain}
         self.proc = subprocess.Popen(
             [self._python, "-m", "harness.mock"], stdin=subprocess.PIPE,

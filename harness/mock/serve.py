@@ -84,7 +84,7 @@ def serve(config: Server, host: str | None = None, port: int = 0, announce=print
     with contextlib.ExitStack() as stack:
         if config.tls and CERT_ENV not in os.environ:  # in the foreground: its own CA
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="harness-tls-")))
-            os.environ[CERT_ENV], ca_pem = mint(folder)
+            os.environ[CERT_ENV], ca_pem = mint(folder, host)
             (folder / "ca.pem").write_text(ca_pem)
             print(f"note: mock server: TLS with a throwaway CA: give clients {folder / 'ca.pem'}"
                   " (--tls-ca); it is removed when the server stops", file=sys.stderr, flush=True)

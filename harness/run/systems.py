@@ -179,6 +179,8 @@ def read_ca(item: LoadedScenario) -> str | None:
 
     try:
         text = Path(tls.ca).read_text()
+        if not text.strip():  # cadata="" would load the system's store instead, silently
+            raise ValueError(text)
         ssl.create_default_context(cadata=text)
     except (ssl.SSLError, ValueError, UnicodeDecodeError):  # SSLError: an OSError too
         raise HarnessError(f"{item.path}: workload.tls.ca: {tls.ca} holds no PEM "
