@@ -77,6 +77,26 @@ def test_the_last_second_counts_rate_errors_and_percentiles_once(tmp_path):
     spooler.stop()
 
 
+def test_a_stall_empties_the_last_second_as_the_clock_moves_on(tmp_path):
+    spooler, buffer, samples = _spool(tmp_path)
+    live = LiveCell(tmp_path)
+    _row(buffer, 0, 2500, 10, "timeout")
+    _row(buffer, 1, 3000, 20)
+    samples.append((3000 * MS, 2))
+    spooler.flush()
+    assert live.poll().rate_per_s == 2.0
+    samples.append((3600 * MS, 10))  # nothing ended since: the window is (2.6 s, 3.6 s]
+    spooler.flush()
+    stalled = live.poll()
+    assert (stalled.rate_per_s, stalled.errors, stalled.in_flight) == (1.0, {}, 10)
+    samples.append((5000 * MS, 10))
+    spooler.flush()
+    stalled = live.poll()
+    assert (stalled.rows, stalled.rate_per_s, stalled.errors) == (2, 0.0, {})
+    assert stalled.p99_ns != stalled.p99_ns  # none in the window: NaN
+    spooler.stop()
+
+
 def test_a_message_still_being_written_is_read_once_it_is_whole(tmp_path):
     spooler, buffer, _ = _spool(tmp_path)
     live = LiveCell(tmp_path)

@@ -59,7 +59,7 @@ class StreamTail:
 @dataclass
 class LiveStats:
     """A running cell's figures: of its last second (WINDOW_NS of end_ns before the newest
-    row's), and the latest timeline sample's."""
+    row's end or the latest timeline sample, whichever is later), and that sample's."""
 
     rate_per_s: float = 0.0  # requests that ended in the window ÷ its length
     errors: dict[str, int] = field(default_factory=dict)  # by category, in the window
@@ -118,13 +118,18 @@ class LiveCell:
             stats.in_flight = sum(n for _, n in self._latest.values())
         if self.newest_ns is None:
             return stats
-        since = self.newest_ns - self.window_ns  # the window: end_ns in (since, newest]
+        # The window ends at the clock's latest sample when that is later than the newest row:
+        # while nothing ends (a stall), the last second empties instead of standing still.
+        end_ns = max(self.newest_ns, stats.elapsed_ns or 0)
+        since = end_ns - self.window_ns  # the window: end_ns in (since, end]
         while self._chunks and self._chunks[0][0].max() <= since:
             self._chunks.popleft()
+        if not self._chunks:
+            return stats
         ends = np.concatenate([chunk[0] for chunk in self._chunks])
         responses = np.concatenate([chunk[1] for chunk in self._chunks])[ends > since]
         # the cell's first second: the window is as long as the clock has run
-        span_ns = min(self.window_ns, self.newest_ns) if self.newest_ns > 0 else self.window_ns
+        span_ns = min(self.window_ns, end_ns) if end_ns > 0 else self.window_ns
         stats.rate_per_s = responses.size / (span_ns / 1e9)
         if responses.size:
             stats.p50_ns, stats.p99_ns = (float(p) for p in percentile(responses, [50, 99]))
