@@ -1,6 +1,7 @@
 """HTTPS on every backend and client, against the mock server over TLS (server.tls): the CA
 it was made with handed to the cells, connect_ns on each connection's first request, a wrong
-CA a `connect` error on every row, `verify: false` fine without one."""
+CA a `connect` error on every row, `verify: false` fine without one; and connect_ns of
+connections the server closes after one response."""
 
 import ssl
 
@@ -78,6 +79,27 @@ def test_https_on_every_backend_and_client(trusted, backend, client):
     assert rows.slot.str.startswith("conn-").all() or backend in ("threads", "processes")
     cell = trusted[1][(trusted[1].backend == backend) & (trusted[1].client == client)]
     assert cell.connect_p50_ns.isna().all()  # none opened before the clock (connect_rate 0)
+
+
+@pytest.fixture(scope="module")
+def closing(tmp_path_factory):
+    """Plain HTTP, every response closing its connection (the request asks for it)."""
+    text = TLS.format(name="closing", tls="headers: {Connection: close}", requests=REQUESTS,
+                      concurrency=CONCURRENCY, connect_rate=0).replace("  tls: true\n", "")
+    out = tmp_path_factory.mktemp("closing") / "out"
+    run_scenarios([LoadedScenario("t.yaml", text, parse_scenario(text))], out=out)
+    return read_run(out)["requests"].to_pandas()
+
+
+@pytest.mark.parametrize("backend, client", CELLS)
+def test_a_connection_closed_after_its_response_still_gives_its_row_connect_ns(closing,
+                                                                               backend, client):
+    """aiohttp lets go of such a connection before the request looks at it: its row keeps
+    the time it took to open and the port it used all the same."""
+    rows = mine(closing, backend, client)
+    assert len(rows) == REQUESTS and rows.ok.all(), rows.error.value_counts()
+    assert rows.connect_ns.notna().all() and (rows.connect_ns > 0).all()
+    assert rows.slot.str.fullmatch(r"conn-\d+").all() or backend in ("threads", "processes")
 
 
 @pytest.mark.parametrize("backend, client", CELLS)

@@ -30,14 +30,20 @@ class _TimedConnector(aiohttp.TCPConnector):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.opened: dict[object, int] = {}
+        self.opened: dict[object, tuple[int, str]] = {}  # protocol → (ns, slot label)
+        self._prune_at = 1024
 
     async def _create_connection(self, *args, **kwargs):
         started = time.perf_counter_ns()
         protocol = await super()._create_connection(*args, **kwargs)
-        if len(self.opened) >= 1024:  # left by requests that failed before a response
-            self.opened = {p: ns for p, ns in self.opened.items() if p.is_connected()}
-        self.opened[protocol] = time.perf_counter_ns() - started
+        elapsed = time.perf_counter_ns() - started
+        if len(self.opened) >= self._prune_at:  # left by requests that failed early
+            self.opened = {p: kept for p, kept in self.opened.items() if p.is_connected()}
+            self._prune_at = max(1024, 2 * len(self.opened))  # not a rebuild per connection
+        # The label now: a response with `Connection: close` has closed the transport by
+        # the time its request looks.
+        sockname = protocol.transport.get_extra_info("sockname") if protocol.transport else None
+        self.opened[protocol] = (elapsed, f"conn-{sockname[1]}" if sockname else "conn-?")
         return protocol
 
 
@@ -89,12 +95,15 @@ class AiohttpClient:
                 # buffer (`resp.connection` is then None): the protocol it kept says which
                 protocol = (resp.connection.protocol if resp.connection is not None
                             else getattr(resp, "_protocol", None))
-                if protocol is not None and protocol.transport is not None:
-                    sockname = protocol.transport.get_extra_info("sockname")
-                    if sockname:
-                        slot = f"conn-{sockname[1]}"
-                    if self._connector.opened:  # a connection was opened: was it this one's?
-                        connect_ns = self._connector.opened.pop(protocol, None)
+                if protocol is not None:
+                    # A connection was opened: was it this one's?
+                    opened = self._connector.opened and self._connector.opened.pop(protocol, None)
+                    if opened:
+                        connect_ns, slot = opened
+                    elif protocol.transport is not None:
+                        sockname = protocol.transport.get_extra_info("sockname")
+                        if sockname:
+                            slot = f"conn-{sockname[1]}"
                 content = await resp.read()
         except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one too
             return Outcome(False, 0, CONNECT), slot
@@ -139,7 +148,7 @@ class AiohttpClient:
                 pass  # the requests will say what is wrong
 
         await asyncio.gather(*(one(i) for i in range(n)))
-        self.connects.extend(self._connector.opened.values())
+        self.connects.extend(ns for ns, _ in self._connector.opened.values())
         self._connector.opened.clear()
 
     async def close(self) -> None:
