@@ -53,10 +53,8 @@ def wrong_ca(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def unverified(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("unverified")
-    other = folder / "other-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(other))
-    return run(folder, tls=f"tls: {{verify: false, ca: {other}}}", connect_rate=1000)
+    return run(tmp_path_factory.mktemp("unverified"), tls="tls: {verify: false}",
+               connect_rate=1000)
 
 
 def mine(rows, backend, client):
@@ -100,6 +98,25 @@ def test_a_connection_closed_after_its_response_still_gives_its_row_connect_ns(c
     assert len(rows) == REQUESTS and rows.ok.all(), rows.error.value_counts()
     assert rows.connect_ns.notna().all() and (rows.connect_ns > 0).all()
     assert rows.slot.str.fullmatch(r"conn-\d+").all() or backend in ("threads", "processes")
+
+
+@pytest.fixture(scope="module")
+def timed_out(tmp_path_factory):
+    """Plain HTTP, every request timing out after its connection opened (a failed request's
+    connection is closed: the next one opens another)."""
+    text = TLS.format(name="late", tls="timeout: {total: 100ms}", requests=4, concurrency=2,
+                      connect_rate=0).replace("  tls: true\n", "").replace("2ms", "2s")
+    out = tmp_path_factory.mktemp("late") / "out"
+    run_scenarios([LoadedScenario("t.yaml", text, parse_scenario(text))], out=out)
+    return read_run(out)["requests"].to_pandas()
+
+
+@pytest.mark.parametrize("backend, client", CELLS)
+def test_a_request_that_fails_after_connecting_keeps_its_connect_ns(timed_out, backend,
+                                                                    client):
+    rows = mine(timed_out, backend, client)
+    assert len(rows) == 4 and (rows.error == "timeout").all(), rows.error.value_counts()
+    assert rows.connect_ns.notna().all() and (rows.connect_ns > 0).all()
 
 
 @pytest.mark.parametrize("backend, client", CELLS)
@@ -146,6 +163,10 @@ def test_one_line_run_with_the_ca_harness_serve_prints(tmp_path, write_scenario)
         assert refused.returncode == 0, refused.stderr
         rows = read_run(tmp_path / "no")["requests"].to_pandas()
         assert (rows.error == "connect").all()  # the system's CAs do not trust it
+        unchecked = harness("run", url + "/api", "-n", "4", "-c", "2", "--insecure",
+                            "-o", tmp_path / "insecure")
+        assert unchecked.returncode == 0, unchecked.stderr
+        assert read_run(tmp_path / "insecure")["requests"].to_pandas().ok.all()
     finally:
         server.terminate()
         server.wait(10)
@@ -162,6 +183,10 @@ def test_one_line_run_with_the_ca_harness_serve_prints(tmp_path, write_scenario)
      "did you mean 'verify'"),
     ("target: https://127.0.0.1:1\nworkload: {path: /, tls: {verify: false, ca: x.pem}}",
      "workload.tls: ca: not with verify: false"),
+    ("server: {tls: true, endpoints: {api: {}}}\nworkload: {endpoint: api, tls: {ca: x.pem}}",
+     "workload.tls.ca: not with server.tls"),
+    ("server: {tls: true, endpoints: {api: {}}}\nworkload: {endpoint: api, tls: {sni: a.b}}",
+     "workload.tls.sni: not with server.tls"),
 ])
 def test_bad_tls_settings(write_scenario, text, problem):
     path = write_scenario(f"name: a\n{text}\nload: {{requests: 1, concurrency: 1}}\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
+from contextvars import ContextVar
 
 import aiohttp
 
@@ -22,28 +23,24 @@ from harness.core.wire import (
     header_int,
 )
 
+# (ns to open it, its slot label) of the connection the running task's request opened: the
+# connector opens it inside that task (awaited by the request, no task of its own), so the
+# request finds it here, whether it then succeeds or fails; None when it reused one.
+_OPENED: ContextVar[tuple[int, str] | None] = ContextVar("opened", default=None)
+
 
 class _TimedConnector(aiohttp.TCPConnector):
-    """Times opening each connection (TLS handshake included), kept by its protocol until the
-    request that opened it takes it: aiohttp says nothing of it otherwise but through a trace,
-    which would cost every request."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.opened: dict[object, tuple[int, str]] = {}  # protocol → (ns, slot label)
-        self._prune_at = 1024
+    """Times opening each connection (TLS handshake included): aiohttp says nothing of it
+    otherwise but through a trace, which would cost every request."""
 
     async def _create_connection(self, *args, **kwargs):
         started = time.perf_counter_ns()
         protocol = await super()._create_connection(*args, **kwargs)
         elapsed = time.perf_counter_ns() - started
-        if len(self.opened) >= self._prune_at:  # left by requests that failed early
-            self.opened = {p: kept for p, kept in self.opened.items() if p.is_connected()}
-            self._prune_at = max(1024, 2 * len(self.opened))  # not a rebuild per connection
-        # The label now: a response with `Connection: close` has closed the transport by
-        # the time its request looks.
+        # The label now: a response with `Connection: close` closes the transport before
+        # its request could look.
         sockname = protocol.transport.get_extra_info("sockname") if protocol.transport else None
-        self.opened[protocol] = (elapsed, f"conn-{sockname[1]}" if sockname else "conn-?")
+        _OPENED.set((elapsed, f"conn-{sockname[1]}" if sockname else "conn-?"))
         return protocol
 
 
@@ -86,7 +83,7 @@ class AiohttpClient:
     async def _send(self, spec: RequestSpec, headers: dict | None, seq: int,
                     body: bytes | None) -> tuple[Outcome, str]:
         body = spec.body if body is None else body
-        slot, connect_ns = "conn-?", None
+        slot, error = "conn-?", None
         try:
             async with self._session.request(spec.method, self._base + spec.path_for(seq),
                                              data=body or None, headers=headers,
@@ -95,26 +92,28 @@ class AiohttpClient:
                 # buffer (`resp.connection` is then None): the protocol it kept says which
                 protocol = (resp.connection.protocol if resp.connection is not None
                             else getattr(resp, "_protocol", None))
-                if protocol is not None:
-                    # A connection was opened: was it this one's?
-                    opened = self._connector.opened and self._connector.opened.pop(protocol, None)
-                    if opened:
-                        connect_ns, slot = opened
-                    elif protocol.transport is not None:
-                        sockname = protocol.transport.get_extra_info("sockname")
-                        if sockname:
-                            slot = f"conn-{sockname[1]}"
+                if protocol is not None and protocol.transport is not None:
+                    sockname = protocol.transport.get_extra_info("sockname")
+                    if sockname:
+                        slot = f"conn-{sockname[1]}"
                 content = await resp.read()
         except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one too
-            return Outcome(False, 0, CONNECT), slot
+            error = CONNECT
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            return Outcome(False, 0, TIMEOUT), slot
+            error = TIMEOUT
         except aiohttp.ClientConnectorError:
-            return Outcome(False, 0, CONNECT), slot
+            error = CONNECT
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError):
-            return Outcome(False, 0, RESET), slot
+            error = RESET
         except aiohttp.ClientError:
-            return Outcome(False, 0, PROTOCOL), slot
+            error = PROTOCOL
+        connect_ns, opened = None, _OPENED.get()
+        if opened is not None:  # this request opened its connection
+            _OPENED.set(None)
+            connect_ns, label = opened
+            slot = label if slot == "conn-?" else slot
+        if error is not None:
+            return Outcome(False, 0, error, connect_ns=connect_ns), slot
         ok = resp.status in self._ok_status
         error, failed = None if ok else HTTP_STATUS, None
         if ok and spec.checks is not None:
@@ -138,7 +137,7 @@ class AiohttpClient:
         loop = asyncio.get_running_loop()
         url, start = self._base + OWN_ROUTES + "/health", loop.time()
 
-        async def one(i: int) -> None:
+        async def one(i: int) -> None:  # a task of its own: _OPENED is its own
             if rate_per_s:
                 await asyncio.sleep(max(0.0, start + i / rate_per_s - loop.time()))
             try:
@@ -146,10 +145,10 @@ class AiohttpClient:
                     await resp.read()
             except (aiohttp.ClientError, TimeoutError):
                 pass  # the requests will say what is wrong
+            if (opened := _OPENED.get()) is not None:
+                self.connects.append(opened[0])
 
         await asyncio.gather(*(one(i) for i in range(n)))
-        self.connects.extend(ns for ns, _ in self._connector.opened.values())
-        self._connector.opened.clear()
 
     async def close(self) -> None:
         await self._session.close()

@@ -82,12 +82,12 @@ class BlockingHttpClient:
             conn.request(spec.method, spec.path_for(seq), body=body or None, headers=headers)
             response = conn.getresponse()
         except TimeoutError:
-            return self._fail(TIMEOUT)
+            return self._fail(TIMEOUT, connect_ns)
         except (ConnectionError, http.client.RemoteDisconnected):  # before any response byte
-            return self._fail(RESET)
+            return self._fail(RESET, connect_ns)
         except (http.client.HTTPException, OSError, AttributeError):
             # AttributeError: the socket was shut down and released by abort() mid-request.
-            return self._fail(PROTOCOL)
+            return self._fail(PROTOCOL, connect_ns)
         checks = spec.checks
         kept: list[bytes] = []  # the body, only for checks
         try:  # the body against the same deadline: a trickle must not outlast the total timeout
@@ -108,9 +108,9 @@ class BlockingHttpClient:
                     kept.append(chunk)
             response.close()  # read1 leaves a finished response open; the connection is reused
         except TimeoutError:
-            return self._fail(TIMEOUT)
+            return self._fail(TIMEOUT, connect_ns)
         except (http.client.HTTPException, OSError, AttributeError):  # cut short mid-body
-            return self._fail(PROTOCOL)
+            return self._fail(PROTOCOL, connect_ns)
         status = response.status
         ok = status in self._ok_status
         error, failed = None if ok else HTTP_STATUS, None
@@ -140,9 +140,10 @@ class BlockingHttpClient:
         except OSError:
             self._conn.close()
 
-    def _fail(self, error: str) -> Outcome:
+    def _fail(self, error: str, connect_ns: int | None = None) -> Outcome:
+        """A failed request; `connect_ns` when it had opened its connection before failing."""
         self._conn.close()  # the next request reconnects
-        return Outcome(False, 0, error, None)
+        return Outcome(False, 0, error, None, connect_ns=connect_ns)
 
     def abort(self) -> None:
         """From another thread: unblock a request in progress (used to cancel at shutdown)."""
