@@ -53,6 +53,21 @@ def test_a_cell_says_one_line_at_its_end_and_one_every_ten_seconds(monkeypatch):
         "cell 2/2 lab threads c=10: 7 requests, 7 errors over 0.00 s (incomplete)"]
 
 
+def test_cells_running_at_once_each_end_under_their_own_label(monkeypatch):
+    monkeypatch.setattr("harness.report.progress.key_label", lambda key: key)
+    ui, out, clock = _ui()
+    ui.run_started(3)
+    ui.cell_started("lab", "asyncio", 10, cell_id=7)
+    ui.cell_started("lab", "uvloop", 10, cell_id=8)
+    ui.cell_finished({"requests": 10, "errors": 0, "makespan_ns": 10**9}, cell_id=7)
+    ui.cell_started("lab", "threads", 10, cell_id=9)
+    ui.cell_finished({"requests": 10, "errors": 1, "makespan_ns": 10**9}, cell_id=9)
+    ui.cell_finished({"requests": 10, "errors": 2, "makespan_ns": 10**9}, cell_id=8)
+    assert [line.split(":")[0] + line.split(",")[1] for line in out.getvalue().splitlines()] == [
+        "cell 1/3 lab asyncio 0 errors", "cell 3/3 lab threads 1 errors",
+        "cell 2/3 lab uvloop 2 errors"]
+
+
 def test_quiet_says_nothing(monkeypatch):
     monkeypatch.setattr("harness.report.progress.key_label", lambda key: "k")
     ui, out, clock = _ui(quiet=True)

@@ -121,8 +121,9 @@ class PlainUI(RunUI):
         self.console = console
         self.quiet = quiet
         self._clock = clock
-        self.total = self.done = 0
+        self.total = self.done = self.begun = 0
         self.label = ""
+        self.labels: dict = {}  # cell_id → label, for cells that run at once (the cluster)
         self.planned: int | None = None
         self.started = self.said = 0.0
         self.current = None  # the cell_id of the cell whose progress is said
@@ -132,7 +133,9 @@ class PlainUI(RunUI):
 
     def cell_started(self, scenario, key, requests, cell_id=None) -> None:
         self.current = cell_id
-        self.label = f"cell {self.done + 1}/{self.total} {scenario} {key_label(key)}"
+        self.begun += 1
+        self.label = f"cell {self.begun}/{self.total} {scenario} {key_label(key)}"
+        self.labels[cell_id] = self.label
         self.planned = requests
         self.started = self.said = self._clock()
 
@@ -150,7 +153,8 @@ class PlainUI(RunUI):
         rate = throughput_per_s(cell["requests"] - cell["errors"], cell.get("makespan_ns"))
         rate = f", {rate:.1f} req/s" if seconds > 0 else ""  # the summary's figure
         state = "" if cell.get("complete", True) else " (incomplete)"
-        self._say(f"{self.label}: {cell['requests']} requests, {cell['errors']} errors"
+        label = self.labels.pop(cell_id, self.label)  # the finished cell's, not the last begun
+        self._say(f"{label}: {cell['requests']} requests, {cell['errors']} errors"
                   f"{rate} over {seconds:.2f} s{state}")
 
     def note(self, line: str) -> None:
