@@ -183,10 +183,6 @@ def test_one_line_run_with_the_ca_harness_serve_prints(tmp_path, write_scenario)
      "did you mean 'verify'"),
     ("target: https://127.0.0.1:1\nworkload: {path: /, tls: {verify: false, ca: x.pem}}",
      "workload.tls: ca: not with verify: false"),
-    ("server: {tls: true, endpoints: {api: {}}}\nworkload: {endpoint: api, tls: {ca: x.pem}}",
-     "workload.tls.ca: not with server.tls"),
-    ("server: {tls: true, endpoints: {api: {}}}\nworkload: {endpoint: api, tls: {sni: a.b}}",
-     "workload.tls.sni: not with server.tls"),
 ])
 def test_bad_tls_settings(write_scenario, text, problem):
     path = write_scenario(f"name: a\n{text}\nload: {{requests: 1, concurrency: 1}}\n")

@@ -99,10 +99,6 @@ class Scenario(StrictModel):
         if tls is not None and not https:
             raise ValueError("workload.tls: applies to https only: set server.tls: true or "
                              "give an https:// target")
-        for key in ("ca", "sni") if served and tls is not None else ():
-            if getattr(tls, key) is not None:  # the mock's CA is made at its start
-                raise ValueError(f"workload.tls.{key}: not with server.tls (the mock server's "
-                                 "own CA and names are handed to the clients)")
 
     @model_validator(mode="after")
     def _consistent(self):
