@@ -29,6 +29,12 @@ from harness.core.wire import (
 _OPENED: ContextVar[tuple[int, str] | None] = ContextVar("opened", default=None)
 
 
+def _label(transport) -> str:
+    """A connection's slot label: its local port."""
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return f"conn-{sockname[1]}" if sockname else "conn-?"
+
+
 class _TimedConnector(aiohttp.TCPConnector):
     """Times opening each connection (TLS handshake included): aiohttp says nothing of it
     otherwise but through a trace, which would cost every request."""
@@ -39,8 +45,7 @@ class _TimedConnector(aiohttp.TCPConnector):
         elapsed = time.perf_counter_ns() - started
         # The label now: a response with `Connection: close` closes the transport before
         # its request could look.
-        sockname = protocol.transport.get_extra_info("sockname") if protocol.transport else None
-        _OPENED.set((elapsed, f"conn-{sockname[1]}" if sockname else "conn-?"))
+        _OPENED.set((elapsed, _label(protocol.transport)))
         return protocol
 
 
@@ -92,10 +97,8 @@ class AiohttpClient:
                 # buffer (`resp.connection` is then None): the protocol it kept says which
                 protocol = (resp.connection.protocol if resp.connection is not None
                             else getattr(resp, "_protocol", None))
-                if protocol is not None and protocol.transport is not None:
-                    sockname = protocol.transport.get_extra_info("sockname")
-                    if sockname:
-                        slot = f"conn-{sockname[1]}"
+                if protocol is not None:
+                    slot = _label(protocol.transport)
                 content = await resp.read()
         except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one too
             error = CONNECT
@@ -110,8 +113,7 @@ class AiohttpClient:
         connect_ns, opened = None, _OPENED.get()
         if opened is not None:  # this request opened its connection
             _OPENED.set(None)
-            connect_ns, label = opened
-            slot = label if slot == "conn-?" else slot
+            connect_ns, slot = opened  # the connection it opened is the one it used
         if error is not None:
             return Outcome(False, 0, error, connect_ns=connect_ns), slot
         ok = resp.status in self._ok_status

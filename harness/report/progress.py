@@ -121,7 +121,7 @@ class PlainUI(RunUI):
         self.console = console
         self.quiet = quiet
         self._clock = clock
-        self.total = self.done = self.begun = 0
+        self.total = self.begun = 0
         self.label = ""
         self.labels: dict = {}  # cell_id → label, for cells that run at once (the cluster)
         self.planned: int | None = None
@@ -148,7 +148,6 @@ class PlainUI(RunUI):
         self._say(f"{self.label}: {completed}{of} requests, {now - self.started:.0f} s")
 
     def cell_finished(self, cell: dict, cell_id=None) -> None:
-        self.done += 1
         seconds = (cell.get("makespan_ns") or 0) / 1e9
         rate = throughput_per_s(cell["requests"] - cell["errors"], cell.get("makespan_ns"))
         rate = f", {rate:.1f} req/s" if seconds > 0 else ""  # the summary's figure

@@ -95,8 +95,7 @@ class Scenario(StrictModel):
             raise ValueError("server.tls: not with service: (the service calls the mock server "
                              "over http://)")
         https = served or (self.target or "").startswith("https://")
-        tls = getattr(self.workload, "tls", None)
-        if tls is not None and not https:
+        if getattr(self.workload, "tls", None) is not None and not https:
             raise ValueError("workload.tls: applies to https only: set server.tls: true or "
                              "give an https:// target")
 
